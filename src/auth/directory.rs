@@ -1,0 +1,367 @@
+//! Who may authenticate where: databases' default-user sets and named users' sets.
+//!
+//! Readers (every `AUTH` on the data path) load sets through `ArcSwap` and never wait
+//! for a writer; writers are serialised among themselves, build a new set, let the
+//! caller persist it, and only then swap it in — so nothing that is not durable is
+//! ever visible, and the next `AUTH` after a change returns sees the change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use zeroize::Zeroizing;
+
+use super::cache::{SetId, VerifyCache};
+use super::hasher::{Digest, HashError, HashParams, Hasher};
+use super::set::PasswordSet;
+
+/// Name that `AUTH <password>` authenticates as.
+pub const DEFAULT_USER: &str = "default";
+
+/// Tuning of password verification.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// argon2 evaluations allowed to run at once.
+    pub concurrency: usize,
+    /// How long a successful verification is remembered.
+    pub cache_ttl: Duration,
+    /// At most this many remembered verifications.
+    pub cache_capacity: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { concurrency: (cores / 2).max(1), cache_ttl: Duration::from_secs(300), cache_capacity: 100_000 }
+    }
+}
+
+/// A database's access policy, replaced whole when it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BdbAccess {
+    /// Whether `AUTH <password>` (the default user) is accepted at all.
+    pub default_user: bool,
+    /// Roles whose users may authenticate to this database.
+    pub roles: Vec<u32>,
+}
+
+impl Default for BdbAccess {
+    fn default() -> Self {
+        Self { default_user: true, roles: Vec::new() }
+    }
+}
+
+struct BdbAuth {
+    access: ArcSwap<BdbAccess>,
+    passwords: ArcSwap<PasswordSet>,
+}
+
+struct UserAuth {
+    roles: ArcSwap<Vec<u32>>,
+    passwords: ArcSwap<PasswordSet>,
+}
+
+/// Who a connection authenticated as, and with which password (by digest), so a
+/// later removal of that password can be matched to the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: Arc<str>,
+    pub set: SetId,
+    pub digest: Digest,
+}
+
+impl Identity {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The three password operations of the Redis Enterprise API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetChange {
+    /// Add a password to the set (POST).
+    Add,
+    /// Remove one password (DELETE).
+    Remove,
+    /// Replace the whole set with one password (PUT).
+    Replace,
+}
+
+/// Why a password change was refused. Never carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such database or user")]
+    NotFound,
+    #[error("the password is already in the set")]
+    AlreadyPresent,
+    #[error("the password is not in the set")]
+    NotPresent,
+    #[error("the last password of a set cannot be deleted")]
+    LastPassword,
+    #[error("the password is empty")]
+    Empty,
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("the change could not be stored: {0}")]
+    Persist(String),
+}
+
+/// Cheap-to-clone handle on all password sets. See the module documentation.
+#[derive(Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: HashParams,
+    hasher: Hasher,
+    cache: VerifyCache,
+    bdbs: DashMap<u32, Arc<BdbAuth>>,
+    users: DashMap<Arc<str>, Arc<UserAuth>>,
+    writes: tokio::sync::Mutex<()>,
+    /// Evaluated when there is no set to check against (unknown user, no password),
+    /// so that a failure costs the same time whatever the reason.
+    decoy: PasswordSet,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("bdbs", &self.inner.bdbs.len())
+            .field("users", &self.inner.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Directory {
+    /// An empty directory. New sets are hashed with `params`.
+    pub fn new(params: HashParams, options: VerifyOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                params,
+                hasher: Hasher::new(options.concurrency),
+                cache: VerifyCache::new(options.cache_ttl, options.cache_capacity),
+                bdbs: DashMap::new(),
+                users: DashMap::new(),
+                writes: tokio::sync::Mutex::new(()),
+                decoy: PasswordSet::empty(params),
+            }),
+        }
+    }
+
+    /// argon2 evaluations performed so far.
+    pub fn evaluations(&self) -> u64 {
+        self.inner.hasher.evaluations()
+    }
+
+    /// Successful verifications answered from the cache so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.inner.cache.hits()
+    }
+
+    /// Creates a database (with an empty default-user set) or updates its policy.
+    pub fn set_bdb(&self, uid: u32, access: BdbAccess) {
+        match self.inner.bdbs.get(&uid) {
+            Some(b) => b.access.store(Arc::new(access)),
+            None => {
+                let b = BdbAuth {
+                    access: ArcSwap::from_pointee(access),
+                    passwords: ArcSwap::from_pointee(PasswordSet::empty(self.inner.params)),
+                };
+                self.inner.bdbs.insert(uid, Arc::new(b));
+            }
+        }
+    }
+
+    pub fn remove_bdb(&self, uid: u32) -> bool {
+        let removed = self.inner.bdbs.remove(&uid).is_some();
+        self.inner.cache.purge(&SetId::BdbDefault(uid));
+        removed
+    }
+
+    /// Creates a user (with an empty set) or updates its roles. `default` is
+    /// reserved for databases' default users.
+    pub fn set_user(&self, name: &str, roles: Vec<u32>) -> Result<(), ChangeError> {
+        if name == DEFAULT_USER || name.is_empty() {
+            return Err(ChangeError::NotFound);
+        }
+        match self.inner.users.get(name) {
+            Some(u) => u.roles.store(Arc::new(roles)),
+            None => {
+                let u = UserAuth {
+                    roles: ArcSwap::from_pointee(roles),
+                    passwords: ArcSwap::from_pointee(PasswordSet::empty(self.inner.params)),
+                };
+                self.inner.users.insert(Arc::from(name), Arc::new(u));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove_user(&self, name: &str) -> bool {
+        let removed = self.inner.users.remove(name).is_some();
+        self.inner.cache.purge(&SetId::User(Arc::from(name)));
+        removed
+    }
+
+    fn slot(&self, id: &SetId) -> Option<Arc<dyn SetSlot>> {
+        match id {
+            SetId::BdbDefault(uid) => {
+                self.inner.bdbs.get(uid).map(|b| Arc::clone(&*b) as Arc<dyn SetSlot>)
+            }
+            SetId::User(name) => {
+                self.inner.users.get(&**name).map(|u| Arc::clone(&*u) as Arc<dyn SetSlot>)
+            }
+        }
+    }
+
+    /// The current set (for a store to write, or for tests).
+    pub fn passwords(&self, id: &SetId) -> Option<Arc<PasswordSet>> {
+        self.slot(id).map(|s| s.cell().load_full())
+    }
+
+    /// Installs a set read back from a store.
+    pub fn restore(&self, id: &SetId, set: PasswordSet) -> Result<(), ChangeError> {
+        let slot = self.slot(id).ok_or(ChangeError::NotFound)?;
+        slot.cell().store(Arc::new(set));
+        Ok(())
+    }
+
+    /// Applies a password change in memory only. See [`change_with`](Self::change_with).
+    pub async fn change(&self, id: &SetId, change: SetChange, password: &[u8]) -> Result<(), ChangeError> {
+        self.change_with(id, change, password, |_| Ok(())).await
+    }
+
+    /// Applies a password change: computes the new set, hands it to `persist`, and
+    /// swaps it in only if `persist` succeeded. Changes are serialised, so concurrent
+    /// calls never lose one another's updates.
+    pub async fn change_with<F>(
+        &self,
+        id: &SetId,
+        change: SetChange,
+        password: &[u8],
+        persist: F,
+    ) -> Result<(), ChangeError>
+    where
+        F: FnOnce(&PasswordSet) -> Result<(), String>,
+    {
+        if password.is_empty() {
+            return Err(ChangeError::Empty);
+        }
+        let _writer = self.inner.writes.lock().await;
+        let slot = self.slot(id).ok_or(ChangeError::NotFound)?;
+        let current = slot.cell().load_full();
+        let secret = Zeroizing::new(password.to_vec());
+        let next = match change {
+            SetChange::Add | SetChange::Remove => {
+                let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await?;
+                match (change, current.contains(&d)) {
+                    (SetChange::Add, true) => return Err(ChangeError::AlreadyPresent),
+                    (SetChange::Add, false) => current.with_added(d),
+                    (_, false) => return Err(ChangeError::NotPresent),
+                    (_, true) if current.len() == 1 => return Err(ChangeError::LastPassword),
+                    (_, true) => current.with_removed(&d),
+                }
+            }
+            SetChange::Replace => {
+                // A fresh salt (and today's cost parameters) for the new set.
+                let fresh = PasswordSet::empty(self.inner.params);
+                let d = self.inner.hasher.derive(fresh.params(), fresh.salt(), secret).await?;
+                fresh.with_added(d)
+            }
+        };
+        persist(&next).map_err(ChangeError::Persist)?;
+        slot.cell().store(Arc::new(next));
+        if change != SetChange::Add {
+            self.inner.cache.purge(id);
+        }
+        Ok(())
+    }
+
+    /// Checks `AUTH [user] password` for database `bdb`. `user` of `None` or
+    /// `default` means the database's default user. Costs at most one argon2
+    /// evaluation, and none for a password verified recently.
+    pub async fn authenticate(&self, bdb: u32, user: Option<&[u8]>, password: &[u8]) -> Option<Identity> {
+        let Some((id, slot)) = self.resolve(bdb, user) else {
+            self.decoy_evaluation(password).await;
+            return None;
+        };
+        let current = slot.cell().load_full();
+        if current.is_empty() {
+            self.decoy_evaluation(password).await;
+            return None;
+        }
+        let cache = &self.inner.cache;
+        let key = cache.key(&id, password);
+        if let Some(d) = cache.get(&key) {
+            // Re-checked against the set as it is now: a removed password misses.
+            if current.contains(&d) {
+                cache.record_hit();
+                return Some(identity(id, d));
+            }
+        }
+        let secret = Zeroizing::new(password.to_vec());
+        let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await.ok()?;
+        // The set may have changed during the ~20 ms of argon2: decide on the newest.
+        let now = slot.cell().load_full();
+        if now.salt() == current.salt() && now.contains(&d) {
+            cache.insert(key, id.clone(), d);
+            Some(identity(id, d))
+        } else {
+            None
+        }
+    }
+
+    /// Whether the password `identity` authenticated with is still in its set.
+    pub fn is_current(&self, identity: &Identity) -> bool {
+        self.slot(&identity.set).is_some_and(|s| s.cell().load().contains(&identity.digest))
+    }
+
+    fn resolve(&self, bdb: u32, user: Option<&[u8]>) -> Option<(SetId, Arc<dyn SetSlot>)> {
+        let b = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b))?;
+        let access = b.access.load();
+        match user {
+            None => access.default_user.then(|| (SetId::BdbDefault(bdb), b as Arc<dyn SetSlot>)),
+            Some(name) if name == DEFAULT_USER.as_bytes() => {
+                access.default_user.then(|| (SetId::BdbDefault(bdb), b as Arc<dyn SetSlot>))
+            }
+            Some(name) => {
+                let name = std::str::from_utf8(name).ok()?;
+                let (key, u) = self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))?;
+                let allowed = u.roles.load().iter().any(|r| access.roles.contains(r));
+                allowed.then(|| (SetId::User(key), u as Arc<dyn SetSlot>))
+            }
+        }
+    }
+
+    async fn decoy_evaluation(&self, password: &[u8]) {
+        let d = &self.inner.decoy;
+        let _ = self.inner.hasher.derive(d.params(), d.salt(), Zeroizing::new(password.to_vec())).await;
+    }
+}
+
+fn identity(set: SetId, digest: Digest) -> Identity {
+    let name = match &set {
+        SetId::BdbDefault(_) => Arc::from(DEFAULT_USER),
+        SetId::User(n) => Arc::clone(n),
+    };
+    Identity { name, set, digest }
+}
+
+/// Anything that holds a swappable password set.
+trait SetSlot: Send + Sync {
+    fn cell(&self) -> &ArcSwap<PasswordSet>;
+}
+
+impl SetSlot for BdbAuth {
+    fn cell(&self) -> &ArcSwap<PasswordSet> {
+        &self.passwords
+    }
+}
+
+impl SetSlot for UserAuth {
+    fn cell(&self) -> &ArcSwap<PasswordSet> {
+        &self.passwords
+    }
+}

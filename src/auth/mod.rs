@@ -1,0 +1,12 @@
+//! Password sets and their verification: argon2id hashes, a verification cache, and
+//! the directory of databases and users that the data path authenticates against.
+
+pub mod cache;
+pub mod directory;
+pub mod hasher;
+pub mod set;
+
+pub use cache::SetId;
+pub use directory::{BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, SetChange, VerifyOptions};
+pub use hasher::{Digest, HashParams};
+pub use set::PasswordSet;

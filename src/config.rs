@@ -1,0 +1,337 @@
+//! The TOML configuration: its shape, its defaults, and validation that names the
+//! offending key. Everything is checked before any port is bound.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::auth::{HashParams, VerifyOptions};
+use crate::proxy::Upstream;
+
+/// A configuration problem: which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct ConfigError {
+    pub key: String,
+    pub why: String,
+}
+
+fn err(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), why: why.into() }
+}
+
+/// The file as written. See the README for every key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub bootstrap: BootstrapConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub bdbs: Vec<BdbConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+    #[serde(default = "yes")]
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    #[serde(default = "default_admin_name")]
+    pub admin_name: String,
+    #[serde(default = "default_admin_email")]
+    pub admin_email: String,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        Self { admin_name: default_admin_name(), admin_email: default_admin_email() }
+    }
+}
+
+/// Password hashing and verification (turnstile's own keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// argon2id memory cost, KiB.
+    pub argon2_m_cost: u32,
+    pub argon2_t_cost: u32,
+    pub argon2_p_cost: u32,
+    /// argon2 evaluations at once; 0 = half the cores (at least 1).
+    pub verify_concurrency: usize,
+    /// How long a verified password skips argon2, seconds; 0 disables the cache.
+    pub cache_ttl_secs: u64,
+    pub cache_capacity: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let p = HashParams::default();
+        let v = VerifyOptions::default();
+        Self {
+            argon2_m_cost: p.m_cost,
+            argon2_t_cost: p.t_cost,
+            argon2_p_cost: p.p_cost,
+            verify_concurrency: 0,
+            cache_ttl_secs: v.cache_ttl.as_secs(),
+            cache_capacity: v.cache_capacity,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn hash_params(&self) -> HashParams {
+        HashParams { m_cost: self.argon2_m_cost, t_cost: self.argon2_t_cost, p_cost: self.argon2_p_cost }
+    }
+
+    pub fn verify_options(&self) -> VerifyOptions {
+        let mut v = VerifyOptions::default();
+        if self.verify_concurrency > 0 {
+            v.concurrency = self.verify_concurrency;
+        }
+        v.cache_ttl = Duration::from_secs(self.cache_ttl_secs);
+        v.cache_capacity = self.cache_capacity;
+        v
+    }
+}
+
+/// Data-path timeouts (turnstile's own keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub upstream_connect_timeout_ms: u64,
+    /// On SIGINT/SIGTERM, how long connections get to finish before exit.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self { upstream_connect_timeout_ms: 3000, shutdown_grace_secs: 10 }
+    }
+}
+
+/// One database endpoint (`[[bdbs]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdbConfig {
+    pub uid: u32,
+    pub name: String,
+    pub listen: String,
+    /// `redis://[user[:password]@]host:port`
+    pub upstream: String,
+    /// Environment variable holding the upstream password (instead of the URL).
+    pub upstream_password_env: Option<String>,
+    /// Whether `AUTH <password>` (the default user) is accepted.
+    #[serde(default = "yes")]
+    pub default_user: bool,
+    /// Environment variable whose value seeds the default user's password set when
+    /// the database has none. Without it the database accepts no `AUTH <password>`
+    /// until a password is added.
+    pub default_password_env: Option<String>,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub max_connections: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_admin_name() -> String {
+    "admin".into()
+}
+
+fn default_admin_email() -> String {
+    "admin@example.com".into()
+}
+
+/// A database endpoint after validation, secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Bdb {
+    pub uid: u32,
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub default_user: bool,
+    pub default_password: Option<Zeroizing<String>>,
+    pub max_connections: usize,
+}
+
+/// A configuration that passed validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub admin_listen: SocketAddr,
+    pub bdbs: Vec<Bdb>,
+    pub hash_params: HashParams,
+    pub verify: VerifyOptions,
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Self::parse(&text)?.validate(&|k| std::env::var(k).ok())
+    }
+
+    /// Parses TOML; the error names the key and line.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        // Only the message and position: toml's full report quotes the offending
+        // line, which could hold a password from an upstream URL.
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            });
+            err("config", format!("{}{}", e.message().trim_end(), at.unwrap_or_default()))
+        })
+    }
+
+    /// Checks everything and resolves secrets through `env`.
+    pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Validated, ConfigError> {
+        let admin_listen = self
+            .admin
+            .listen
+            .parse()
+            .map_err(|_| err("admin.listen", format!("{:?} is not an address like 127.0.0.1:9443", self.admin.listen)))?;
+        let hash_params = self.auth.hash_params();
+        hash_params.validate().map_err(|why| err("auth.argon2_*", why))?;
+        let mut verify = self.auth.verify_options();
+        if self.auth.cache_capacity == 0 {
+            verify.cache_ttl = Duration::ZERO;
+        }
+        let connect_timeout = Duration::from_millis(self.proxy.upstream_connect_timeout_ms);
+        if connect_timeout.is_zero() {
+            return Err(err("proxy.upstream_connect_timeout_ms", "must be greater than 0"));
+        }
+        let mut uids = HashSet::new();
+        let mut addrs = HashSet::from([admin_listen]);
+        let mut bdbs = Vec::new();
+        for (i, b) in self.bdbs.iter().enumerate() {
+            let key = |k: &str| format!("bdbs[{i}].{k}");
+            if !uids.insert(b.uid) {
+                return Err(err(key("uid"), format!("uid {} is used by another database", b.uid)));
+            }
+            if b.name.trim().is_empty() {
+                return Err(err(key("name"), "must not be empty"));
+            }
+            let listen: SocketAddr = b
+                .listen
+                .parse()
+                .map_err(|_| err(key("listen"), format!("{:?} is not an address like 127.0.0.1:12000", b.listen)))?;
+            if listen.port() != 0 && !addrs.insert(listen) {
+                return Err(err(key("listen"), format!("{listen} is already used by another listener")));
+            }
+            let mut upstream = Upstream::parse(&b.upstream).map_err(|why| err(key("upstream"), why))?;
+            upstream.connect_timeout = connect_timeout;
+            if let Some(var) = &b.upstream_password_env {
+                if upstream.password.is_some() {
+                    return Err(err(key("upstream_password_env"), "the upstream URL already has a password; give it in one place"));
+                }
+                let value = env(var).ok_or_else(|| err(key("upstream_password_env"), format!("environment variable {var} is not set")))?;
+                upstream.password = Some(Zeroizing::new(value));
+            }
+            let default_password = match &b.default_password_env {
+                None => None,
+                Some(var) => {
+                    let value = env(var).ok_or_else(|| err(key("default_password_env"), format!("environment variable {var} is not set")))?;
+                    if value.is_empty() {
+                        return Err(err(key("default_password_env"), format!("environment variable {var} is empty")));
+                    }
+                    Some(Zeroizing::new(value))
+                }
+            };
+            bdbs.push(Bdb {
+                uid: b.uid,
+                name: b.name.clone(),
+                listen,
+                upstream,
+                default_user: b.default_user,
+                default_password,
+                max_connections: b.max_connections,
+            });
+        }
+        let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
+        Ok(Validated { config: self, admin_listen, bdbs, hash_params, verify, shutdown_grace })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[admin]
+listen = "127.0.0.1:9443"
+[store]
+dir = "./data"
+[[bdbs]]
+uid = 1
+name = "app"
+listen = "127.0.0.1:12000"
+upstream = "redis://127.0.0.1:6379"
+upstream_password_env = "UP"
+"#;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "UP").then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn valid_config_resolves_secrets() {
+        let v = Config::parse(BASE).unwrap().validate(&env).unwrap();
+        assert!(v.config.admin.tls, "TLS is on by default");
+        assert_eq!(v.bdbs[0].upstream.password.as_deref().map(String::as_str), Some("s3cret"));
+        assert_eq!(v.hash_params, HashParams::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse(&BASE.replace("uid = 1\n", "")).unwrap_err();
+        assert!(e.to_string().contains("uid"), "{e}");
+        let e = Config::parse(&BASE.replace("name = \"app\"", "name = \"app\"\ncolour = 1")).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = Config::parse(&BASE.replace("redis://127.0.0.1:6379", "http://x")).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].upstream");
+        let e = Config::parse(BASE).unwrap().validate(&|_| None).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].upstream_password_env");
+        assert!(e.why.contains("UP"));
+        let e = Config::parse(&BASE.replace("127.0.0.1:12000", "nowhere")).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].listen");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let e = Config::parse(&BASE.replace("redis://127.0.0.1:6379\"", "redis://u:topsecret@h:1")).unwrap_err();
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+        assert!(e.to_string().contains("line 10"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_echo_secrets() {
+        let text = BASE.replace("redis://127.0.0.1:6379", "redis://u:topsecret@h").replace("upstream_password_env = \"UP\"\n", "");
+        let e = Config::parse(&text).unwrap().validate(&env).unwrap_err();
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+    }
+}

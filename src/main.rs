@@ -1,0 +1,97 @@
+//! The `turnstile` binary: flags, config, logging, signals. The logic is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use turnstile::config::Config;
+
+/// An authenticating proxy for Redis: applications AUTH against password sets that
+/// rotate live; everything else is forwarded to the real Redis unchanged.
+///
+/// Secrets never come from the command line: upstream and seed passwords are read
+/// from the environment variables the config file names.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Path to the TOML configuration file.
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `turnstile=debug`.
+    #[arg(long, env = "TURNSTILE_LOG", default_value = "info")]
+    log: String,
+    /// Emit logs as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+/// sysexits' EX_CONFIG-ish "usage/config error", as linkerd and pelikan use.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("turnstile: invalid configuration {}: {e}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("turnstile: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let bound = match turnstile::server::bind(&config).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("turnstile: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for (uid, addr) in bound.local_addrs() {
+            // A stable line that scripts (and the tests) can wait for.
+            println!("turnstile: bdb {uid} listening on {addr}");
+        }
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal(shutdown.clone()));
+        turnstile::server::run(bound, shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("signal received");
+    shutdown.cancel();
+}

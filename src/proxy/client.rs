@@ -1,0 +1,452 @@
+//! The client-to-upstream half of a connection: frames requests, answers AUTH and
+//! friends itself, forwards everything else byte for byte, and plans the replies.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroize;
+
+use super::BdbContext;
+use super::hello;
+use super::plan::{Entry, Plan, Tag};
+use crate::auth::Identity;
+use crate::resp::command::{self, Command, MAX_NAME};
+use crate::resp::replies;
+use crate::resp::request::{self, Parse, Partial, ProtoError, Streamer};
+
+/// A forwarded request larger than this is streamed to the upstream as it arrives
+/// instead of being buffered whole.
+const STREAM_AT: usize = 64 * 1024;
+/// Requests turnstile answers itself must fit in this much (a 1 MiB password is
+/// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
+const MAX_WHOLE: usize = 1024 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+/// After the client stops sending (EOF, protocol error, shutdown), how long the
+/// replies it is still owed may take before the connection is dropped anyway.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// `CLIENT REPLY` state: Redis sends no replies at all while it is OFF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    SkipNext,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+enum Decision {
+    Stream(Command),
+    Wait,
+    TooBig,
+}
+
+pub struct ClientHalf {
+    ctx: Arc<BdbContext>,
+    plan: Arc<Plan>,
+    upstream: Option<OwnedWriteHalf>,
+    identity: Option<Identity>,
+    reply_mode: ReplyMode,
+    streaming: Option<Streamer>,
+}
+
+impl ClientHalf {
+    pub fn new(ctx: Arc<BdbContext>, plan: Arc<Plan>) -> Self {
+        Self { ctx, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
+    }
+
+    /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
+    /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
+    /// [`DRAIN`] to deliver what is owed before aborting the connection.
+    pub async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, stop: CancellationToken, abort: CancellationToken) {
+        let mut buf = BytesMut::new();
+        loop {
+            match self.process(&mut buf).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream write failed");
+                    self.plan.push(Entry::Close);
+                    break;
+                }
+            }
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                biased;
+                _ = abort.cancelled() => return,
+                _ = stop.cancelled() => {
+                    self.plan.push(Entry::Close);
+                    break;
+                }
+                r = reader.read_buf(&mut buf) => r,
+            };
+            match read {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    // A half-sent request that was being streamed leaves the upstream
+                    // mid-command: nothing more will be answered, so end right away.
+                    if self.streaming.is_some() {
+                        abort.cancel();
+                        return;
+                    }
+                    self.plan.push(Entry::Close);
+                    break;
+                }
+            }
+        }
+        drop(self.upstream.take());
+        tokio::select! {
+            _ = abort.cancelled() => {}
+            _ = tokio::time::sleep(DRAIN) => abort.cancel(),
+        }
+    }
+
+    /// Handles every complete request in `buf`, then drops what it consumed.
+    async fn process(&mut self, buf: &mut BytesMut) -> std::io::Result<Flow> {
+        let mut pos = 0;
+        // Consecutive forwarded requests, written upstream in one go.
+        let mut run: Option<Range<usize>> = None;
+        let result = self.process_from(buf, &mut pos, &mut run).await;
+        let flushed = self.flush(buf, &mut run).await;
+        buf.advance(pos);
+        result.and_then(|flow| flushed.map(|()| flow))
+    }
+
+    async fn process_from(
+        &mut self,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+        run: &mut Option<Range<usize>>,
+    ) -> std::io::Result<Flow> {
+        loop {
+            if *pos >= buf.len() {
+                return Ok(Flow::Continue);
+            }
+            if let Some(streamer) = self.streaming.as_mut() {
+                match streamer.advance(&buf[*pos..]) {
+                    Ok((n, done)) => {
+                        extend(run, *pos, *pos + n);
+                        *pos += n;
+                        if !done {
+                            return Ok(Flow::Continue);
+                        }
+                        self.streaming = None;
+                        continue;
+                    }
+                    Err(e) => return Ok(self.protocol_error(e)),
+                }
+            }
+            let authenticated = self.identity.is_some();
+            let req = match request::parse(&buf[*pos..], authenticated) {
+                Parse::Error(e) => return Ok(self.protocol_error(e)),
+                Parse::Incomplete(partial) => {
+                    let pending = &buf[*pos..];
+                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT) {
+                        match stream_decision(pending, &p) {
+                            Decision::Wait => {}
+                            Decision::TooBig => return Ok(self.protocol_error(ProtoError::InvalidBulkLength)),
+                            Decision::Stream(cmd) => {
+                                let entry = self.expectation(cmd, p.argc as usize, None);
+                                if !self.ensure_upstream().await? {
+                                    return Ok(Flow::Stop);
+                                }
+                                self.plan_entry(entry).await;
+                                extend(run, *pos, *pos + p.resume_at);
+                                *pos += p.resume_at;
+                                self.streaming = Some(Streamer::new(p.argc - p.args.len() as u64));
+                                continue;
+                            }
+                        }
+                    } else if pending.len() > MAX_WHOLE {
+                        return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
+                    }
+                    return Ok(Flow::Continue);
+                }
+                Parse::Complete(req) => req,
+            };
+            let len = req.len();
+            let args = req.args(&buf[*pos..]);
+            let Some(name) = args.first() else {
+                // Nothing to answer. Inside a run it travels with it (Redis ignores
+                // it too), which keeps the run contiguous.
+                if let Some(r) = run.as_mut() {
+                    r.end = *pos + len;
+                }
+                *pos += len;
+                continue;
+            };
+            let cmd = command::classify(name, args.get(1).copied());
+            if authenticated && forwarded(cmd) {
+                let entry = self.expectation(cmd, args.len(), args.get(2).copied());
+                if !self.ensure_upstream().await? {
+                    return Ok(Flow::Stop);
+                }
+                self.plan_entry(entry).await;
+                extend(run, *pos, *pos + len);
+                *pos += len;
+                continue;
+            }
+            let owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+            if matches!(cmd, Command::Auth | Command::Hello) {
+                // The request held a password: do not leave it in the read buffer.
+                buf[*pos..*pos + len].zeroize();
+            }
+            *pos += len;
+            // Earlier forwarded requests go upstream before anything this one sends.
+            self.flush(buf, run).await?;
+            let flow = self.intercept(cmd, owned).await;
+            if let Flow::Stop = flow? {
+                return Ok(Flow::Stop);
+            }
+        }
+    }
+
+    /// Answers the requests turnstile handles itself.
+    async fn intercept(&mut self, cmd: Command, mut args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
+        let authenticated = self.identity.is_some();
+        match cmd {
+            Command::Auth => {
+                let reply = match args.len() {
+                    0 | 1 => replies::AUTH_ARITY,
+                    2 | 3 => {
+                        let (user, password) = match args.len() {
+                            2 => (None, &args[1]),
+                            _ => (Some(args[1].as_slice()), &args[2]),
+                        };
+                        if self.login(user, password).await { replies::OK } else { replies::WRONGPASS }
+                    }
+                    _ => replies::SYNTAX,
+                };
+                self.local(Bytes::from_static(reply));
+            }
+            Command::Hello => match hello::parse(&args) {
+                Err(reply) => self.local(reply),
+                Ok(mut h) => {
+                    if let Some((user, password)) = h.auth.take() {
+                        let ok = self.login(Some(&user), &password).await;
+                        let (mut user, mut password) = (user, password);
+                        password.zeroize();
+                        user.zeroize();
+                        if !ok {
+                            self.local(Bytes::from_static(replies::WRONGPASS));
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                    if self.identity.is_none() {
+                        self.local(Bytes::from_static(replies::HELLO_NOAUTH));
+                    } else if !self.forward_own(Entry::Replies { n: 1, tag: Tag::Hello }, &h.upstream_command()).await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
+            },
+            Command::Quit => {
+                self.reply_mode = ReplyMode::On;
+                self.local(Bytes::from_static(replies::OK));
+                self.plan.push(Entry::Close);
+                return Ok(Flow::Stop);
+            }
+            Command::Reset => {
+                self.identity = None;
+                self.reply_mode = ReplyMode::On;
+                if self.upstream.is_some() {
+                    // Reset the upstream session too (transactions, subscriptions,
+                    // MONITOR, protocol), then log it back in for the next AUTH.
+                    if !self.forward_own(Entry::AwaitReset, &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n")).await? {
+                        return Ok(Flow::Stop);
+                    }
+                    if let (Some(auth), Some(up)) = (self.ctx.upstream.auth_command(), self.upstream.as_mut()) {
+                        self.plan.push(Entry::Swallow);
+                        up.write_all(&auth).await?;
+                    }
+                } else {
+                    self.local(Bytes::from_static(replies::RESET));
+                }
+            }
+            Command::AclWhoami if authenticated => {
+                let reply = match (args.len(), &self.identity) {
+                    (2, Some(id)) => replies::bulk(id.name().as_bytes()),
+                    _ => Bytes::from_static(replies::WHOAMI_ARITY),
+                };
+                self.local(reply);
+            }
+            _ => self.local(Bytes::from_static(replies::NOAUTH)),
+        }
+        for a in &mut args {
+            a.zeroize();
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Verifies credentials; on success the connection takes that identity, on
+    /// failure it keeps the one it had (as Redis does).
+    async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
+        match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
+            Some(id) => {
+                tracing::debug!(user = id.name(), "authenticated");
+                self.identity = Some(id);
+                true
+            }
+            None => {
+                let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
+                tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
+                false
+            }
+        }
+    }
+
+    /// Plans a reply of turnstile's own, unless `CLIENT REPLY` silences it.
+    fn local(&mut self, reply: Bytes) {
+        match self.reply_mode {
+            ReplyMode::On => self.plan.push(Entry::Local(reply)),
+            ReplyMode::Off => {}
+            ReplyMode::SkipNext => self.reply_mode = ReplyMode::On,
+        }
+    }
+
+    /// What the client is owed for a forwarded request, minding `CLIENT REPLY`.
+    fn expectation(&mut self, cmd: Command, argc: usize, third: Option<&[u8]>) -> Entry {
+        let subscriptions = argc.saturating_sub(1) as u64;
+        let entry = match cmd {
+            Command::Subscribe(_) => Entry::Replies { n: subscriptions.max(1), tag: Tag::Pubsub },
+            Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll(kind),
+            Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub },
+            Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor },
+            Command::Replication => Entry::Opaque,
+            Command::ClientReply if argc == 3 => {
+                let mode = third.unwrap_or_default();
+                if mode.eq_ignore_ascii_case(b"on") {
+                    self.reply_mode = ReplyMode::On;
+                    return Entry::Replies { n: 1, tag: Tag::Plain };
+                } else if mode.eq_ignore_ascii_case(b"off") {
+                    self.reply_mode = ReplyMode::Off;
+                    return Entry::Replies { n: 0, tag: Tag::Plain };
+                } else if mode.eq_ignore_ascii_case(b"skip") {
+                    // SKIP itself is not answered, and neither is the next request.
+                    if self.reply_mode == ReplyMode::On {
+                        self.reply_mode = ReplyMode::SkipNext;
+                    }
+                    return Entry::Replies { n: 0, tag: Tag::Plain };
+                }
+                Entry::Replies { n: 1, tag: Tag::Plain }
+            }
+            _ => Entry::Replies { n: 1, tag: Tag::Plain },
+        };
+        match (self.reply_mode, entry) {
+            (_, Entry::Opaque) => Entry::Opaque,
+            (ReplyMode::On, e) => e,
+            (ReplyMode::Off, _) => Entry::Replies { n: 0, tag: Tag::Plain },
+            (ReplyMode::SkipNext, _) => {
+                self.reply_mode = ReplyMode::On;
+                Entry::Replies { n: 0, tag: Tag::Plain }
+            }
+        }
+    }
+
+    async fn plan_entry(&self, entry: Entry) {
+        self.plan.wait_for_space().await;
+        self.plan.push(entry);
+    }
+
+    /// Sends a request of turnstile's own making upstream. False if the upstream
+    /// could not be reached (the client was told and the connection is closing).
+    async fn forward_own(&mut self, entry: Entry, bytes: &Bytes) -> std::io::Result<bool> {
+        if !self.ensure_upstream().await? {
+            return Ok(false);
+        }
+        self.plan_entry(entry).await;
+        if let Some(up) = self.upstream.as_mut() {
+            up.write_all(bytes).await?;
+        }
+        Ok(true)
+    }
+
+    /// Opens the upstream connection on first use and logs it in. On failure plans
+    /// an error reply and a close, and returns false.
+    async fn ensure_upstream(&mut self) -> std::io::Result<bool> {
+        if self.upstream.is_some() {
+            return Ok(true);
+        }
+        match self.ctx.upstream.connect().await {
+            Ok(stream) => {
+                let (reader, mut writer) = stream.into_split();
+                self.plan.push(Entry::Attach(reader));
+                if let Some(auth) = self.ctx.upstream.auth_command() {
+                    self.plan.push(Entry::Swallow);
+                    writer.write_all(&auth).await?;
+                }
+                self.upstream = Some(writer);
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, upstream = %self.ctx.upstream.address, "upstream unavailable");
+                self.plan.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
+                self.plan.push(Entry::Close);
+                Ok(false)
+            }
+        }
+    }
+
+    fn protocol_error(&mut self, e: ProtoError) -> Flow {
+        tracing::debug!(?e, "protocol error from client");
+        self.plan.push(Entry::Local(e.reply()));
+        self.plan.push(Entry::Close);
+        Flow::Stop
+    }
+
+    /// Writes the pending run of forwarded bytes upstream.
+    async fn flush(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<()> {
+        if let (Some(r), Some(up)) = (run.take(), self.upstream.as_mut()) {
+            up.write_all(&buf[r]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Requests that go upstream once the client is authenticated.
+fn forwarded(cmd: Command) -> bool {
+    !matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::Quit | Command::Reset)
+}
+
+fn extend(run: &mut Option<Range<usize>>, start: usize, end: usize) {
+    match run {
+        // Runs are contiguous by construction: anything not forwarded flushes them.
+        Some(r) => {
+            debug_assert_eq!(r.end, start, "forwarded runs are contiguous");
+            r.end = end;
+        }
+        None => *run = Some(start..end),
+    }
+}
+
+/// Decides whether a large, incomplete request can be streamed: only once it is
+/// known not to be one turnstile must answer itself.
+fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
+    let long_next = p.next_len.is_some_and(|l| l > MAX_NAME as u64);
+    let cmd = match p.args.first() {
+        None if long_next => Command::Other,
+        None => return Decision::Wait,
+        Some(r) => {
+            let name = &pending[r.clone()];
+            match p.args.get(1) {
+                Some(s) => command::classify(name, Some(&pending[s.clone()])),
+                None if !command::needs_subcommand(name) || long_next => command::classify(name, None),
+                None => return Decision::Wait,
+            }
+        }
+    };
+    if command::must_be_whole(cmd) || !forwarded(cmd) {
+        if pending.len() > MAX_WHOLE { Decision::TooBig } else { Decision::Wait }
+    } else {
+        Decision::Stream(cmd)
+    }
+}

@@ -1,0 +1,65 @@
+//! The accept loop of one database endpoint. Knows nothing of RESP.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::BdbContext;
+use super::session::serve_connection;
+use crate::resp::replies;
+
+/// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
+/// can wait for them to finish).
+pub async fn serve(listener: TcpListener, ctx: Arc<BdbContext>, shutdown: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, bdb = ctx.uid, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let active = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = ConnectionGuard(Arc::clone(&ctx));
+        if ctx.max_connections > 0 && active > ctx.max_connections {
+            tracker.spawn(async move {
+                let _guard = guard;
+                let _ = stream.write_all(replies::MAX_CLIENTS).await;
+            });
+            continue;
+        }
+        let span = tracing::info_span!("conn", bdb = ctx.uid, %peer);
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                let _guard = guard;
+                tracing::debug!("connected");
+                serve_connection(ctx, stream, shutdown).await;
+                tracing::debug!("disconnected");
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Counts a connection for `max_connections` for as long as it lives.
+struct ConnectionGuard(Arc<BdbContext>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

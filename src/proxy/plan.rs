@@ -1,0 +1,141 @@
+//! The ordered plan of what the client is owed, shared by a connection's two halves.
+//!
+//! The client half appends one entry per request, in request order: "n replies from
+//! the upstream", "this reply of ours", "swallow the upstream's answer to our own
+//! AUTH"… The relay half consumes entries in order while it passes the upstream's
+//! replies through, so a reply turnstile makes itself lands exactly between the
+//! upstream replies it belongs between, even deep inside a pipeline.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::Notify;
+
+use crate::resp::command::SubKind;
+
+/// What an upstream reply means for the relay's view of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Plain,
+    /// (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE: the replies are confirmations.
+    Pubsub,
+    /// HELLO: the reply tells which protocol the connection now speaks.
+    Hello,
+    /// MONITOR: after its `+OK`, monitor lines flow out of band.
+    Monitor,
+}
+
+pub enum Entry {
+    /// This many replies from the upstream.
+    Replies { n: u64, tag: Tag },
+    /// UNSUBSCRIBE without arguments: one confirmation per current subscription of
+    /// that kind (at least one), known only when the relay gets there.
+    UnsubscribeAll(SubKind),
+    /// Everything up to and including the upstream's `+RESET`.
+    AwaitReset,
+    /// The upstream's `+OK` to the service AUTH turnstile sent: not the client's.
+    Swallow,
+    /// A reply turnstile makes itself.
+    Local(Bytes),
+    /// The upstream connection was opened: read replies from here on.
+    Attach(OwnedReadHalf),
+    /// From here the upstream stream is not followed (replication): pass it through.
+    Opaque,
+    /// Flush and close the client connection.
+    Close,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Replies { n, tag } => write!(f, "Replies({n}, {tag:?})"),
+            Self::UnsubscribeAll(k) => write!(f, "UnsubscribeAll({k:?})"),
+            Self::AwaitReset => f.write_str("AwaitReset"),
+            Self::Swallow => f.write_str("Swallow"),
+            Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
+            Self::Attach(_) => f.write_str("Attach"),
+            Self::Opaque => f.write_str("Opaque"),
+            Self::Close => f.write_str("Close"),
+        }
+    }
+}
+
+/// Entries beyond this make the client half wait for the relay: a client that
+/// pipelines endlessly without reading cannot grow turnstile's memory without bound.
+const MAX_ENTRIES: usize = 4096;
+
+#[derive(Default)]
+pub struct Plan {
+    queue: Mutex<VecDeque<Entry>>,
+    ready: Notify,
+    space: Notify,
+}
+
+impl Plan {
+    /// Appends an entry, merging runs of plain replies so a deep pipeline of
+    /// forwarded commands costs one entry.
+    pub fn push(&self, entry: Entry) {
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            match (q.back_mut(), entry) {
+                (Some(Entry::Replies { n, tag: Tag::Plain }), Entry::Replies { n: more, tag: Tag::Plain }) => {
+                    *n += more
+                }
+                (_, Entry::Replies { n: 0, .. }) => {}
+                (_, e) => q.push_back(e),
+            }
+        }
+        self.ready.notify_one();
+    }
+
+    /// Takes the first entry, if any.
+    pub fn pop(&self) -> Option<Entry> {
+        let e = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        if e.is_some() {
+            self.space.notify_one();
+        }
+        e
+    }
+
+    /// True if the plan holds anything the client is still owed.
+    pub fn is_empty(&self) -> bool {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Resolves when entries may have been pushed.
+    pub async fn pushed(&self) {
+        self.ready.notified().await
+    }
+
+    /// Waits while the plan is full.
+    pub async fn wait_for_space(&self) {
+        loop {
+            let notified = self.space.notified();
+            if self.queue.lock().unwrap_or_else(|p| p.into_inner()).len() < MAX_ENTRIES {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_replies_merge_and_zero_vanishes() {
+        let p = Plan::default();
+        p.push(Entry::Replies { n: 1, tag: Tag::Plain });
+        p.push(Entry::Replies { n: 2, tag: Tag::Plain });
+        p.push(Entry::Replies { n: 0, tag: Tag::Pubsub });
+        p.push(Entry::Local(Bytes::from_static(b"+OK\r\n")));
+        p.push(Entry::Replies { n: 1, tag: Tag::Plain });
+        assert!(matches!(p.pop(), Some(Entry::Replies { n: 3, tag: Tag::Plain })));
+        assert!(matches!(p.pop(), Some(Entry::Local(_))));
+        assert!(matches!(p.pop(), Some(Entry::Replies { n: 1, .. })));
+        assert!(p.pop().is_none());
+    }
+}

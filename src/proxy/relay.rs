@@ -1,0 +1,311 @@
+//! The upstream-to-client half of a connection: passes replies through untouched and
+//! inserts turnstile's own replies at the positions the plan gives.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Entry, Plan, Tag};
+use crate::resp::command::SubKind;
+use crate::resp::replies;
+use crate::resp::reply::{FrameInfo, ReplyScanner};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What the relay knows of the upstream connection's state.
+#[derive(Debug, Default)]
+struct Modes {
+    resp3: bool,
+    monitor: bool,
+    /// Last subscription count reported for channels + patterns (Redis reports them
+    /// together), and the part of it that is each.
+    regular: i64,
+    channels: i64,
+    patterns: i64,
+    shard: i64,
+}
+
+impl Modes {
+    fn subscribed(&self) -> bool {
+        self.regular > 0 || self.shard > 0
+    }
+
+    fn count(&self, kind: SubKind) -> i64 {
+        match kind {
+            SubKind::Channel => self.channels,
+            SubKind::Pattern => self.patterns,
+            SubKind::Shard => self.shard,
+        }
+    }
+
+    /// Updates the counts from a (un)subscribe confirmation; false if `info` is not one.
+    fn confirmation(&mut self, info: &FrameInfo) -> bool {
+        let head = &info.head;
+        let Some(count) = info.third else { return false };
+        let up = count > self.regular;
+        let down = count < self.regular;
+        if head.eq_ignore_case(b"subscribe") {
+            self.channels += i64::from(up);
+        } else if head.eq_ignore_case(b"psubscribe") {
+            self.patterns += i64::from(up);
+        } else if head.eq_ignore_case(b"unsubscribe") {
+            self.channels -= i64::from(down);
+        } else if head.eq_ignore_case(b"punsubscribe") {
+            self.patterns -= i64::from(down);
+        } else if head.eq_ignore_case(b"ssubscribe") || head.eq_ignore_case(b"sunsubscribe") {
+            self.shard = count;
+            return true;
+        } else {
+            return false;
+        }
+        self.regular = count;
+        true
+    }
+}
+
+fn is_message(info: &FrameInfo) -> bool {
+    let h = &info.head;
+    h.eq_ignore_case(b"message") || h.eq_ignore_case(b"pmessage") || h.eq_ignore_case(b"smessage")
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// See the module documentation.
+pub struct Relay<W> {
+    plan: Arc<Plan>,
+    client: W,
+    upstream: Option<OwnedReadHalf>,
+    buf: BytesMut,
+    scanner: ReplyScanner,
+    modes: Modes,
+    current: Option<Entry>,
+    /// Dropping the bytes of the frame being scanned (our own AUTH's reply).
+    swallowing: bool,
+    /// The upstream stream is no longer followed; bytes pass straight through.
+    opaque: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Relay<W> {
+    pub fn new(plan: Arc<Plan>, client: W) -> Self {
+        Self {
+            plan,
+            client,
+            upstream: None,
+            buf: BytesMut::new(),
+            scanner: ReplyScanner::new(),
+            modes: Modes::default(),
+            current: None,
+            swallowing: false,
+            opaque: false,
+        }
+    }
+
+    /// Runs until the plan says close, the upstream goes away, the client stops
+    /// accepting bytes, or `abort` fires.
+    pub async fn run(mut self, abort: CancellationToken) {
+        let result = tokio::select! {
+            r = self.pump() => r,
+            _ = abort.cancelled() => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended");
+        }
+        let _ = self.client.shutdown().await;
+    }
+
+    async fn pump(&mut self) -> std::io::Result<()> {
+        loop {
+            if let Flow::Close = self.advance_plan().await? {
+                return Ok(());
+            }
+            let Some(upstream) = self.upstream.as_mut() else {
+                self.plan.pushed().await;
+                continue;
+            };
+            if self.buf.capacity() - self.buf.len() < 512 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                n = upstream.read_buf(&mut self.buf) => {
+                    let n = n?;
+                    if n == 0 {
+                        return self.upstream_gone().await;
+                    }
+                    if let Flow::Close = self.relay_bytes().await? {
+                        return Ok(());
+                    }
+                }
+                _ = self.plan.pushed(), if self.current.is_none() => {}
+            }
+        }
+    }
+
+    /// The upstream closed. If the client is owed replies, say why they will not come.
+    async fn upstream_gone(&mut self) -> std::io::Result<()> {
+        let owed = self.current.is_some() || !self.plan.is_empty();
+        if owed {
+            self.client.write_all(replies::UPSTREAM_LOST).await?;
+        }
+        tracing::debug!(owed, "upstream closed the connection");
+        Ok(())
+    }
+
+    /// Runs the entries at the head of the plan that need no upstream bytes.
+    async fn advance_plan(&mut self) -> std::io::Result<Flow> {
+        loop {
+            let entry = match self.current.take() {
+                Some(e) => e,
+                None => match self.plan.pop() {
+                    Some(e) => e,
+                    None => return Ok(Flow::Continue),
+                },
+            };
+            match entry {
+                Entry::Local(bytes) => self.client.write_all(&bytes).await?,
+                Entry::Attach(reader) => self.upstream = Some(reader),
+                Entry::Opaque => self.opaque = true,
+                Entry::Close => {
+                    self.client.flush().await?;
+                    return Ok(Flow::Close);
+                }
+                Entry::Replies { n: 0, .. } => {}
+                Entry::UnsubscribeAll(kind) => {
+                    let n = self.modes.count(kind).max(1) as u64;
+                    self.current = Some(Entry::Replies { n, tag: Tag::Pubsub });
+                    return Ok(Flow::Continue);
+                }
+                // Replies the stream cannot be followed for are simply passed on.
+                Entry::Replies { .. } | Entry::AwaitReset | Entry::Swallow if self.opaque => {}
+                other => {
+                    self.current = Some(other);
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+    }
+
+    /// Passes the buffered upstream bytes to the client, frame by frame.
+    async fn relay_bytes(&mut self) -> std::io::Result<Flow> {
+        let mut pos = 0;
+        let mut flushed = 0;
+        while pos < self.buf.len() {
+            if self.opaque {
+                pos = self.buf.len();
+                break;
+            }
+            if self.scanner.at_boundary() {
+                // A reply is starting. The entry it answers was planned before its
+                // request was sent, so it is in the plan by now, behind any replies
+                // of ours that must go out first.
+                if self.current.is_none() && !self.plan.is_empty() {
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    if let Flow::Close = self.advance_plan().await? {
+                        return Ok(Flow::Close);
+                    }
+                }
+                if matches!(self.current, Some(Entry::Swallow)) {
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    self.swallowing = true;
+                }
+            }
+            let (n, info) = match self.scanner.scan(&self.buf[pos..]) {
+                Ok(step) => step,
+                Err(_) => {
+                    tracing::warn!("upstream reply stream not understood; passing it through unparsed");
+                    self.opaque = true;
+                    continue;
+                }
+            };
+            pos += n;
+            if self.swallowing {
+                flushed = pos;
+            }
+            let Some(info) = info else { continue };
+            if self.swallowing {
+                self.swallowing = false;
+                if !(info.kind == b'+' && info.head.eq_ignore_case(b"OK")) {
+                    tracing::warn!("upstream refused the service credentials");
+                    self.client.write_all(replies::UPSTREAM_AUTH_FAILED).await?;
+                    return Ok(Flow::Close);
+                }
+                self.current = None;
+            } else if self.on_frame(&info) {
+                // The entry is complete: what follows in the plan may be ours to say.
+                self.client.write_all(&self.buf[flushed..pos]).await?;
+                flushed = pos;
+                if let Flow::Close = self.advance_plan().await? {
+                    return Ok(Flow::Close);
+                }
+            }
+        }
+        self.client.write_all(&self.buf[flushed..pos]).await?;
+        self.buf.clear();
+        Ok(Flow::Continue)
+    }
+
+    /// Accounts for one complete upstream frame. Returns true when it completed the
+    /// current plan entry.
+    fn on_frame(&mut self, info: &FrameInfo) -> bool {
+        let tag = match &self.current {
+            Some(Entry::Replies { tag, .. }) => Some(*tag),
+            _ => None,
+        };
+        // Out-of-band frames are not replies to any request.
+        match info.kind {
+            b'>' => {
+                if !self.modes.confirmation(info) {
+                    return false;
+                }
+            }
+            b'*' if !self.modes.resp3 => {
+                if self.modes.subscribed() && is_message(info) {
+                    return false;
+                }
+                if tag == Some(Tag::Pubsub) || self.modes.subscribed() {
+                    self.modes.confirmation(info);
+                }
+            }
+            b'+' if self.modes.monitor && info.head.bytes().first().is_some_and(u8::is_ascii_digit) => {
+                return false;
+            }
+            _ => {}
+        }
+        match &mut self.current {
+            Some(Entry::Replies { n, tag }) => {
+                match tag {
+                    Tag::Hello if info.kind == b'%' => self.modes.resp3 = true,
+                    Tag::Hello if info.kind == b'*' => self.modes.resp3 = false,
+                    Tag::Monitor if info.kind == b'+' => self.modes.monitor = true,
+                    // A rejected (un)subscribe is one error, however many channels it named.
+                    Tag::Pubsub if info.kind == b'-' => *n = 1,
+                    _ => {}
+                }
+                *n -= 1;
+                if *n == 0 {
+                    self.current = None;
+                    return true;
+                }
+                false
+            }
+            Some(Entry::AwaitReset) => {
+                if info.kind == b'+' && info.head.eq_ignore_case(b"RESET") {
+                    self.modes = Modes::default();
+                    self.current = None;
+                    return true;
+                }
+                false
+            }
+            // Nothing expected: an unsolicited reply, passed through as it is.
+            _ => false,
+        }
+    }
+}

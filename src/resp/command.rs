@@ -1,0 +1,86 @@
+//! Which commands turnstile must look at, recognised from their first arguments.
+
+/// The three pub/sub families; each counts its subscriptions separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+/// A request as far as the proxy cares. Everything `Other` is forwarded untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Auth,
+    Hello,
+    AclWhoami,
+    Quit,
+    Reset,
+    Subscribe(SubKind),
+    Unsubscribe(SubKind),
+    Monitor,
+    ClientReply,
+    /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
+    Replication,
+    Other,
+}
+
+/// Longest command name turnstile recognises; a longer first argument is `Other`
+/// without looking at it, which lets a huge first argument stream through.
+pub const MAX_NAME: usize = 16;
+
+/// Classifies a request from its name and, for `ACL`/`CLIENT`, its subcommand.
+/// `sub` is `None` when the request has no second argument (or it is still arriving).
+pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
+    if name.len() > MAX_NAME {
+        return Command::Other;
+    }
+    let mut lower = [0u8; MAX_NAME];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let is_sub = |s: &[u8]| sub.is_some_and(|x| x.eq_ignore_ascii_case(s));
+    match &*lower {
+        b"auth" => Command::Auth,
+        b"hello" => Command::Hello,
+        b"quit" => Command::Quit,
+        b"reset" => Command::Reset,
+        b"acl" if is_sub(b"whoami") => Command::AclWhoami,
+        b"client" if is_sub(b"reply") => Command::ClientReply,
+        b"subscribe" => Command::Subscribe(SubKind::Channel),
+        b"psubscribe" => Command::Subscribe(SubKind::Pattern),
+        b"ssubscribe" => Command::Subscribe(SubKind::Shard),
+        b"unsubscribe" => Command::Unsubscribe(SubKind::Channel),
+        b"punsubscribe" => Command::Unsubscribe(SubKind::Pattern),
+        b"sunsubscribe" => Command::Unsubscribe(SubKind::Shard),
+        b"monitor" => Command::Monitor,
+        b"sync" | b"psync" => Command::Replication,
+        _ => Command::Other,
+    }
+}
+
+/// True when classifying this request needs its second argument too.
+pub fn needs_subcommand(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"acl") || name.eq_ignore_ascii_case(b"client")
+}
+
+/// True for commands turnstile answers itself and therefore must see whole.
+pub fn must_be_whole(cmd: Command) -> bool {
+    matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_case_insensitively() {
+        assert_eq!(classify(b"aUtH", None), Command::Auth);
+        assert_eq!(classify(b"ACL", Some(b"whoami")), Command::AclWhoami);
+        assert_eq!(classify(b"acl", Some(b"list")), Command::Other);
+        assert_eq!(classify(b"acl", None), Command::Other);
+        assert_eq!(classify(b"PSUBSCRIBE", None), Command::Subscribe(SubKind::Pattern));
+        assert_eq!(classify(&[b'a'; 100], None), Command::Other);
+        assert_eq!(classify(b"GET", None), Command::Other);
+    }
+}

@@ -1,0 +1,60 @@
+//! The replies turnstile writes itself, byte for byte as Redis 7 writes them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub const OK: &[u8] = b"+OK\r\n";
+pub const RESET: &[u8] = b"+RESET\r\n";
+pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
+pub const WRONGPASS: &[u8] =
+    b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+pub const AUTH_ARITY: &[u8] = b"-ERR wrong number of arguments for 'auth' command\r\n";
+pub const WHOAMI_ARITY: &[u8] = b"-ERR wrong number of arguments for 'acl|whoami' command\r\n";
+pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
+pub const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
+pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
+pub const HELLO_BAD_VERSION: &[u8] =
+    b"-ERR Protocol version is not an integer or out of range\r\n";
+pub const BAD_CLIENT_NAME: &[u8] =
+    b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
+pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
+pub const UPSTREAM_LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
+pub const UPSTREAM_AUTH_FAILED: &[u8] =
+    b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
+pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// `-ERR Syntax error in HELLO option '<opt>'`.
+pub fn hello_syntax(option: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(40 + option.len());
+    b.put_slice(b"-ERR Syntax error in HELLO option '");
+    put_error_text(&mut b, option);
+    b.put_slice(b"'\r\n");
+    b.freeze()
+}
+
+/// A bulk string: `$<len>\r\n<bytes>\r\n` (the same in RESP2 and RESP3).
+pub fn bulk(s: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(s.len() + 16);
+    b.put_u8(b'$');
+    b.put_slice(s.len().to_string().as_bytes());
+    b.put_slice(b"\r\n");
+    b.put_slice(s);
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+/// Redis replaces newlines in error texts with spaces so the reply stays one line.
+fn put_error_text(b: &mut BytesMut, s: &[u8]) {
+    b.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders() {
+        assert_eq!(&bulk(b"default")[..], b"$7\r\ndefault\r\n");
+        assert_eq!(&hello_syntax(b"AUTH")[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
+        assert_eq!(&hello_syntax(b"a\r\nb")[..], b"-ERR Syntax error in HELLO option 'a  b'\r\n");
+    }
+}

@@ -1,0 +1,361 @@
+//! Finding reply boundaries in the upstream's RESP2/RESP3 stream, without decoding it.
+//!
+//! The relay needs to know where each top-level reply ends (to keep replies in order
+//! when turnstile answers some commands itself) and a few facts about it (is it a push,
+//! a pub/sub message, `+RESET`…). Payloads are skipped, never copied, so a 100 MB
+//! bulk costs the same as a small one; the scanner keeps its state between reads.
+
+use super::number::parse_ll;
+
+/// How many bytes of a line (or of an aggregate's first element) are kept for
+/// classification. Enough for `RESET`, `QUEUED`, `punsubscribe`, a timestamp.
+const CAPTURE: usize = 32;
+/// Aggregates nested deeper than this are treated as a stream we cannot follow.
+const MAX_DEPTH: usize = 1024;
+
+/// A short prefix of some bytes of the stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    buf: [u8; CAPTURE],
+    len: u8,
+    truncated: bool,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self { buf: [0; CAPTURE], len: 0, truncated: false }
+    }
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.bytes()))
+    }
+}
+
+impl Capture {
+    fn push(&mut self, bytes: &[u8]) {
+        let room = CAPTURE - self.len as usize;
+        let take = room.min(bytes.len());
+        self.buf[self.len as usize..self.len as usize + take].copy_from_slice(&bytes[..take]);
+        self.len += take as u8;
+        self.truncated |= take < bytes.len();
+    }
+
+    /// The captured bytes (at most 32).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    /// True when the captured bytes are the whole value.
+    pub fn is_whole(&self) -> bool {
+        !self.truncated
+    }
+
+    /// The whole value equals `s`, ignoring ASCII case.
+    pub fn eq_ignore_case(&self, s: &[u8]) -> bool {
+        self.is_whole() && self.bytes().eq_ignore_ascii_case(s)
+    }
+}
+
+/// What the relay needs to know about a complete top-level reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameInfo {
+    /// The RESP type byte: `+`, `-`, `$`, `*`, `>`, `%`…
+    pub kind: u8,
+    /// For a simple string or error: its first bytes. For an aggregate: its first
+    /// element, when that is a string.
+    pub head: Capture,
+    /// For an aggregate: its third element, when that is an integer (the
+    /// subscription count of a pub/sub confirmation).
+    pub third: Option<i64>,
+    /// For an aggregate: its declared number of elements.
+    pub len: u64,
+}
+
+/// The upstream sent something that is not RESP, or that turnstile cannot follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanError;
+
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    left: u64,
+    attribute: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    /// Expecting a type byte.
+    Start,
+    /// Inside a line (a scalar or a header) of this type.
+    Line(u8),
+    /// Skipping a blob payload; the count includes the trailing CRLF.
+    Blob(u64),
+}
+
+/// Which part of the current top-level frame the element being read is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Top,
+    First,
+    Third,
+    Other,
+}
+
+/// Resumable scanner over the upstream's reply stream.
+#[derive(Debug)]
+pub struct ReplyScanner {
+    stack: Vec<Level>,
+    elem: Elem,
+    slot: Slot,
+    /// Elements completed so far at depth 1 of the current frame.
+    index: u64,
+    line: Capture,
+    info: FrameInfo,
+}
+
+impl Default for ReplyScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplyScanner {
+    pub fn new() -> Self {
+        Self {
+            stack: Vec::new(),
+            elem: Elem::Start,
+            slot: Slot::Top,
+            index: 0,
+            line: Capture::default(),
+            info: FrameInfo::default(),
+        }
+    }
+
+    /// True between frames: nothing of a reply has been seen yet.
+    pub fn at_boundary(&self) -> bool {
+        self.stack.is_empty() && self.elem == Elem::Start
+    }
+
+    /// Consumes `buf` until a top-level reply ends or the bytes run out. Returns the
+    /// bytes consumed and, if a reply ended at that point, what it was.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<(usize, Option<FrameInfo>), ScanError> {
+        let mut pos = 0;
+        while pos < buf.len() {
+            match self.elem {
+                Elem::Start => {
+                    let kind = buf[pos];
+                    pos += 1;
+                    if !b"+-:_#,($!=*%~>|".contains(&kind) {
+                        return Err(ScanError);
+                    }
+                    self.slot = self.slot_for_new_element();
+                    if self.slot == Slot::Top {
+                        self.info = FrameInfo { kind, ..FrameInfo::default() };
+                    }
+                    self.line = Capture::default();
+                    self.elem = Elem::Line(kind);
+                }
+                Elem::Line(kind) => {
+                    let rest = &buf[pos..];
+                    match rest.iter().position(|&b| b == b'\n') {
+                        None => {
+                            self.line.push(rest);
+                            pos = buf.len();
+                        }
+                        Some(nl) => {
+                            self.line.push(&rest[..nl]);
+                            pos += nl + 1;
+                            if self.end_line(kind)? {
+                                return Ok((pos, Some(self.finish_frame())));
+                            }
+                        }
+                    }
+                }
+                Elem::Blob(left) => {
+                    let take = left.min((buf.len() - pos) as u64) as usize;
+                    if self.slot == Slot::First {
+                        // Only the payload, not its CRLF, belongs in the capture.
+                        let payload = (left.saturating_sub(2) as usize).min(take);
+                        self.info.head.push(&buf[pos..pos + payload]);
+                    }
+                    pos += take;
+                    let left = left - take as u64;
+                    self.elem = Elem::Blob(left);
+                    if left == 0 && self.complete_element() {
+                        return Ok((pos, Some(self.finish_frame())));
+                    }
+                }
+            }
+        }
+        Ok((pos, None))
+    }
+
+    fn slot_for_new_element(&self) -> Slot {
+        match self.stack.len() {
+            0 => Slot::Top,
+            1 if !self.stack[0].attribute => match self.index {
+                0 => Slot::First,
+                2 => Slot::Third,
+                _ => Slot::Other,
+            },
+            _ => Slot::Other,
+        }
+    }
+
+    fn finish_frame(&mut self) -> FrameInfo {
+        self.elem = Elem::Start;
+        self.index = 0;
+        self.slot = Slot::Top;
+        self.info
+    }
+
+    /// The line of an element of type `kind` ended. Returns true if that ended the
+    /// top-level frame.
+    fn end_line(&mut self, kind: u8) -> Result<bool, ScanError> {
+        let mut line = self.line;
+        if line.is_whole() && line.bytes().last() == Some(&b'\r') {
+            line.len -= 1;
+        }
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {
+                match self.slot {
+                    Slot::Top => self.info.head = line,
+                    Slot::First if kind == b'+' => self.info.head = line,
+                    Slot::Third if kind == b':' && line.is_whole() => {
+                        self.info.third = parse_ll(line.bytes());
+                    }
+                    _ => {}
+                }
+                Ok(self.complete_element())
+            }
+            b'$' | b'!' | b'=' => {
+                let n = header_len(&line)?;
+                if n < 0 {
+                    return Ok(self.complete_element());
+                }
+                self.elem = Elem::Blob(n as u64 + 2);
+                Ok(false)
+            }
+            _ => {
+                let n = header_len(&line)?;
+                if self.slot == Slot::Top {
+                    self.info.len = n.max(0) as u64;
+                }
+                if n <= 0 {
+                    return Ok(self.complete_element());
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(ScanError);
+                }
+                let pairs = matches!(kind, b'%' | b'|');
+                let left = (n as u64).checked_mul(if pairs { 2 } else { 1 }).ok_or(ScanError)?;
+                self.stack.push(Level { left, attribute: kind == b'|' });
+                self.elem = Elem::Start;
+                Ok(false)
+            }
+        }
+    }
+
+    /// An element ended; pops finished aggregates. Returns true at a frame's end.
+    fn complete_element(&mut self) -> bool {
+        self.elem = Elem::Start;
+        loop {
+            let depth = self.stack.len();
+            let Some(level) = self.stack.last_mut() else {
+                return true;
+            };
+            level.left -= 1;
+            if depth == 1 && !level.attribute {
+                self.index += 1;
+            }
+            if level.left > 0 {
+                return false;
+            }
+            let attribute = level.attribute;
+            self.stack.pop();
+            if attribute {
+                // An attribute decorates the value that follows it; it is not itself
+                // an element of its parent, and the frame goes on.
+                return false;
+            }
+        }
+    }
+}
+
+/// Parses a length header; `?` (RESP3 streamed types, never sent by Redis) and
+/// anything malformed are errors.
+fn header_len(line: &Capture) -> Result<i64, ScanError> {
+    if !line.is_whole() {
+        return Err(ScanError);
+    }
+    match parse_ll(line.bytes()) {
+        Some(n) if n >= -1 => Ok(n),
+        _ => Err(ScanError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scans `input` fed in chunks of `chunk` bytes; returns each frame's end offset.
+    fn frames(input: &[u8], chunk: usize) -> Vec<(usize, FrameInfo)> {
+        let mut s = ReplyScanner::new();
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for piece in input.chunks(chunk) {
+            let mut pos = 0;
+            while pos < piece.len() {
+                let (n, info) = s.scan(&piece[pos..]).expect("valid RESP");
+                pos += n;
+                if let Some(info) = info {
+                    out.push((offset + pos, info));
+                }
+            }
+            offset += piece.len();
+        }
+        assert!(s.at_boundary());
+        out
+    }
+
+    #[test]
+    fn scalars_and_bulks() {
+        let input = b"+OK\r\n-ERR x\r\n:5\r\n$3\r\nfoo\r\n$-1\r\n_\r\n";
+        for chunk in 1..input.len() {
+            let f = frames(input, chunk);
+            let ends: Vec<usize> = f.iter().map(|x| x.0).collect();
+            assert_eq!(ends, vec![5, 13, 17, 26, 31, 34], "chunk {chunk}");
+            assert_eq!(f[0].1.head.bytes(), b"OK");
+            assert_eq!(f[1].1.kind, b'-');
+        }
+    }
+
+    #[test]
+    fn pubsub_confirmation_is_classified() {
+        let input = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
+        for chunk in 1..input.len() {
+            let f = frames(input, chunk);
+            assert_eq!(f.len(), 2);
+            assert!(f[0].1.head.eq_ignore_case(b"subscribe"));
+            assert_eq!(f[0].1.third, Some(1));
+            assert_eq!(f[1].1.kind, b'>');
+            assert!(f[1].1.head.eq_ignore_case(b"message"));
+        }
+    }
+
+    #[test]
+    fn nested_maps_and_attributes() {
+        let input = b"%2\r\n+a\r\n*2\r\n:1\r\n:2\r\n+b\r\n%1\r\n+c\r\n_\r\n|1\r\n+k\r\n+v\r\n+OK\r\n*-1\r\n*0\r\n";
+        let f = frames(input, 3);
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[1].1.head.bytes(), b"OK");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert_eq!(ReplyScanner::new().scan(b"hello\r\n"), Err(ScanError));
+        assert_eq!(ReplyScanner::new().scan(b"$?\r\n"), Err(ScanError));
+        assert_eq!(ReplyScanner::new().scan(b"*x\r\n"), Err(ScanError));
+    }
+}

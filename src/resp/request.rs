@@ -1,0 +1,357 @@
+//! Framing of client requests (multibulk and inline), with Redis 7's limits and errors.
+//!
+//! Pure functions over a byte buffer, no I/O. The rules are those of Redis's
+//! `processMultibulkBuffer` / `processInlineBuffer`, including their quirks, so that a
+//! client sees the same protocol errors from turnstile as from Redis.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::inline::split_args;
+use super::number::parse_ll;
+
+/// Redis's `PROTO_INLINE_MAX_SIZE`: the longest inline line, and the longest length
+/// header we wait for before calling it a protocol error.
+pub const INLINE_MAX: usize = 64 * 1024;
+/// Before authentication Redis 7 refuses multibulks of more than 10 elements...
+pub const UNAUTH_MAX_MULTIBULK: i64 = 10;
+/// ...and bulks longer than 16 KiB.
+pub const UNAUTH_MAX_BULK: i64 = 16 * 1024;
+/// Redis's default `proto-max-bulk-len` (512 MB).
+pub const MAX_BULK: i64 = 512 * 1024 * 1024;
+/// Redis rejects multibulk counts above `INT_MAX`.
+const MAX_MULTIBULK: i64 = i32::MAX as i64;
+
+/// A protocol error: Redis answers it with `-ERR Protocol error: …` and closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtoError {
+    InvalidMultibulkLength,
+    UnauthMultibulkLength,
+    InvalidBulkLength,
+    UnauthBulkLength,
+    ExpectedDollar(u8),
+    TooBigMultibulkCount,
+    TooBigBulkCount,
+    TooBigInline,
+    UnbalancedQuotes,
+}
+
+impl ProtoError {
+    /// The exact reply Redis sends before closing the connection.
+    pub fn reply(self) -> Bytes {
+        let text: &'static [u8] = match self {
+            Self::InvalidMultibulkLength => b"-ERR Protocol error: invalid multibulk length\r\n",
+            Self::UnauthMultibulkLength => {
+                b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+            }
+            Self::InvalidBulkLength => b"-ERR Protocol error: invalid bulk length\r\n",
+            Self::UnauthBulkLength => b"-ERR Protocol error: unauthenticated bulk length\r\n",
+            Self::TooBigMultibulkCount => b"-ERR Protocol error: too big mbulk count string\r\n",
+            Self::TooBigBulkCount => b"-ERR Protocol error: too big bulk count string\r\n",
+            Self::TooBigInline => b"-ERR Protocol error: too big inline request\r\n",
+            Self::UnbalancedQuotes => b"-ERR Protocol error: unbalanced quotes in request\r\n",
+            Self::ExpectedDollar(c) => {
+                let mut v = b"-ERR Protocol error: expected '$', got '".to_vec();
+                v.push(c);
+                v.extend_from_slice(b"'\r\n");
+                return Bytes::from(v);
+            }
+        };
+        Bytes::from_static(text)
+    }
+}
+
+/// One complete request at the start of the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `len` bytes that hold no command: `*0`, `*-1`, a blank inline line. Redis
+    /// consumes them silently.
+    Empty { len: usize },
+    /// A multibulk frame of `len` bytes; `args` are ranges into the parsed buffer.
+    Multibulk { len: usize, args: Vec<Range<usize>> },
+    /// An inline command line of `len` bytes (line ending included).
+    Inline { len: usize, args: Vec<Vec<u8>> },
+}
+
+impl Request {
+    /// Bytes of the buffer this request occupies.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Empty { len } | Self::Multibulk { len, .. } | Self::Inline { len, .. } => *len,
+        }
+    }
+
+    /// Always false: a request occupies at least one byte. (Clippy wants the pair.)
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The arguments, borrowed from `buf` (the buffer the request was parsed from).
+    pub fn args<'a>(&'a self, buf: &'a [u8]) -> Vec<&'a [u8]> {
+        match self {
+            Self::Empty { .. } => Vec::new(),
+            Self::Multibulk { args, .. } => args.iter().map(|r| &buf[r.clone()]).collect(),
+            Self::Inline { args, .. } => args.iter().map(Vec::as_slice).collect(),
+        }
+    }
+}
+
+/// What is known about a multibulk frame that has not fully arrived yet, so the
+/// caller can decide to stream it instead of buffering it whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// Declared number of arguments.
+    pub argc: u64,
+    /// Arguments that are complete in the buffer.
+    pub args: Vec<Range<usize>>,
+    /// Offset just past the last complete argument (or past the `*N` header).
+    pub resume_at: usize,
+    /// Declared length of the next, incomplete argument, when its header arrived.
+    pub next_len: Option<u64>,
+}
+
+/// The outcome of looking at the start of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parse {
+    Complete(Request),
+    /// More bytes are needed. `Some` for a multibulk whose header has arrived.
+    Incomplete(Option<Partial>),
+    Error(ProtoError),
+}
+
+/// Finds the `\r` that ends a header line starting at `from`, as Redis does: the
+/// byte after it is skipped without being checked, but it must have arrived.
+fn header_end(buf: &[u8], from: usize) -> Option<usize> {
+    let cr = from + memchr(b'\r', &buf[from..])?;
+    (cr + 1 < buf.len()).then_some(cr)
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Parses the request at the start of `buf`. `authenticated` selects Redis's limits
+/// for unauthenticated clients.
+pub fn parse(buf: &[u8], authenticated: bool) -> Parse {
+    match buf.first() {
+        None => Parse::Incomplete(None),
+        Some(b'*') => parse_multibulk(buf, authenticated),
+        Some(_) => parse_inline(buf),
+    }
+}
+
+fn parse_inline(buf: &[u8]) -> Parse {
+    let Some(nl) = memchr(b'\n', buf) else {
+        return if buf.len() > INLINE_MAX {
+            Parse::Error(ProtoError::TooBigInline)
+        } else {
+            Parse::Incomplete(None)
+        };
+    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let len = nl + 1;
+    match split_args(&buf[..line_end]) {
+        Err(_) => Parse::Error(ProtoError::UnbalancedQuotes),
+        Ok(args) if args.is_empty() => Parse::Complete(Request::Empty { len }),
+        Ok(args) => Parse::Complete(Request::Inline { len, args }),
+    }
+}
+
+fn parse_multibulk(buf: &[u8], authenticated: bool) -> Parse {
+    let Some(cr) = header_end(buf, 1) else {
+        return if buf.len() > INLINE_MAX {
+            Parse::Error(ProtoError::TooBigMultibulkCount)
+        } else {
+            Parse::Incomplete(None)
+        };
+    };
+    let count = match parse_ll(&buf[1..cr]) {
+        Some(n) if n <= MAX_MULTIBULK => n,
+        _ => return Parse::Error(ProtoError::InvalidMultibulkLength),
+    };
+    if count > UNAUTH_MAX_MULTIBULK && !authenticated {
+        return Parse::Error(ProtoError::UnauthMultibulkLength);
+    }
+    let mut pos = cr + 2;
+    if count <= 0 {
+        return Parse::Complete(Request::Empty { len: pos });
+    }
+    let argc = count as u64;
+    let mut args = Vec::with_capacity(count.min(64) as usize);
+    while (args.len() as u64) < argc {
+        let partial = |args: Vec<Range<usize>>, next_len| {
+            Parse::Incomplete(Some(Partial { argc, args, resume_at: pos, next_len }))
+        };
+        if pos >= buf.len() {
+            return partial(args, None);
+        }
+        let Some(cr) = header_end(buf, pos) else {
+            return if buf.len() - pos > INLINE_MAX {
+                Parse::Error(ProtoError::TooBigBulkCount)
+            } else {
+                partial(args, None)
+            };
+        };
+        if buf[pos] != b'$' {
+            return Parse::Error(ProtoError::ExpectedDollar(buf[pos]));
+        }
+        let len = match parse_ll(&buf[pos + 1..cr]) {
+            Some(n) if (0..=MAX_BULK).contains(&n) => n,
+            _ => return Parse::Error(ProtoError::InvalidBulkLength),
+        };
+        if len > UNAUTH_MAX_BULK && !authenticated {
+            return Parse::Error(ProtoError::UnauthBulkLength);
+        }
+        let start = cr + 2;
+        // Redis skips the two bytes after the payload without checking them.
+        let end = start + len as usize;
+        if end + 2 > buf.len() {
+            return partial(args, Some(len as u64));
+        }
+        args.push(start..end);
+        pos = end + 2;
+    }
+    Parse::Complete(Request::Multibulk { len: pos, args })
+}
+
+/// Walks the rest of a multibulk frame that is being streamed to the upstream
+/// without being buffered: only the bulk headers are read, payloads are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streamer {
+    args_left: u64,
+    bulk_left: u64,
+}
+
+impl Streamer {
+    /// Continues a frame from `Partial::resume_at`, with `args_left` arguments to go.
+    pub fn new(args_left: u64) -> Self {
+        Self { args_left, bulk_left: 0 }
+    }
+
+    /// Consumes what it can of `buf`: returns how many bytes belong to the frame and
+    /// whether the frame is now complete. Zero bytes and not done means a bulk header
+    /// is still incomplete.
+    pub fn advance(&mut self, buf: &[u8]) -> Result<(usize, bool), ProtoError> {
+        let mut pos = 0;
+        loop {
+            if self.bulk_left > 0 {
+                let take = self.bulk_left.min((buf.len() - pos) as u64);
+                self.bulk_left -= take;
+                pos += take as usize;
+                if self.bulk_left > 0 {
+                    return Ok((pos, false));
+                }
+                self.args_left -= 1;
+            }
+            if self.args_left == 0 {
+                return Ok((pos, true));
+            }
+            if pos >= buf.len() {
+                return Ok((pos, false));
+            }
+            let Some(cr) = header_end(buf, pos) else {
+                return if buf.len() - pos > INLINE_MAX {
+                    Err(ProtoError::TooBigBulkCount)
+                } else {
+                    Ok((pos, false))
+                };
+            };
+            if buf[pos] != b'$' {
+                return Err(ProtoError::ExpectedDollar(buf[pos]));
+            }
+            let len = match parse_ll(&buf[pos + 1..cr]) {
+                Some(n) if (0..=MAX_BULK).contains(&n) => n as u64,
+                _ => return Err(ProtoError::InvalidBulkLength),
+            };
+            pos = cr + 2;
+            self.bulk_left = len + 2;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(buf: &[u8], authed: bool) -> (usize, Vec<Vec<u8>>) {
+        match parse(buf, authed) {
+            Parse::Complete(r) => {
+                let args = r.args(buf).into_iter().map(<[u8]>::to_vec).collect();
+                (r.len(), args)
+            }
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let (len, args) = complete(b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\nPING\r\n", false);
+        assert_eq!(len, 22);
+        assert_eq!(args, vec![b"AUTH".to_vec(), b"pw".to_vec()]);
+        let (len, args) = complete(b"AUTH pw\r\n", false);
+        assert_eq!((len, args.len()), (9, 2));
+        let (len, args) = complete(b"PING\n", false);
+        assert_eq!((len, args), (5, vec![b"PING".to_vec()]));
+    }
+
+    #[test]
+    fn empty_requests() {
+        assert_eq!(parse(b"*0\r\n", false), Parse::Complete(Request::Empty { len: 4 }));
+        assert_eq!(parse(b"*-1\r\n", false), Parse::Complete(Request::Empty { len: 5 }));
+        assert_eq!(parse(b"\r\n", false), Parse::Complete(Request::Empty { len: 2 }));
+    }
+
+    #[test]
+    fn protocol_errors() {
+        use ProtoError::*;
+        assert_eq!(parse(b"*x\r\n", true), Parse::Error(InvalidMultibulkLength));
+        assert_eq!(parse(b"*1\r\n$abc\r\n", true), Parse::Error(InvalidBulkLength));
+        assert_eq!(parse(b"*1\r\n$-1\r\n", true), Parse::Error(InvalidBulkLength));
+        assert_eq!(parse(b"*1\r\n:1\r\n", true), Parse::Error(ExpectedDollar(b':')));
+        assert_eq!(parse(b"*11\r\n", false), Parse::Error(UnauthMultibulkLength));
+        assert_eq!(parse(b"*1\r\n$16385\r\n", false), Parse::Error(UnauthBulkLength));
+        assert_eq!(parse(b"ECHO \"a\r\n", false), Parse::Error(UnbalancedQuotes));
+        assert!(matches!(parse(b"*11\r\n", true), Parse::Incomplete(Some(_))));
+        assert!(matches!(parse(b"*1\r\n$16385\r\n", true), Parse::Incomplete(Some(_))));
+        let long = vec![b'a'; INLINE_MAX + 1];
+        assert_eq!(parse(&long, false), Parse::Error(TooBigInline));
+        assert_eq!(ExpectedDollar(b':').reply(), &b"-ERR Protocol error: expected '$', got ':'\r\n"[..]);
+    }
+
+    #[test]
+    fn partial_reports_progress() {
+        let buf = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc";
+        match parse(buf, true) {
+            Parse::Incomplete(Some(p)) => {
+                assert_eq!(p.argc, 3);
+                assert_eq!(p.args.len(), 2);
+                assert_eq!(p.next_len, Some(100));
+                assert_eq!(&buf[p.resume_at..p.resume_at + 6], b"$100\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn streamer_walks_big_bulks_in_pieces() {
+        let frame = b"$5\r\nhello\r\n$0\r\n\r\nNEXT";
+        let mut s = Streamer::new(2);
+        // Feed one byte at a time, the way a slow client would.
+        let mut fed = 0;
+        let mut done = false;
+        let mut pending = Vec::new();
+        for &b in frame.iter() {
+            pending.push(b);
+            let (n, d) = s.advance(&pending).unwrap();
+            fed += n;
+            pending.drain(..n);
+            if d {
+                done = true;
+                break;
+            }
+        }
+        assert!(done);
+        assert_eq!(fed, frame.len() - 4);
+    }
+}
