@@ -60,13 +60,25 @@ pub struct ClientHalf {
 
 impl ClientHalf {
     pub fn new(ctx: Arc<BdbContext>, plan: Arc<Plan>) -> Self {
-        Self { ctx, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
+        Self {
+            ctx,
+            plan,
+            upstream: None,
+            identity: None,
+            reply_mode: ReplyMode::On,
+            streaming: None,
+        }
     }
 
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
     /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
     /// [`DRAIN`] to deliver what is owed before aborting the connection.
-    pub async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, stop: CancellationToken, abort: CancellationToken) {
+    pub async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut reader: R,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) {
         let mut buf = BytesMut::new();
         loop {
             match self.process(&mut buf).await {
@@ -151,10 +163,13 @@ impl ClientHalf {
                 Parse::Error(e) => return Ok(self.protocol_error(e)),
                 Parse::Incomplete(partial) => {
                     let pending = &buf[*pos..];
-                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT) {
+                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT)
+                    {
                         match stream_decision(pending, &p) {
                             Decision::Wait => {}
-                            Decision::TooBig => return Ok(self.protocol_error(ProtoError::InvalidBulkLength)),
+                            Decision::TooBig => {
+                                return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
+                            }
                             Decision::Stream(cmd) => {
                                 let entry = self.expectation(cmd, p.argc as usize, None);
                                 if !self.ensure_upstream().await? {
@@ -223,7 +238,11 @@ impl ClientHalf {
                             2 => (None, &args[1]),
                             _ => (Some(args[1].as_slice()), &args[2]),
                         };
-                        if self.login(user, password).await { replies::OK } else { replies::WRONGPASS }
+                        if self.login(user, password).await {
+                            replies::OK
+                        } else {
+                            replies::WRONGPASS
+                        }
                     }
                     _ => replies::SYNTAX,
                 };
@@ -244,7 +263,16 @@ impl ClientHalf {
                     }
                     if self.identity.is_none() {
                         self.local(Bytes::from_static(replies::HELLO_NOAUTH));
-                    } else if !self.forward_own(Entry::Replies { n: 1, tag: Tag::Hello }, &h.upstream_command()).await? {
+                    } else if !self
+                        .forward_own(
+                            Entry::Replies {
+                                n: 1,
+                                tag: Tag::Hello,
+                            },
+                            &h.upstream_command(),
+                        )
+                        .await?
+                    {
                         return Ok(Flow::Stop);
                     }
                 }
@@ -261,10 +289,18 @@ impl ClientHalf {
                 if self.upstream.is_some() {
                     // Reset the upstream session too (transactions, subscriptions,
                     // MONITOR, protocol), then log it back in for the next AUTH.
-                    if !self.forward_own(Entry::AwaitReset, &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n")).await? {
+                    if !self
+                        .forward_own(
+                            Entry::AwaitReset,
+                            &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n"),
+                        )
+                        .await?
+                    {
                         return Ok(Flow::Stop);
                     }
-                    if let (Some(auth), Some(up)) = (self.ctx.upstream.auth_command(), self.upstream.as_mut()) {
+                    if let (Some(auth), Some(up)) =
+                        (self.ctx.upstream.auth_command(), self.upstream.as_mut())
+                    {
                         self.plan.push(Entry::Swallow);
                         up.write_all(&auth).await?;
                     }
@@ -290,14 +326,20 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity, on
     /// failure it keeps the one it had (as Redis does).
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
+        match self
+            .ctx
+            .directory
+            .authenticate(self.ctx.uid, user, password)
+            .await
+        {
             Some(id) => {
                 tracing::debug!(user = id.name(), "authenticated");
                 self.identity = Some(id);
                 true
             }
             None => {
-                let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
+                let shown =
+                    user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
                 tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
                 false
             }
@@ -317,37 +359,67 @@ impl ClientHalf {
     fn expectation(&mut self, cmd: Command, argc: usize, third: Option<&[u8]>) -> Entry {
         let subscriptions = argc.saturating_sub(1) as u64;
         let entry = match cmd {
-            Command::Subscribe(_) => Entry::Replies { n: subscriptions.max(1), tag: Tag::Pubsub },
+            Command::Subscribe(_) => Entry::Replies {
+                n: subscriptions.max(1),
+                tag: Tag::Pubsub,
+            },
             Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll(kind),
-            Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub },
-            Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor },
+            Command::Unsubscribe(_) => Entry::Replies {
+                n: subscriptions,
+                tag: Tag::Pubsub,
+            },
+            Command::Monitor => Entry::Replies {
+                n: 1,
+                tag: Tag::Monitor,
+            },
             Command::Replication => Entry::Opaque,
             Command::ClientReply if argc == 3 => {
                 let mode = third.unwrap_or_default();
                 if mode.eq_ignore_ascii_case(b"on") {
                     self.reply_mode = ReplyMode::On;
-                    return Entry::Replies { n: 1, tag: Tag::Plain };
+                    return Entry::Replies {
+                        n: 1,
+                        tag: Tag::Plain,
+                    };
                 } else if mode.eq_ignore_ascii_case(b"off") {
                     self.reply_mode = ReplyMode::Off;
-                    return Entry::Replies { n: 0, tag: Tag::Plain };
+                    return Entry::Replies {
+                        n: 0,
+                        tag: Tag::Plain,
+                    };
                 } else if mode.eq_ignore_ascii_case(b"skip") {
                     // SKIP itself is not answered, and neither is the next request.
                     if self.reply_mode == ReplyMode::On {
                         self.reply_mode = ReplyMode::SkipNext;
                     }
-                    return Entry::Replies { n: 0, tag: Tag::Plain };
+                    return Entry::Replies {
+                        n: 0,
+                        tag: Tag::Plain,
+                    };
                 }
-                Entry::Replies { n: 1, tag: Tag::Plain }
+                Entry::Replies {
+                    n: 1,
+                    tag: Tag::Plain,
+                }
             }
-            _ => Entry::Replies { n: 1, tag: Tag::Plain },
+            _ => Entry::Replies {
+                n: 1,
+                tag: Tag::Plain,
+            },
         };
         match (self.reply_mode, entry) {
             (_, Entry::Opaque) => Entry::Opaque,
             (ReplyMode::On, e) => e,
-            (ReplyMode::Off, _) => Entry::Replies { n: 0, tag: Tag::Plain },
+            (ReplyMode::Off, _) => Entry::Replies {
+                n: 0,
+                tag: Tag::Plain,
+            },
             (ReplyMode::SkipNext, _) => {
                 self.reply_mode = ReplyMode::On;
-                Entry::Replies { n: 0, tag: Tag::Plain }
+                Entry::Replies {
+                    n: 0,
+                    tag: Tag::Plain,
+                }
             }
         }
     }
@@ -389,7 +461,9 @@ impl ClientHalf {
             }
             Err(e) => {
                 tracing::warn!(error = %e, upstream = %self.ctx.upstream.address, "upstream unavailable");
-                self.plan.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
+                self.plan.push(Entry::Local(Bytes::from_static(
+                    replies::UPSTREAM_UNAVAILABLE,
+                )));
                 self.plan.push(Entry::Close);
                 Ok(false)
             }
@@ -414,7 +488,10 @@ impl ClientHalf {
 
 /// Requests that go upstream once the client is authenticated.
 fn forwarded(cmd: Command) -> bool {
-    !matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::Quit | Command::Reset)
+    !matches!(
+        cmd,
+        Command::Auth | Command::Hello | Command::AclWhoami | Command::Quit | Command::Reset
+    )
 }
 
 fn extend(run: &mut Option<Range<usize>>, start: usize, end: usize) {
@@ -439,13 +516,19 @@ fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
             let name = &pending[r.clone()];
             match p.args.get(1) {
                 Some(s) => command::classify(name, Some(&pending[s.clone()])),
-                None if !command::needs_subcommand(name) || long_next => command::classify(name, None),
+                None if !command::needs_subcommand(name) || long_next => {
+                    command::classify(name, None)
+                }
                 None => return Decision::Wait,
             }
         }
     };
     if command::must_be_whole(cmd) || !forwarded(cmd) {
-        if pending.len() > MAX_WHOLE { Decision::TooBig } else { Decision::Wait }
+        if pending.len() > MAX_WHOLE {
+            Decision::TooBig
+        } else {
+            Decision::Wait
+        }
     } else {
         Decision::Stream(cmd)
     }

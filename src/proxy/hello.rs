@@ -15,7 +15,11 @@ pub struct Hello {
 /// Validates `args` (including `HELLO` itself) in Redis's order, returning Redis's
 /// error reply for the first problem.
 pub fn parse(args: &[Vec<u8>]) -> Result<Hello, Bytes> {
-    let mut hello = Hello { version: None, auth: None, setname: None };
+    let mut hello = Hello {
+        version: None,
+        auth: None,
+        setname: None,
+    };
     if args.len() >= 2 {
         let v = parse_ll(&args[1]).ok_or_else(|| Bytes::from_static(replies::HELLO_BAD_VERSION))?;
         if !(2..=3).contains(&v) {
@@ -72,17 +76,35 @@ mod tests {
     #[test]
     fn redis_errors_in_redis_order() {
         assert_eq!(&parse(&args("HELLO 4")).unwrap_err()[..], replies::NOPROTO);
-        assert_eq!(&parse(&args("HELLO x")).unwrap_err()[..], replies::HELLO_BAD_VERSION);
-        assert_eq!(&parse(&args("HELLO 3 AUTH")).unwrap_err()[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
-        assert_eq!(&parse(&args("HELLO 3 AUTH u")).unwrap_err()[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
-        assert_eq!(&parse(&args("HELLO 3 SETNAME a\tb")).unwrap_err()[..], replies::BAD_CLIENT_NAME);
+        assert_eq!(
+            &parse(&args("HELLO x")).unwrap_err()[..],
+            replies::HELLO_BAD_VERSION
+        );
+        assert_eq!(
+            &parse(&args("HELLO 3 AUTH")).unwrap_err()[..],
+            b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
+        );
+        assert_eq!(
+            &parse(&args("HELLO 3 AUTH u")).unwrap_err()[..],
+            b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
+        );
+        assert_eq!(
+            &parse(&args("HELLO 3 SETNAME a\tb")).unwrap_err()[..],
+            replies::BAD_CLIENT_NAME
+        );
     }
 
     #[test]
     fn strips_credentials_upstream() {
         let h = parse(&args("HELLO 3 AUTH u p SETNAME app")).unwrap();
         assert_eq!(h.auth, Some((b"u".to_vec(), b"p".to_vec())));
-        assert_eq!(&h.upstream_command()[..], b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$3\r\napp\r\n");
-        assert_eq!(&parse(&args("HELLO")).unwrap().upstream_command()[..], b"*1\r\n$5\r\nHELLO\r\n");
+        assert_eq!(
+            &h.upstream_command()[..],
+            b"*4\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$7\r\nSETNAME\r\n$3\r\napp\r\n"
+        );
+        assert_eq!(
+            &parse(&args("HELLO")).unwrap().upstream_command()[..],
+            b"*1\r\n$5\r\nHELLO\r\n"
+        );
     }
 }

@@ -16,7 +16,12 @@ use crate::resp::replies;
 
 /// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
 /// can wait for them to finish).
-pub async fn serve(listener: TcpListener, ctx: Arc<BdbContext>, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<BdbContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,

@@ -80,9 +80,13 @@ impl Plan {
         {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match (q.back_mut(), entry) {
-                (Some(Entry::Replies { n, tag: Tag::Plain }), Entry::Replies { n: more, tag: Tag::Plain }) => {
-                    *n += more
-                }
+                (
+                    Some(Entry::Replies { n, tag: Tag::Plain }),
+                    Entry::Replies {
+                        n: more,
+                        tag: Tag::Plain,
+                    },
+                ) => *n += more,
                 (_, Entry::Replies { n: 0, .. }) => {}
                 (_, e) => q.push_back(e),
             }
@@ -92,7 +96,11 @@ impl Plan {
 
     /// Takes the first entry, if any.
     pub fn pop(&self) -> Option<Entry> {
-        let e = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let e = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
         if e.is_some() {
             self.space.notify_one();
         }
@@ -101,7 +109,10 @@ impl Plan {
 
     /// True if the plan holds anything the client is still owed.
     pub fn is_empty(&self) -> bool {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Resolves when entries may have been pushed.
@@ -128,12 +139,30 @@ mod tests {
     #[test]
     fn plain_replies_merge_and_zero_vanishes() {
         let p = Plan::default();
-        p.push(Entry::Replies { n: 1, tag: Tag::Plain });
-        p.push(Entry::Replies { n: 2, tag: Tag::Plain });
-        p.push(Entry::Replies { n: 0, tag: Tag::Pubsub });
+        p.push(Entry::Replies {
+            n: 1,
+            tag: Tag::Plain,
+        });
+        p.push(Entry::Replies {
+            n: 2,
+            tag: Tag::Plain,
+        });
+        p.push(Entry::Replies {
+            n: 0,
+            tag: Tag::Pubsub,
+        });
         p.push(Entry::Local(Bytes::from_static(b"+OK\r\n")));
-        p.push(Entry::Replies { n: 1, tag: Tag::Plain });
-        assert!(matches!(p.pop(), Some(Entry::Replies { n: 3, tag: Tag::Plain })));
+        p.push(Entry::Replies {
+            n: 1,
+            tag: Tag::Plain,
+        });
+        assert!(matches!(
+            p.pop(),
+            Some(Entry::Replies {
+                n: 3,
+                tag: Tag::Plain
+            })
+        ));
         assert!(matches!(p.pop(), Some(Entry::Local(_))));
         assert!(matches!(p.pop(), Some(Entry::Replies { n: 1, .. })));
         assert!(p.pop().is_none());

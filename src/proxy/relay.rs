@@ -44,7 +44,9 @@ impl Modes {
     /// Updates the counts from a (un)subscribe confirmation; false if `info` is not one.
     fn confirmation(&mut self, info: &FrameInfo) -> bool {
         let head = &info.head;
-        let Some(count) = info.third else { return false };
+        let Some(count) = info.third else {
+            return false;
+        };
         let up = count > self.regular;
         let down = count < self.regular;
         if head.eq_ignore_case(b"subscribe") {
@@ -178,7 +180,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 Entry::Replies { n: 0, .. } => {}
                 Entry::UnsubscribeAll(kind) => {
                     let n = self.modes.count(kind).max(1) as u64;
-                    self.current = Some(Entry::Replies { n, tag: Tag::Pubsub });
+                    self.current = Some(Entry::Replies {
+                        n,
+                        tag: Tag::Pubsub,
+                    });
                     return Ok(Flow::Continue);
                 }
                 // Replies the stream cannot be followed for are simply passed on.
@@ -220,7 +225,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             let (n, info) = match self.scanner.scan(&self.buf[pos..]) {
                 Ok(step) => step,
                 Err(_) => {
-                    tracing::warn!("upstream reply stream not understood; passing it through unparsed");
+                    tracing::warn!(
+                        "upstream reply stream not understood; passing it through unparsed"
+                    );
                     self.opaque = true;
                     continue;
                 }
@@ -274,7 +281,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.modes.confirmation(info);
                 }
             }
-            b'+' if self.modes.monitor && info.head.bytes().first().is_some_and(u8::is_ascii_digit) => {
+            b'+' if self.modes.monitor
+                && info.head.bytes().first().is_some_and(u8::is_ascii_digit) =>
+            {
                 return false;
             }
             _ => {}

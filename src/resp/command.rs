@@ -66,7 +66,10 @@ pub fn needs_subcommand(name: &[u8]) -> bool {
 
 /// True for commands turnstile answers itself and therefore must see whole.
 pub fn must_be_whole(cmd: Command) -> bool {
-    matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply)
+    matches!(
+        cmd,
+        Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply
+    )
 }
 
 #[cfg(test)]
@@ -79,7 +82,10 @@ mod tests {
         assert_eq!(classify(b"ACL", Some(b"whoami")), Command::AclWhoami);
         assert_eq!(classify(b"acl", Some(b"list")), Command::Other);
         assert_eq!(classify(b"acl", None), Command::Other);
-        assert_eq!(classify(b"PSUBSCRIBE", None), Command::Subscribe(SubKind::Pattern));
+        assert_eq!(
+            classify(b"PSUBSCRIBE", None),
+            Command::Subscribe(SubKind::Pattern)
+        );
         assert_eq!(classify(&[b'a'; 100], None), Command::Other);
         assert_eq!(classify(b"GET", None), Command::Other);
     }

@@ -5,15 +5,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub const OK: &[u8] = b"+OK\r\n";
 pub const RESET: &[u8] = b"+RESET\r\n";
 pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
-pub const WRONGPASS: &[u8] =
-    b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+pub const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
 pub const AUTH_ARITY: &[u8] = b"-ERR wrong number of arguments for 'auth' command\r\n";
 pub const WHOAMI_ARITY: &[u8] = b"-ERR wrong number of arguments for 'acl|whoami' command\r\n";
 pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
 pub const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
 pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
-pub const HELLO_BAD_VERSION: &[u8] =
-    b"-ERR Protocol version is not an integer or out of range\r\n";
+pub const HELLO_BAD_VERSION: &[u8] = b"-ERR Protocol version is not an integer or out of range\r\n";
 pub const BAD_CLIENT_NAME: &[u8] =
     b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
 pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
@@ -44,7 +42,10 @@ pub fn bulk(s: &[u8]) -> Bytes {
 
 /// Redis replaces newlines in error texts with spaces so the reply stays one line.
 fn put_error_text(b: &mut BytesMut, s: &[u8]) {
-    b.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    b.extend(
+        s.iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
 }
 
 #[cfg(test)]
@@ -54,7 +55,13 @@ mod tests {
     #[test]
     fn builders() {
         assert_eq!(&bulk(b"default")[..], b"$7\r\ndefault\r\n");
-        assert_eq!(&hello_syntax(b"AUTH")[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
-        assert_eq!(&hello_syntax(b"a\r\nb")[..], b"-ERR Syntax error in HELLO option 'a  b'\r\n");
+        assert_eq!(
+            &hello_syntax(b"AUTH")[..],
+            b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
+        );
+        assert_eq!(
+            &hello_syntax(b"a\r\nb")[..],
+            b"-ERR Syntax error in HELLO option 'a  b'\r\n"
+        );
     }
 }

@@ -23,7 +23,11 @@ pub struct Capture {
 
 impl Default for Capture {
     fn default() -> Self {
-        Self { buf: [0; CAPTURE], len: 0, truncated: false }
+        Self {
+            buf: [0; CAPTURE],
+            len: 0,
+            truncated: false,
+        }
     }
 }
 
@@ -151,7 +155,10 @@ impl ReplyScanner {
                     }
                     self.slot = self.slot_for_new_element();
                     if self.slot == Slot::Top {
-                        self.info = FrameInfo { kind, ..FrameInfo::default() };
+                        self.info = FrameInfo {
+                            kind,
+                            ..FrameInfo::default()
+                        };
                     }
                     self.line = Capture::default();
                     self.elem = Elem::Line(kind);
@@ -249,8 +256,13 @@ impl ReplyScanner {
                     return Err(ScanError);
                 }
                 let pairs = matches!(kind, b'%' | b'|');
-                let left = (n as u64).checked_mul(if pairs { 2 } else { 1 }).ok_or(ScanError)?;
-                self.stack.push(Level { left, attribute: kind == b'|' });
+                let left = (n as u64)
+                    .checked_mul(if pairs { 2 } else { 1 })
+                    .ok_or(ScanError)?;
+                self.stack.push(Level {
+                    left,
+                    attribute: kind == b'|',
+                });
                 self.elem = Elem::Start;
                 Ok(false)
             }
