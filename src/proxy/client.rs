@@ -116,7 +116,8 @@ impl ClientHalf {
                 }
             }
         }
-        drop(self.upstream.take());
+        // Keep the upstream writer open while draining: dropping it sends a FIN,
+        // and Redis drops a client (and its pending replies) on EOF.
         tokio::select! {
             _ = abort.cancelled() => {}
             _ = tokio::time::sleep(DRAIN) => abort.cancel(),

@@ -1,0 +1,184 @@
+//! Failures are clear and bounded: upstream down or restarting, clients vanishing
+//! mid-frame, connection limits, graceful shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
+const LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
+
+/// Polls `probe` until it is true; fails the test after 20 s instead of hanging.
+async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn redis_clients(redis: &Redis) -> usize {
+    let mut c = redis.connect().await;
+    let info = show(&c.cmd(&["INFO", "clients"]).await);
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("connected_clients:"))
+        .unwrap();
+    // Minus the connection asking.
+    line["connected_clients:".len()..]
+        .trim()
+        .parse::<usize>()
+        .unwrap()
+        - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_down_gets_a_clear_error_and_a_close() {
+    let mut redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    redis.kill();
+    let mut c = proxy.authed("pw").await;
+    c.send(&cmd_bytes(&["GET", "k"])).await;
+    assert_eq!(c.read_to_close().await, UNAVAILABLE);
+    // Once Redis is back, new connections work again.
+    redis.restart();
+    let mut c = proxy.authed("pw").await;
+    assert_eq!(c.cmd(&["PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restart_ends_connections_cleanly_and_new_ones_work() {
+    let mut redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    // An idle connection is closed without an unsolicited reply.
+    let mut idle = proxy.authed("pw").await;
+    assert_eq!(idle.cmd(&["PING"]).await, b"+PONG\r\n");
+    // A connection waiting for a reply is told why it will not come.
+    let mut waiting = proxy.authed("pw").await;
+    assert_eq!(waiting.cmd(&["PING"]).await, b"+PONG\r\n");
+    waiting.send(&cmd_bytes(&["BLPOP", "q", "0"])).await;
+    let mut watcher = redis.connect().await;
+    eventually("BLPOP blocked upstream", async || {
+        show(&watcher.cmd(&["INFO", "clients"]).await).contains("blocked_clients:1")
+    })
+    .await;
+    drop(watcher);
+    redis.restart();
+    assert_eq!(idle.read_to_close().await, b"");
+    assert_eq!(waiting.read_to_close().await, LOST);
+    let mut c = proxy.authed("pw").await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_disconnecting_mid_frame_cost_nothing() {
+    let redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    // Before authentication: half a frame, then gone.
+    for partial in [&b"*2\r\n$4\r\nAUTH\r\n$2\r\np"[..], b"*3\r\n", b"AUTH p"] {
+        let mut c = proxy.connect().await;
+        c.send(partial).await;
+        drop(c);
+    }
+    // After authentication, mid-way through streaming a large value upstream.
+    let mut c = proxy.authed("pw").await;
+    assert_eq!(c.cmd(&["PING"]).await, b"+PONG\r\n");
+    let mut half = b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$10000000\r\n".to_vec();
+    half.extend(std::iter::repeat_n(b'x', 1_000_000));
+    c.send(&half).await;
+    drop(c);
+    let ctx = proxy.ctx.clone();
+    eventually("every proxied connection closed", async || {
+        ctx.connections.load(std::sync::atomic::Ordering::Acquire) == 0
+    })
+    .await;
+    eventually("the upstream connections closed", async || {
+        redis_clients(&redis).await == 0
+    })
+    .await;
+    // Nothing was half-applied, and the proxy still serves.
+    let mut c = proxy.authed("pw").await;
+    assert_eq!(c.cmd(&["EXISTS", "big"]).await, b":0\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_service_credentials_are_used_and_never_shown() {
+    let redis = Redis::start(&["--requirepass", "service-secret"]);
+    let mut o = ProxyOptions::new(&format!("redis://:service-secret@{}", redis.addr()));
+    o.uid = 1;
+    let proxy = Proxy::with(o).await;
+    proxy.add_default("app-pw").await;
+    let mut c = proxy.authed("app-pw").await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+    // RESET logs the upstream connection out; turnstile logs it back in, silently.
+    assert_eq!(c.cmd(&["RESET"]).await, b"+RESET\r\n");
+    assert_eq!(c.cmd(&["AUTH", "app-pw"]).await, b"+OK\r\n");
+    assert_eq!(c.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n");
+    // Wrong service credentials: a clear error, not the upstream's WRONGPASS.
+    let bad = Proxy::with(ProxyOptions::new(&format!(
+        "redis://:nope@{}",
+        redis.addr()
+    )))
+    .await;
+    bad.add_default("app-pw").await;
+    let mut c = bad.authed("app-pw").await;
+    c.send(&cmd_bytes(&["GET", "k"])).await;
+    assert_eq!(
+        show(&c.read_to_close().await),
+        "-ERR upstream Redis rejected the proxy's service credentials\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_refuses_with_redis_error() {
+    let redis = Redis::start(&[]);
+    let mut o = ProxyOptions::new(&format!("redis://{}", redis.addr()));
+    o.max_connections = 2;
+    let proxy = Proxy::with(o).await;
+    proxy.add_default("pw").await;
+    let mut a = proxy.authed("pw").await;
+    let _b = proxy.authed("pw").await;
+    let mut c = proxy.connect().await;
+    assert_eq!(
+        c.read_to_close().await,
+        b"-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(a.cmd(&["PING"]).await, b"+PONG\r\n");
+    drop(a);
+    let ctx = proxy.ctx.clone();
+    eventually("a slot freed", async || {
+        ctx.connections.load(std::sync::atomic::Ordering::Acquire) < 2
+    })
+    .await;
+    let mut d = proxy.authed("pw").await;
+    assert_eq!(d.cmd(&["PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_what_is_in_flight() {
+    let redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    let mut c = proxy.authed("pw").await;
+    assert_eq!(c.cmd(&["PING"]).await, b"+PONG\r\n");
+    c.send(&cmd_bytes(&["BLPOP", "q", "0"])).await;
+    let mut direct = redis.connect().await;
+    eventually("BLPOP blocked upstream", async || {
+        show(&direct.cmd(&["INFO", "clients"]).await).contains("blocked_clients:1")
+    })
+    .await;
+    proxy.shutdown();
+    // New connections are no longer accepted...
+    eventually("the listener closed", async || {
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err()
+    })
+    .await;
+    // ...but the request in flight still gets its reply, then the connection closes.
+    assert_eq!(direct.cmd(&["RPUSH", "q", "x"]).await, b":1\r\n");
+    assert_eq!(c.read_to_close().await, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
+    proxy.tracker.close();
+    tokio::time::timeout(Duration::from_secs(10), proxy.tracker.wait())
+        .await
+        .expect("connections finished");
+}
