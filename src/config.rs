@@ -166,6 +166,34 @@ pub struct BdbConfig {
     pub max_connections: usize,
 }
 
+/// The dotted key (`bdbs[0].upstream`) of the line holding `offset`, or of the
+/// table it is in. Names the key without quoting the value, which may be secret.
+fn key_at(text: &str, offset: usize) -> String {
+    let mut table = String::new();
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let n = counts.entry(name.trim().to_string()).or_insert(0);
+            table = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_string();
+        }
+    }
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let key = match line.split_once('=') {
+        Some((k, _)) if !line.starts_with('[') => k.trim(),
+        _ => "",
+    };
+    match (table.is_empty(), key.is_empty()) {
+        (true, true) => "config".into(),
+        (true, false) => key.into(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -214,14 +242,12 @@ impl Config {
         // Only the message and position: toml's full report quotes the offending
         // line, which could hold a password from an upstream URL.
         toml::from_str(text).map_err(|e| {
-            let at = e.span().map(|s| {
-                let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                format!(" (line {line})")
-            });
-            err(
-                "config",
-                format!("{}{}", e.message().trim_end(), at.unwrap_or_default()),
-            )
+            let Some(span) = e.span() else {
+                return err("config", e.message().trim_end());
+            };
+            let offset = span.start.min(text.len());
+            let line = text[..offset].matches('\n').count() + 1;
+            err(key_at(text, offset), format!("{} (line {line})", e.message().trim_end()))
         })
     }
 
@@ -398,6 +424,9 @@ upstream_password_env = "UP"
             .unwrap_err();
         assert!(!e.to_string().contains("topsecret"), "{e}");
         assert!(e.to_string().contains("line 10"), "{e}");
+        assert_eq!(e.key, "bdbs[0].upstream");
+        let e = Config::parse(&BASE.replace("uid = 1", "uid = \"one\"")).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].uid", "{e}");
     }
 
     #[test]

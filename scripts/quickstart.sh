@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs turnstile in front of a real Redis: installs redis-server if needed, starts it
+# on 127.0.0.1:16379, and starts turnstile on 127.0.0.1:12000 with examples/turnstile.toml.
+# The application password is $TURNSTILE_APP_PASSWORD (default: change-me-now).
+# Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/ensure-redis.sh
+export TURNSTILE_APP_PASSWORD="${TURNSTILE_APP_PASSWORD:-change-me-now}"
+cargo build --release --quiet
+redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+  --loglevel warning &
+REDIS_PID=$!
+trap 'kill $REDIS_PID 2>/dev/null || true' EXIT
+until redis-cli -p 16379 ping >/dev/null 2>&1; do
+  kill -0 $REDIS_PID 2>/dev/null || { echo "redis-server failed to start (port 16379 busy?)" >&2; exit 1; }
+  sleep 0.1
+done
+echo "Redis on 127.0.0.1:16379; turnstile on 127.0.0.1:12000. Try:" >&2
+echo "  redis-cli -p 12000 -a \"\$TURNSTILE_APP_PASSWORD\" --no-auth-warning ping" >&2
+./target/release/turnstile --config examples/turnstile.toml

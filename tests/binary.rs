@@ -1,0 +1,127 @@
+//! The `turnstile` binary end to end: config file in, a working proxy out, clear
+//! config errors, SIGTERM handled gracefully, and no secret in its output.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn config(dir: &std::path::Path, upstream: &str, extra_bdb: &str) -> std::path::PathBuf {
+    let path = dir.join("turnstile.toml");
+    let text = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+tls = false
+
+[store]
+dir = "{store}"
+
+[auth]
+argon2_m_cost = 64
+argon2_t_cost = 1
+
+[[bdbs]]
+uid = 1
+name = "app"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+default_password_env = "TEST_APP_PASSWORD"
+{extra_bdb}
+"#,
+        store = dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn turnstile(config: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnstile"));
+    c.arg("--config").arg(config).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    c
+}
+
+/// Waits for the "listening" line the binary prints once every port is bound.
+async fn listening_addr(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("turnstile did not report its listener")
+        .unwrap()
+        .expect("turnstile exited before listening");
+    line.rsplit(' ').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_from_a_config_file_and_stops_on_sigterm() {
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &format!("redis://{}", redis.addr()), "");
+    let mut child = turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").env("TURNSTILE_LOG", "trace").spawn().unwrap();
+    let addr = listening_addr(&mut child).await;
+    let mut c = Conn::connect(&addr).await;
+    assert_eq!(c.cmd(&["GET", "k"]).await, b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        c.cmd(&["AUTH", "not-the-pw"]).await,
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.cmd(&["AUTH", "seeded-pw"]).await, b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+    drop(c);
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exited after SIGTERM").unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    assert!(logs.contains("AUTH failed"), "failed AUTHs are logged: {logs}");
+    // Trace-level logs of a session with good and bad passwords contain neither.
+    assert!(!logs.contains("seeded-pw") && !logs.contains("not-the-pw"), "a password leaked into the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configs_exit_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("http://127.0.0.1:1", "", "bdbs[0].upstream"),
+        ("redis://127.0.0.1:1", "max_connections = \"many\"", "max_connections"),
+        ("redis://127.0.0.1:1", "colour = \"blue\"", "colour"),
+    ];
+    for (upstream, extra, key) in cases {
+        let cfg = config(dir.path(), upstream, extra);
+        let out = turnstile(&cfg).env("TEST_APP_PASSWORD", "x").output().await.unwrap();
+        assert_eq!(out.status.code(), Some(64), "{key}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "message should name {key}: {err}");
+    }
+    // A secret named by the config but missing from the environment.
+    let cfg = config(dir.path(), "redis://127.0.0.1:1", "");
+    let out = turnstile(&cfg).env_remove("TEST_APP_PASSWORD").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TEST_APP_PASSWORD"));
+    // A missing file.
+    let out = turnstile(&dir.path().join("nope.toml")).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_explains_itself_and_prints_no_secret() {
+    let out = Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .arg("--help")
+        .env("TEST_APP_PASSWORD", "do-not-print-me")
+        .env("TURNSTILE_ADMIN_PASSWORD", "do-not-print-me")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--config"), "{help}");
+    assert!(!help.contains("do-not-print-me"));
+}
