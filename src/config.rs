@@ -247,7 +247,10 @@ impl Config {
             };
             let offset = span.start.min(text.len());
             let line = text[..offset].matches('\n').count() + 1;
-            err(key_at(text, offset), format!("{} (line {line})", e.message().trim_end()))
+            err(
+                key_at(text, offset),
+                format!("{} (line {line})", e.message().trim_end()),
+            )
         })
     }
 

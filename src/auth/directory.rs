@@ -356,13 +356,12 @@ impl Directory {
     fn resolve(&self, bdb: u32, user: Option<&[u8]>) -> Option<(SetId, Arc<dyn SetSlot>)> {
         let b = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b))?;
         let access = b.access.load();
+        let default = |b: Arc<BdbAuth>| -> Option<(SetId, Arc<dyn SetSlot>)> {
+            if access.default_user { Some((SetId::BdbDefault(bdb), b)) } else { None }
+        };
         match user {
-            None => access
-                .default_user
-                .then(|| (SetId::BdbDefault(bdb), b as Arc<dyn SetSlot>)),
-            Some(name) if name == DEFAULT_USER.as_bytes() => access
-                .default_user
-                .then(|| (SetId::BdbDefault(bdb), b as Arc<dyn SetSlot>)),
+            None => default(b),
+            Some(name) if name == DEFAULT_USER.as_bytes() => default(b),
             Some(name) => {
                 let name = std::str::from_utf8(name).ok()?;
                 let (key, u) = self
@@ -370,8 +369,11 @@ impl Directory {
                     .users
                     .get(name)
                     .map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))?;
-                let allowed = u.roles.load().iter().any(|r| access.roles.contains(r));
-                allowed.then(|| (SetId::User(key), u as Arc<dyn SetSlot>))
+                if u.roles.load().iter().any(|r| access.roles.contains(r)) {
+                    Some((SetId::User(key), u))
+                } else {
+                    None
+                }
             }
         }
     }

@@ -269,7 +269,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         // Out-of-band frames are not replies to any request.
         match info.kind {
             b'>' => {
-                if !self.modes.confirmation(info) {
+                // Only (un)subscribe confirmations answer a request; messages and
+                // invalidations are pushed unasked.
+                let answers_a_request = self.modes.confirmation(info);
+                if !answers_a_request {
                     return false;
                 }
             }
