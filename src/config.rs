@@ -21,10 +21,7 @@ pub struct ConfigError {
 }
 
 fn err(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        why: why.into(),
-    }
+    ConfigError { key: key.into(), why: why.into() }
 }
 
 /// The file as written. See the README for every key.
@@ -68,10 +65,7 @@ pub struct BootstrapConfig {
 
 impl Default for BootstrapConfig {
     fn default() -> Self {
-        Self {
-            admin_name: default_admin_name(),
-            admin_email: default_admin_email(),
-        }
+        Self { admin_name: default_admin_name(), admin_email: default_admin_email() }
     }
 }
 
@@ -107,11 +101,7 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     pub fn hash_params(&self) -> HashParams {
-        HashParams {
-            m_cost: self.argon2_m_cost,
-            t_cost: self.argon2_t_cost,
-            p_cost: self.argon2_p_cost,
-        }
+        HashParams { m_cost: self.argon2_m_cost, t_cost: self.argon2_t_cost, p_cost: self.argon2_p_cost }
     }
 
     pub fn verify_options(&self) -> VerifyOptions {
@@ -136,10 +126,7 @@ pub struct ProxyConfig {
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        Self {
-            upstream_connect_timeout_ms: 3000,
-            shutdown_grace_secs: 10,
-        }
+        Self { upstream_connect_timeout_ms: 3000, shutdown_grace_secs: 10 }
     }
 }
 
@@ -232,8 +219,8 @@ pub struct Validated {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Validated, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(path.display().to_string(), e.to_string()))?;
         Self::parse(&text)?.validate(&|k| std::env::var(k).ok())
     }
 
@@ -247,38 +234,24 @@ impl Config {
             };
             let offset = span.start.min(text.len());
             let line = text[..offset].matches('\n').count() + 1;
-            err(
-                key_at(text, offset),
-                format!("{} (line {line})", e.message().trim_end()),
-            )
+            err(key_at(text, offset), format!("{} (line {line})", e.message().trim_end()))
         })
     }
 
     /// Checks everything and resolves secrets through `env`.
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Validated, ConfigError> {
         let admin_listen = self.admin.listen.parse().map_err(|_| {
-            err(
-                "admin.listen",
-                format!(
-                    "{:?} is not an address like 127.0.0.1:9443",
-                    self.admin.listen
-                ),
-            )
+            err("admin.listen", format!("{:?} is not an address like 127.0.0.1:9443", self.admin.listen))
         })?;
         let hash_params = self.auth.hash_params();
-        hash_params
-            .validate()
-            .map_err(|why| err("auth.argon2_*", why))?;
+        hash_params.validate().map_err(|why| err("auth.argon2_*", why))?;
         let mut verify = self.auth.verify_options();
         if self.auth.cache_capacity == 0 {
             verify.cache_ttl = Duration::ZERO;
         }
         let connect_timeout = Duration::from_millis(self.proxy.upstream_connect_timeout_ms);
         if connect_timeout.is_zero() {
-            return Err(err(
-                "proxy.upstream_connect_timeout_ms",
-                "must be greater than 0",
-            ));
+            return Err(err("proxy.upstream_connect_timeout_ms", "must be greater than 0"));
         }
         let mut uids = HashSet::new();
         let mut addrs = HashSet::from([admin_listen]);
@@ -286,28 +259,18 @@ impl Config {
         for (i, b) in self.bdbs.iter().enumerate() {
             let key = |k: &str| format!("bdbs[{i}].{k}");
             if !uids.insert(b.uid) {
-                return Err(err(
-                    key("uid"),
-                    format!("uid {} is used by another database", b.uid),
-                ));
+                return Err(err(key("uid"), format!("uid {} is used by another database", b.uid)));
             }
             if b.name.trim().is_empty() {
                 return Err(err(key("name"), "must not be empty"));
             }
             let listen: SocketAddr = b.listen.parse().map_err(|_| {
-                err(
-                    key("listen"),
-                    format!("{:?} is not an address like 127.0.0.1:12000", b.listen),
-                )
+                err(key("listen"), format!("{:?} is not an address like 127.0.0.1:12000", b.listen))
             })?;
             if listen.port() != 0 && !addrs.insert(listen) {
-                return Err(err(
-                    key("listen"),
-                    format!("{listen} is already used by another listener"),
-                ));
+                return Err(err(key("listen"), format!("{listen} is already used by another listener")));
             }
-            let mut upstream =
-                Upstream::parse(&b.upstream).map_err(|why| err(key("upstream"), why))?;
+            let mut upstream = Upstream::parse(&b.upstream).map_err(|why| err(key("upstream"), why))?;
             upstream.connect_timeout = connect_timeout;
             if let Some(var) = &b.upstream_password_env {
                 if upstream.password.is_some() {
@@ -317,10 +280,7 @@ impl Config {
                     ));
                 }
                 let value = env(var).ok_or_else(|| {
-                    err(
-                        key("upstream_password_env"),
-                        format!("environment variable {var} is not set"),
-                    )
+                    err(key("upstream_password_env"), format!("environment variable {var} is not set"))
                 })?;
                 upstream.password = Some(Zeroizing::new(value));
             }
@@ -328,10 +288,7 @@ impl Config {
                 None => None,
                 Some(var) => {
                     let value = env(var).ok_or_else(|| {
-                        err(
-                            key("default_password_env"),
-                            format!("environment variable {var} is not set"),
-                        )
+                        err(key("default_password_env"), format!("environment variable {var} is not set"))
                     })?;
                     if value.is_empty() {
                         return Err(err(
@@ -353,14 +310,7 @@ impl Config {
             });
         }
         let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
-        Ok(Validated {
-            config: self,
-            admin_listen,
-            bdbs,
-            hash_params,
-            verify,
-            shutdown_grace,
-        })
+        Ok(Validated { config: self, admin_listen, bdbs, hash_params, verify, shutdown_grace })
     }
 }
 
@@ -389,10 +339,7 @@ upstream_password_env = "UP"
     fn valid_config_resolves_secrets() {
         let v = Config::parse(BASE).unwrap().validate(&env).unwrap();
         assert!(v.config.admin.tls, "TLS is on by default");
-        assert_eq!(
-            v.bdbs[0].upstream.password.as_deref().map(String::as_str),
-            Some("s3cret")
-        );
+        assert_eq!(v.bdbs[0].upstream.password.as_deref().map(String::as_str), Some("s3cret"));
         assert_eq!(v.hash_params, HashParams::default());
     }
 
@@ -400,31 +347,25 @@ upstream_password_env = "UP"
     fn errors_name_the_key() {
         let e = Config::parse(&BASE.replace("uid = 1\n", "")).unwrap_err();
         assert!(e.to_string().contains("uid"), "{e}");
-        let e = Config::parse(&BASE.replace("name = \"app\"", "name = \"app\"\ncolour = 1"))
-            .unwrap_err();
+        let e = Config::parse(&BASE.replace("name = \"app\"", "name = \"app\"\ncolour = 1")).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
         let e = Config::parse(&BASE.replace("redis://127.0.0.1:6379", "http://x"))
             .unwrap()
             .validate(&env)
             .unwrap_err();
         assert_eq!(e.key, "bdbs[0].upstream");
-        let e = Config::parse(BASE)
-            .unwrap()
-            .validate(&|_| None)
-            .unwrap_err();
+        let e = Config::parse(BASE).unwrap().validate(&|_| None).unwrap_err();
         assert_eq!(e.key, "bdbs[0].upstream_password_env");
         assert!(e.why.contains("UP"));
-        let e = Config::parse(&BASE.replace("127.0.0.1:12000", "nowhere"))
-            .unwrap()
-            .validate(&env)
-            .unwrap_err();
+        let e =
+            Config::parse(&BASE.replace("127.0.0.1:12000", "nowhere")).unwrap().validate(&env).unwrap_err();
         assert_eq!(e.key, "bdbs[0].listen");
     }
 
     #[test]
     fn syntax_errors_do_not_quote_the_line() {
-        let e = Config::parse(&BASE.replace("redis://127.0.0.1:6379\"", "redis://u:topsecret@h:1"))
-            .unwrap_err();
+        let e =
+            Config::parse(&BASE.replace("redis://127.0.0.1:6379\"", "redis://u:topsecret@h:1")).unwrap_err();
         assert!(!e.to_string().contains("topsecret"), "{e}");
         assert!(e.to_string().contains("line 10"), "{e}");
         assert_eq!(e.key, "bdbs[0].upstream");

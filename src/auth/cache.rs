@@ -60,13 +60,7 @@ impl VerifyCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("the OS random number generator is unavailable");
-        Self {
-            key,
-            map: DashMap::new(),
-            ttl,
-            capacity,
-            hits: AtomicU64::new(0),
-        }
+        Self { key, map: DashMap::new(), ttl, capacity, hits: AtomicU64::new(0) }
     }
 
     /// The cache key of `password` for `set`.
@@ -105,14 +99,7 @@ impl VerifyCache {
                 return;
             }
         }
-        self.map.insert(
-            key,
-            Entry {
-                set,
-                digest,
-                expires: Instant::now() + self.ttl,
-            },
-        );
+        self.map.insert(key, Entry { set, digest, expires: Instant::now() + self.ttl });
     }
 
     /// Forgets everything cached for `set`. Called when a password is removed or the
@@ -142,10 +129,7 @@ mod tests {
         let u = SetId::User("alice".into());
         assert_ne!(c.key(&a, b"pw"), c.key(&u, b"pw"));
         assert_ne!(c.key(&a, b"pw"), c.key(&a, b"pw2"));
-        assert_ne!(
-            c.key(&a, b"pw"),
-            VerifyCache::new(Duration::from_secs(60), 10).key(&a, b"pw")
-        );
+        assert_ne!(c.key(&a, b"pw"), VerifyCache::new(Duration::from_secs(60), 10).key(&a, b"pw"));
     }
 
     #[test]

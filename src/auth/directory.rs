@@ -33,11 +33,7 @@ pub struct VerifyOptions {
 impl Default for VerifyOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
-            concurrency: (cores / 2).max(1),
-            cache_ttl: Duration::from_secs(300),
-            cache_capacity: 100_000,
-        }
+        Self { concurrency: (cores / 2).max(1), cache_ttl: Duration::from_secs(300), cache_capacity: 100_000 }
     }
 }
 
@@ -52,10 +48,7 @@ pub struct BdbAccess {
 
 impl Default for BdbAccess {
     fn default() -> Self {
-        Self {
-            default_user: true,
-            roles: Vec::new(),
-        }
+        Self { default_user: true, roles: Vec::new() }
     }
 }
 
@@ -214,16 +207,8 @@ impl Directory {
 
     fn slot(&self, id: &SetId) -> Option<Arc<dyn SetSlot>> {
         match id {
-            SetId::BdbDefault(uid) => self
-                .inner
-                .bdbs
-                .get(uid)
-                .map(|b| Arc::clone(&*b) as Arc<dyn SetSlot>),
-            SetId::User(name) => self
-                .inner
-                .users
-                .get(&**name)
-                .map(|u| Arc::clone(&*u) as Arc<dyn SetSlot>),
+            SetId::BdbDefault(uid) => self.inner.bdbs.get(uid).map(|b| Arc::clone(&*b) as Arc<dyn SetSlot>),
+            SetId::User(name) => self.inner.users.get(&**name).map(|u| Arc::clone(&*u) as Arc<dyn SetSlot>),
         }
     }
 
@@ -240,12 +225,7 @@ impl Directory {
     }
 
     /// Applies a password change in memory only. See [`change_with`](Self::change_with).
-    pub async fn change(
-        &self,
-        id: &SetId,
-        change: SetChange,
-        password: &[u8],
-    ) -> Result<(), ChangeError> {
+    pub async fn change(&self, id: &SetId, change: SetChange, password: &[u8]) -> Result<(), ChangeError> {
         self.change_with(id, change, password, |_| Ok(())).await
     }
 
@@ -271,11 +251,7 @@ impl Directory {
         let secret = Zeroizing::new(password.to_vec());
         let next = match change {
             SetChange::Add | SetChange::Remove => {
-                let d = self
-                    .inner
-                    .hasher
-                    .derive(current.params(), current.salt(), secret)
-                    .await?;
+                let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await?;
                 match (change, current.contains(&d)) {
                     (SetChange::Add, true) => return Err(ChangeError::AlreadyPresent),
                     (SetChange::Add, false) => current.with_added(d),
@@ -287,11 +263,7 @@ impl Directory {
             SetChange::Replace => {
                 // A fresh salt (and today's cost parameters) for the new set.
                 let fresh = PasswordSet::empty(self.inner.params);
-                let d = self
-                    .inner
-                    .hasher
-                    .derive(fresh.params(), fresh.salt(), secret)
-                    .await?;
+                let d = self.inner.hasher.derive(fresh.params(), fresh.salt(), secret).await?;
                 fresh.with_added(d)
             }
         };
@@ -306,12 +278,7 @@ impl Directory {
     /// Checks `AUTH [user] password` for database `bdb`. `user` of `None` or
     /// `default` means the database's default user. Costs at most one argon2
     /// evaluation, and none for a password verified recently.
-    pub async fn authenticate(
-        &self,
-        bdb: u32,
-        user: Option<&[u8]>,
-        password: &[u8],
-    ) -> Option<Identity> {
+    pub async fn authenticate(&self, bdb: u32, user: Option<&[u8]>, password: &[u8]) -> Option<Identity> {
         let Some((id, slot)) = self.resolve(bdb, user) else {
             self.decoy_evaluation(password).await;
             return None;
@@ -331,12 +298,7 @@ impl Directory {
             }
         }
         let secret = Zeroizing::new(password.to_vec());
-        let d = self
-            .inner
-            .hasher
-            .derive(current.params(), current.salt(), secret)
-            .await
-            .ok()?;
+        let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await.ok()?;
         // The set may have changed during the ~20 ms of argon2: decide on the newest.
         let now = slot.cell().load_full();
         if now.salt() == current.salt() && now.contains(&d) {
@@ -349,8 +311,7 @@ impl Directory {
 
     /// Whether the password `identity` authenticated with is still in its set.
     pub fn is_current(&self, identity: &Identity) -> bool {
-        self.slot(&identity.set)
-            .is_some_and(|s| s.cell().load().contains(&identity.digest))
+        self.slot(&identity.set).is_some_and(|s| s.cell().load().contains(&identity.digest))
     }
 
     fn resolve(&self, bdb: u32, user: Option<&[u8]>) -> Option<(SetId, Arc<dyn SetSlot>)> {
@@ -364,11 +325,8 @@ impl Directory {
             Some(name) if name == DEFAULT_USER.as_bytes() => default(b),
             Some(name) => {
                 let name = std::str::from_utf8(name).ok()?;
-                let (key, u) = self
-                    .inner
-                    .users
-                    .get(name)
-                    .map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))?;
+                let (key, u) =
+                    self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))?;
                 if u.roles.load().iter().any(|r| access.roles.contains(r)) {
                     Some((SetId::User(key), u))
                 } else {
@@ -380,11 +338,7 @@ impl Directory {
 
     async fn decoy_evaluation(&self, password: &[u8]) {
         let d = &self.inner.decoy;
-        let _ = self
-            .inner
-            .hasher
-            .derive(d.params(), d.salt(), Zeroizing::new(password.to_vec()))
-            .await;
+        let _ = self.inner.hasher.derive(d.params(), d.salt(), Zeroizing::new(password.to_vec())).await;
     }
 }
 

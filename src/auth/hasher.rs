@@ -27,20 +27,14 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        Self {
-            m_cost: 19_456,
-            t_cost: 2,
-            p_cost: 1,
-        }
+        Self { m_cost: 19_456, t_cost: 2, p_cost: 1 }
     }
 }
 
 impl HashParams {
     /// Checks the parameters are ones argon2 accepts; the message names the problem.
     pub fn validate(&self) -> Result<(), String> {
-        self.argon2_params()
-            .map(|_| ())
-            .map_err(|e| format!("invalid argon2 parameters: {e}"))
+        self.argon2_params().map(|_| ()).map_err(|e| format!("invalid argon2 parameters: {e}"))
     }
 
     fn argon2_params(&self) -> Result<Params, argon2::Error> {
@@ -67,10 +61,7 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            evaluations: AtomicU64::new(0),
-        }
+        Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), evaluations: AtomicU64::new(0) }
     }
 
     /// Number of argon2 evaluations so far (for tests and metrics).
@@ -85,10 +76,7 @@ impl Hasher {
         salt: [u8; SALT_LEN],
         password: Zeroizing<Vec<u8>>,
     ) -> Result<Digest, HashError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| HashError(e.to_string()))?;
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -101,9 +89,7 @@ impl Hasher {
 
 /// One synchronous argon2id evaluation.
 pub fn derive_now(params: HashParams, salt: &[u8], password: &[u8]) -> Result<Digest, HashError> {
-    let p = params
-        .argon2_params()
-        .map_err(|e| HashError(e.to_string()))?;
+    let p = params.argon2_params().map_err(|e| HashError(e.to_string()))?;
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
         .hash_password_into(password, salt, &mut out)

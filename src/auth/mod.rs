@@ -7,8 +7,6 @@ pub mod hasher;
 pub mod set;
 
 pub use cache::SetId;
-pub use directory::{
-    BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, SetChange, VerifyOptions,
-};
+pub use directory::{BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, SetChange, VerifyOptions};
 pub use hasher::{Digest, HashParams};
 pub use set::PasswordSet;

@@ -23,9 +23,7 @@ pub struct PasswordSet {
 impl std::fmt::Debug for PasswordSet {
     // Never print digests: they are password hashes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordSet")
-            .field("len", &self.digests.len())
-            .finish_non_exhaustive()
+        f.debug_struct("PasswordSet").field("len", &self.digests.len()).finish_non_exhaustive()
     }
 }
 
@@ -37,11 +35,7 @@ pub struct PhcError(&'static str);
 impl PasswordSet {
     /// An empty set with a fresh salt.
     pub fn empty(params: HashParams) -> Self {
-        Self {
-            params,
-            salt: random_salt(),
-            digests: Vec::new(),
-        }
+        Self { params, salt: random_salt(), digests: Vec::new() }
     }
 
     pub fn params(&self) -> HashParams {
@@ -110,18 +104,10 @@ impl PasswordSet {
         for e in entries {
             let (params, salt, digest) = parse_phc(e)?;
             match &mut set {
-                None => {
-                    set = Some(Self {
-                        params,
-                        salt,
-                        digests: vec![digest],
-                    })
-                }
+                None => set = Some(Self { params, salt, digests: vec![digest] }),
                 Some(s) if s.params == params && s.salt == salt => s.digests.push(digest),
                 Some(_) => {
-                    return Err(PhcError(
-                        "entries of one set must share salt and parameters",
-                    ));
+                    return Err(PhcError("entries of one set must share salt and parameters"));
                 }
             }
         }
@@ -146,13 +132,9 @@ fn parse_phc(s: &str) -> Result<(HashParams, [u8; SALT_LEN], Digest), PhcError> 
         }
     }
     let mut salt_buf = [0u8; SALT_LEN];
-    let salt_len = Base64Unpadded::decode(salt, &mut salt_buf)
-        .map_err(|_| PhcError("bad salt"))?
-        .len();
+    let salt_len = Base64Unpadded::decode(salt, &mut salt_buf).map_err(|_| PhcError("bad salt"))?.len();
     let mut digest = [0u8; 32];
-    let digest_len = Base64Unpadded::decode(hash, &mut digest)
-        .map_err(|_| PhcError("bad hash"))?
-        .len();
+    let digest_len = Base64Unpadded::decode(hash, &mut digest).map_err(|_| PhcError("bad hash"))?.len();
     if salt_len != SALT_LEN || digest_len != 32 {
         return Err(PhcError("unexpected salt or hash length"));
     }
@@ -165,9 +147,7 @@ mod tests {
 
     #[test]
     fn add_remove_contains() {
-        let s = PasswordSet::empty(HashParams::default())
-            .with_added([1; 32])
-            .with_added([2; 32]);
+        let s = PasswordSet::empty(HashParams::default()).with_added([1; 32]).with_added([2; 32]);
         assert!(s.contains(&[1; 32]) && s.contains(&[2; 32]) && !s.contains(&[3; 32]));
         let s = s.with_removed(&[1; 32]);
         assert!(!s.contains(&[1; 32]) && s.len() == 1);
@@ -175,19 +155,12 @@ mod tests {
 
     #[test]
     fn phc_round_trip() {
-        let s = PasswordSet::empty(HashParams {
-            m_cost: 64,
-            t_cost: 1,
-            p_cost: 1,
-        })
-        .with_added([7; 32])
-        .with_added([9; 32]);
+        let s = PasswordSet::empty(HashParams { m_cost: 64, t_cost: 1, p_cost: 1 })
+            .with_added([7; 32])
+            .with_added([9; 32]);
         let phc = s.to_phc();
         assert!(phc[0].starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert_eq!(
-            PasswordSet::from_phc(&phc, HashParams::default()).unwrap(),
-            s
-        );
+        assert_eq!(PasswordSet::from_phc(&phc, HashParams::default()).unwrap(), s);
         assert!(PasswordSet::from_phc(&["$argon2i$x".into()], HashParams::default()).is_err());
     }
 

@@ -60,14 +60,7 @@ pub struct ClientHalf {
 
 impl ClientHalf {
     pub fn new(ctx: Arc<BdbContext>, plan: Arc<Plan>) -> Self {
-        Self {
-            ctx,
-            plan,
-            upstream: None,
-            identity: None,
-            reply_mode: ReplyMode::On,
-            streaming: None,
-        }
+        Self { ctx, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
     }
 
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
@@ -164,15 +157,14 @@ impl ClientHalf {
                 Parse::Error(e) => return Ok(self.protocol_error(e)),
                 Parse::Incomplete(partial) => {
                     let pending = &buf[*pos..];
-                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT)
-                    {
+                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT) {
                         match stream_decision(pending, &p) {
                             Decision::Wait => {}
                             Decision::TooBig => {
                                 return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
                             }
                             Decision::Stream(cmd) => {
-                                let entry = self.expectation(cmd, p.argc as usize, None);
+                                let entry = self.expectation(cmd, p.argc as usize);
                                 if !self.ensure_upstream().await? {
                                     return Ok(Flow::Stop);
                                 }
@@ -201,9 +193,13 @@ impl ClientHalf {
                 *pos += len;
                 continue;
             };
-            let cmd = command::classify(name, args.get(1).copied());
+            let mut cmd = command::classify(name, args.get(1).copied());
+            if cmd == Command::ClientReply && reply_mode_arg(&args).is_none() {
+                // Malformed: let the upstream answer with its own error.
+                cmd = Command::Other;
+            }
             if authenticated && forwarded(cmd) {
-                let entry = self.expectation(cmd, args.len(), args.get(2).copied());
+                let entry = self.expectation(cmd, args.len());
                 if !self.ensure_upstream().await? {
                     return Ok(Flow::Stop);
                 }
@@ -239,11 +235,7 @@ impl ClientHalf {
                             2 => (None, &args[1]),
                             _ => (Some(args[1].as_slice()), &args[2]),
                         };
-                        if self.login(user, password).await {
-                            replies::OK
-                        } else {
-                            replies::WRONGPASS
-                        }
+                        if self.login(user, password).await { replies::OK } else { replies::WRONGPASS }
                     }
                     _ => replies::SYNTAX,
                 };
@@ -262,14 +254,14 @@ impl ClientHalf {
                             return Ok(Flow::Continue);
                         }
                     }
-                    if self.identity.is_none() {
+                    // Redis 7.0's order: AUTH, then the name, then "must be authenticated".
+                    if !h.name_is_valid() {
+                        self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
+                    } else if self.identity.is_none() {
                         self.local(Bytes::from_static(replies::HELLO_NOAUTH));
                     } else if !self
                         .forward_own(
-                            Entry::Replies {
-                                n: 1,
-                                tag: Tag::Hello,
-                            },
+                            Entry::Replies { n: 1, tag: Tag::Hello, silent: false },
                             &h.upstream_command(),
                         )
                         .await?
@@ -291,22 +283,32 @@ impl ClientHalf {
                     // Reset the upstream session too (transactions, subscriptions,
                     // MONITOR, protocol), then log it back in for the next AUTH.
                     if !self
-                        .forward_own(
-                            Entry::AwaitReset,
-                            &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n"),
-                        )
+                        .forward_own(Entry::AwaitReset, &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n"))
                         .await?
                     {
                         return Ok(Flow::Stop);
                     }
-                    if let (Some(auth), Some(up)) =
-                        (self.ctx.upstream.auth_command(), self.upstream.as_mut())
+                    if let (Some(auth), Some(up)) = (self.ctx.upstream.auth_command(), self.upstream.as_mut())
                     {
                         self.plan.push(Entry::Swallow);
                         up.write_all(&auth).await?;
                     }
                 } else {
                     self.local(Bytes::from_static(replies::RESET));
+                }
+            }
+            Command::ClientReply if authenticated => {
+                let arg: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                match reply_mode_arg(&arg) {
+                    Some(ReplyMode::On) => {
+                        self.reply_mode = ReplyMode::On;
+                        self.local(Bytes::from_static(replies::OK));
+                    }
+                    Some(ReplyMode::Off) => self.reply_mode = ReplyMode::Off,
+                    Some(ReplyMode::SkipNext) if self.reply_mode == ReplyMode::On => {
+                        self.reply_mode = ReplyMode::SkipNext;
+                    }
+                    _ => {}
                 }
             }
             Command::AclWhoami if authenticated => {
@@ -316,6 +318,9 @@ impl ClientHalf {
                 };
                 self.local(reply);
             }
+            // EXEC refused for lack of authentication aborts the transaction: Redis
+            // says so in EXECABORT's words.
+            Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
             _ => self.local(Bytes::from_static(replies::NOAUTH)),
         }
         for a in &mut args {
@@ -327,20 +332,14 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity, on
     /// failure it keeps the one it had (as Redis does).
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        match self
-            .ctx
-            .directory
-            .authenticate(self.ctx.uid, user, password)
-            .await
-        {
+        match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
             Some(id) => {
                 tracing::debug!(user = id.name(), "authenticated");
                 self.identity = Some(id);
                 true
             }
             None => {
-                let shown =
-                    user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
+                let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
                 tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
                 false
             }
@@ -357,71 +356,26 @@ impl ClientHalf {
     }
 
     /// What the client is owed for a forwarded request, minding `CLIENT REPLY`.
-    fn expectation(&mut self, cmd: Command, argc: usize, third: Option<&[u8]>) -> Entry {
-        let subscriptions = argc.saturating_sub(1) as u64;
-        let entry = match cmd {
-            Command::Subscribe(_) => Entry::Replies {
-                n: subscriptions.max(1),
-                tag: Tag::Pubsub,
-            },
-            Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll(kind),
-            Command::Unsubscribe(_) => Entry::Replies {
-                n: subscriptions,
-                tag: Tag::Pubsub,
-            },
-            Command::Monitor => Entry::Replies {
-                n: 1,
-                tag: Tag::Monitor,
-            },
-            Command::Replication => Entry::Opaque,
-            Command::ClientReply if argc == 3 => {
-                let mode = third.unwrap_or_default();
-                if mode.eq_ignore_ascii_case(b"on") {
-                    self.reply_mode = ReplyMode::On;
-                    return Entry::Replies {
-                        n: 1,
-                        tag: Tag::Plain,
-                    };
-                } else if mode.eq_ignore_ascii_case(b"off") {
-                    self.reply_mode = ReplyMode::Off;
-                    return Entry::Replies {
-                        n: 0,
-                        tag: Tag::Plain,
-                    };
-                } else if mode.eq_ignore_ascii_case(b"skip") {
-                    // SKIP itself is not answered, and neither is the next request.
-                    if self.reply_mode == ReplyMode::On {
-                        self.reply_mode = ReplyMode::SkipNext;
-                    }
-                    return Entry::Replies {
-                        n: 0,
-                        tag: Tag::Plain,
-                    };
-                }
-                Entry::Replies {
-                    n: 1,
-                    tag: Tag::Plain,
-                }
-            }
-            _ => Entry::Replies {
-                n: 1,
-                tag: Tag::Plain,
-            },
-        };
-        match (self.reply_mode, entry) {
-            (_, Entry::Opaque) => Entry::Opaque,
-            (ReplyMode::On, e) => e,
-            (ReplyMode::Off, _) => Entry::Replies {
-                n: 0,
-                tag: Tag::Plain,
-            },
-            (ReplyMode::SkipNext, _) => {
+    fn expectation(&mut self, cmd: Command, argc: usize) -> Entry {
+        // Redis sends nothing while replies are OFF, and nothing for the one request
+        // after SKIP. The upstream is never told (turnstile implements CLIENT REPLY
+        // itself), so it always answers and the relay drops what must not be seen.
+        let silent = match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
                 self.reply_mode = ReplyMode::On;
-                Entry::Replies {
-                    n: 0,
-                    tag: Tag::Plain,
-                }
+                true
             }
+        };
+        let subscriptions = argc.saturating_sub(1) as u64;
+        match cmd {
+            Command::Subscribe(_) => Entry::Replies { n: subscriptions.max(1), tag: Tag::Pubsub, silent },
+            Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll { kind, silent },
+            Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub, silent },
+            Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
+            Command::Replication => Entry::Opaque,
+            _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }
 
@@ -462,9 +416,7 @@ impl ClientHalf {
             }
             Err(e) => {
                 tracing::warn!(error = %e, upstream = %self.ctx.upstream.address, "upstream unavailable");
-                self.plan.push(Entry::Local(Bytes::from_static(
-                    replies::UPSTREAM_UNAVAILABLE,
-                )));
+                self.plan.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
                 self.plan.push(Entry::Close);
                 Ok(false)
             }
@@ -491,8 +443,27 @@ impl ClientHalf {
 fn forwarded(cmd: Command) -> bool {
     !matches!(
         cmd,
-        Command::Auth | Command::Hello | Command::AclWhoami | Command::Quit | Command::Reset
+        Command::Auth
+            | Command::Hello
+            | Command::AclWhoami
+            | Command::Quit
+            | Command::Reset
+            | Command::ClientReply
     )
+}
+
+/// The mode of a well-formed `CLIENT REPLY ON|OFF|SKIP`.
+fn reply_mode_arg(args: &[&[u8]]) -> Option<ReplyMode> {
+    let [_, _, mode] = args else { return None };
+    if mode.eq_ignore_ascii_case(b"on") {
+        Some(ReplyMode::On)
+    } else if mode.eq_ignore_ascii_case(b"off") {
+        Some(ReplyMode::Off)
+    } else if mode.eq_ignore_ascii_case(b"skip") {
+        Some(ReplyMode::SkipNext)
+    } else {
+        None
+    }
 }
 
 fn extend(run: &mut Option<Range<usize>>, start: usize, end: usize) {
@@ -517,19 +488,13 @@ fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
             let name = &pending[r.clone()];
             match p.args.get(1) {
                 Some(s) => command::classify(name, Some(&pending[s.clone()])),
-                None if !command::needs_subcommand(name) || long_next => {
-                    command::classify(name, None)
-                }
+                None if !command::needs_subcommand(name) || long_next => command::classify(name, None),
                 None => return Decision::Wait,
             }
         }
     };
     if command::must_be_whole(cmd) || !forwarded(cmd) {
-        if pending.len() > MAX_WHOLE {
-            Decision::TooBig
-        } else {
-            Decision::Wait
-        }
+        if pending.len() > MAX_WHOLE { Decision::TooBig } else { Decision::Wait }
     } else {
         Decision::Stream(cmd)
     }

@@ -28,12 +28,6 @@ pub struct BdbContext {
 
 impl BdbContext {
     pub fn new(uid: u32, directory: Directory, upstream: Upstream, max_connections: usize) -> Self {
-        Self {
-            uid,
-            directory,
-            upstream,
-            max_connections,
-            connections: AtomicUsize::new(0),
-        }
+        Self { uid, directory, upstream, max_connections, connections: AtomicUsize::new(0) }
     }
 }

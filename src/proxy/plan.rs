@@ -28,11 +28,12 @@ pub enum Tag {
 }
 
 pub enum Entry {
-    /// This many replies from the upstream.
-    Replies { n: u64, tag: Tag },
+    /// This many replies from the upstream. `silent`: the client turned replies off
+    /// (`CLIENT REPLY OFF|SKIP`), so they are counted but not passed on.
+    Replies { n: u64, tag: Tag, silent: bool },
     /// UNSUBSCRIBE without arguments: one confirmation per current subscription of
     /// that kind (at least one), known only when the relay gets there.
-    UnsubscribeAll(SubKind),
+    UnsubscribeAll { kind: SubKind, silent: bool },
     /// Everything up to and including the upstream's `+RESET`.
     AwaitReset,
     /// The upstream's `+OK` to the service AUTH turnstile sent: not the client's.
@@ -50,8 +51,8 @@ pub enum Entry {
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Replies { n, tag } => write!(f, "Replies({n}, {tag:?})"),
-            Self::UnsubscribeAll(k) => write!(f, "UnsubscribeAll({k:?})"),
+            Self::Replies { n, tag, silent } => write!(f, "Replies({n}, {tag:?}, silent: {silent})"),
+            Self::UnsubscribeAll { kind, silent } => write!(f, "UnsubscribeAll({kind:?}, silent: {silent})"),
             Self::AwaitReset => f.write_str("AwaitReset"),
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
@@ -81,12 +82,9 @@ impl Plan {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match (q.back_mut(), entry) {
                 (
-                    Some(Entry::Replies { n, tag: Tag::Plain }),
-                    Entry::Replies {
-                        n: more,
-                        tag: Tag::Plain,
-                    },
-                ) => *n += more,
+                    Some(Entry::Replies { n, tag: Tag::Plain, silent }),
+                    Entry::Replies { n: more, tag: Tag::Plain, silent: s },
+                ) if *silent == s => *n += more,
                 (_, Entry::Replies { n: 0, .. }) => {}
                 (_, e) => q.push_back(e),
             }
@@ -96,11 +94,7 @@ impl Plan {
 
     /// Takes the first entry, if any.
     pub fn pop(&self) -> Option<Entry> {
-        let e = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
+        let e = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         if e.is_some() {
             self.space.notify_one();
         }
@@ -109,10 +103,7 @@ impl Plan {
 
     /// True if the plan holds anything the client is still owed.
     pub fn is_empty(&self) -> bool {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
     /// Resolves when entries may have been pushed.
@@ -139,30 +130,14 @@ mod tests {
     #[test]
     fn plain_replies_merge_and_zero_vanishes() {
         let p = Plan::default();
-        p.push(Entry::Replies {
-            n: 1,
-            tag: Tag::Plain,
-        });
-        p.push(Entry::Replies {
-            n: 2,
-            tag: Tag::Plain,
-        });
-        p.push(Entry::Replies {
-            n: 0,
-            tag: Tag::Pubsub,
-        });
+        p.push(Entry::Replies { n: 1, tag: Tag::Plain, silent: false });
+        p.push(Entry::Replies { n: 2, tag: Tag::Plain, silent: false });
+        p.push(Entry::Replies { n: 0, tag: Tag::Pubsub, silent: false });
+        p.push(Entry::Replies { n: 1, tag: Tag::Plain, silent: true });
         p.push(Entry::Local(Bytes::from_static(b"+OK\r\n")));
-        p.push(Entry::Replies {
-            n: 1,
-            tag: Tag::Plain,
-        });
-        assert!(matches!(
-            p.pop(),
-            Some(Entry::Replies {
-                n: 3,
-                tag: Tag::Plain
-            })
-        ));
+        p.push(Entry::Replies { n: 1, tag: Tag::Plain, silent: false });
+        assert!(matches!(p.pop(), Some(Entry::Replies { n: 3, tag: Tag::Plain, silent: false })));
+        assert!(matches!(p.pop(), Some(Entry::Replies { n: 1, silent: true, .. })));
         assert!(matches!(p.pop(), Some(Entry::Local(_))));
         assert!(matches!(p.pop(), Some(Entry::Replies { n: 1, .. })));
         assert!(p.pop().is_none());

@@ -89,6 +89,8 @@ pub struct Relay<W> {
     current: Option<Entry>,
     /// Dropping the bytes of the frame being scanned (our own AUTH's reply).
     swallowing: bool,
+    /// Dropping the bytes of the frame being scanned (replies the client turned off).
+    dropping: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
 }
@@ -104,6 +106,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             modes: Modes::default(),
             current: None,
             swallowing: false,
+            dropping: false,
             opaque: false,
         }
     }
@@ -178,12 +181,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     return Ok(Flow::Close);
                 }
                 Entry::Replies { n: 0, .. } => {}
-                Entry::UnsubscribeAll(kind) => {
+                Entry::UnsubscribeAll { kind, silent } => {
                     let n = self.modes.count(kind).max(1) as u64;
-                    self.current = Some(Entry::Replies {
-                        n,
-                        tag: Tag::Pubsub,
-                    });
+                    self.current = Some(Entry::Replies { n, tag: Tag::Pubsub, silent });
                     return Ok(Flow::Continue);
                 }
                 // Replies the stream cannot be followed for are simply passed on.
@@ -220,23 +220,28 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     self.swallowing = true;
+                } else if matches!(self.current, Some(Entry::Replies { silent: true, .. }))
+                    && !self.may_be_out_of_band(self.buf[pos])
+                {
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    self.dropping = true;
                 }
             }
             let (n, info) = match self.scanner.scan(&self.buf[pos..]) {
                 Ok(step) => step,
                 Err(_) => {
-                    tracing::warn!(
-                        "upstream reply stream not understood; passing it through unparsed"
-                    );
+                    tracing::warn!("upstream reply stream not understood; passing it through unparsed");
                     self.opaque = true;
                     continue;
                 }
             };
             pos += n;
-            if self.swallowing {
+            if self.swallowing || self.dropping {
                 flushed = pos;
             }
             let Some(info) = info else { continue };
+            self.dropping = false;
             if self.swallowing {
                 self.swallowing = false;
                 if !(info.kind == b'+' && info.head.eq_ignore_case(b"OK")) {
@@ -257,6 +262,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         self.client.write_all(&self.buf[flushed..pos]).await?;
         self.buf.clear();
         Ok(Flow::Continue)
+    }
+
+    /// Whether a frame starting with `kind` could be a push rather than a reply;
+    /// such frames are never dropped, as Redis delivers pushes even with replies off.
+    fn may_be_out_of_band(&self, kind: u8) -> bool {
+        kind == b'>' || (kind == b'*' && !self.modes.resp3 && self.modes.subscribed()) || self.modes.monitor
     }
 
     /// Accounts for one complete upstream frame. Returns true when it completed the
@@ -284,15 +295,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.modes.confirmation(info);
                 }
             }
-            b'+' if self.modes.monitor
-                && info.head.bytes().first().is_some_and(u8::is_ascii_digit) =>
-            {
+            b'+' if self.modes.monitor && info.head.bytes().first().is_some_and(u8::is_ascii_digit) => {
                 return false;
             }
             _ => {}
         }
         match &mut self.current {
-            Some(Entry::Replies { n, tag }) => {
+            Some(Entry::Replies { n, tag, .. }) => {
                 match tag {
                     Tag::Hello if info.kind == b'%' => self.modes.resp3 = true,
                     Tag::Hello if info.kind == b'*' => self.modes.resp3 = false,

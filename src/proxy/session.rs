@@ -17,11 +17,7 @@ use super::relay::Relay;
 /// that writes a long pipeline before reading, or an upstream that answers slowly,
 /// never deadlocks the connection. Both live in one task (one allocation) because
 /// they never need two cores at once.
-pub async fn serve_connection(
-    ctx: Arc<BdbContext>,
-    stream: TcpStream,
-    shutdown: CancellationToken,
-) {
+pub async fn serve_connection(ctx: Arc<BdbContext>, stream: TcpStream, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let plan = Arc::new(Plan::default());

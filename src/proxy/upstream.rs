@@ -36,9 +36,7 @@ impl Upstream {
         let rest = match url.split_once("://") {
             Some(("redis", rest)) => rest,
             Some(("rediss", _)) => {
-                return Err(
-                    "rediss:// (TLS to the upstream) is not supported yet; use redis://".into(),
-                );
+                return Err("rediss:// (TLS to the upstream) is not supported yet; use redis://".into());
             }
             _ => return Err("must look like redis://[user[:password]@]host:port".into()),
         };
@@ -47,21 +45,17 @@ impl Upstream {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .ok_or("a port is required (host:port)")?;
+        let (host, port) = hostport.rsplit_once(':').ok_or("a port is required (host:port)")?;
         if host.is_empty() {
             return Err("the host is empty".into());
         }
-        port.parse::<u16>()
-            .map_err(|_| format!("port {port:?} is not a number from 1 to 65535"))?;
+        port.parse::<u16>().map_err(|_| format!("port {port:?} is not a number from 1 to 65535"))?;
         let (username, password) = match userinfo {
             None => (None, None),
             Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (
-                    Some(percent_decode(user)?),
-                    Some(Zeroizing::new(percent_decode(pass)?)),
-                ),
+                Some((user, pass)) => {
+                    (Some(percent_decode(user)?), Some(Zeroizing::new(percent_decode(pass)?)))
+                }
                 None => (Some(percent_decode(u)?), None),
             },
         };
@@ -88,9 +82,7 @@ impl Upstream {
     pub async fn connect(&self) -> std::io::Result<TcpStream> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
         Ok(stream)
     }
@@ -102,9 +94,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let v = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or("bad percent-encoding in user or password")?;
@@ -125,19 +115,13 @@ mod tests {
     #[test]
     fn parses_forms() {
         let u = Upstream::parse("redis://127.0.0.1:6379").unwrap();
-        assert_eq!(
-            (u.address.as_str(), u.username, u.password.is_none()),
-            ("127.0.0.1:6379", None, true)
-        );
+        assert_eq!((u.address.as_str(), u.username, u.password.is_none()), ("127.0.0.1:6379", None, true));
         let u = Upstream::parse("redis://svc:p%40ss@db:7000").unwrap();
         assert_eq!(u.username.as_deref(), Some("svc"));
         assert_eq!(u.password.as_deref().map(String::as_str), Some("p@ss"));
         let u = Upstream::parse("redis://:secret@db:7000").unwrap();
         assert_eq!(u.username, None);
-        assert_eq!(
-            &u.auth_command().unwrap()[..],
-            b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n"
-        );
+        assert_eq!(&u.auth_command().unwrap()[..], b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n");
         assert!(Upstream::parse("http://x:1").is_err());
         assert!(Upstream::parse("redis://x").is_err());
         assert!(Upstream::parse("redis://x:99999").is_err());

@@ -20,6 +20,8 @@ pub enum Command {
     Unsubscribe(SubKind),
     Monitor,
     ClientReply,
+    /// Only special before authentication (its NOAUTH is an EXECABORT).
+    Exec,
     /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
     Replication,
     Other,
@@ -54,6 +56,7 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"punsubscribe" => Command::Unsubscribe(SubKind::Pattern),
         b"sunsubscribe" => Command::Unsubscribe(SubKind::Shard),
         b"monitor" => Command::Monitor,
+        b"exec" => Command::Exec,
         b"sync" | b"psync" => Command::Replication,
         _ => Command::Other,
     }
@@ -66,10 +69,7 @@ pub fn needs_subcommand(name: &[u8]) -> bool {
 
 /// True for commands turnstile answers itself and therefore must see whole.
 pub fn must_be_whole(cmd: Command) -> bool {
-    matches!(
-        cmd,
-        Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply
-    )
+    matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply)
 }
 
 #[cfg(test)]
@@ -82,10 +82,7 @@ mod tests {
         assert_eq!(classify(b"ACL", Some(b"whoami")), Command::AclWhoami);
         assert_eq!(classify(b"acl", Some(b"list")), Command::Other);
         assert_eq!(classify(b"acl", None), Command::Other);
-        assert_eq!(
-            classify(b"PSUBSCRIBE", None),
-            Command::Subscribe(SubKind::Pattern)
-        );
+        assert_eq!(classify(b"PSUBSCRIBE", None), Command::Subscribe(SubKind::Pattern));
         assert_eq!(classify(&[b'a'; 100], None), Command::Other);
         assert_eq!(classify(b"GET", None), Command::Other);
     }

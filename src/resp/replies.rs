@@ -6,6 +6,8 @@ pub const OK: &[u8] = b"+OK\r\n";
 pub const RESET: &[u8] = b"+RESET\r\n";
 pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
 pub const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+pub const EXECABORT_NOAUTH: &[u8] =
+    b"-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n";
 pub const AUTH_ARITY: &[u8] = b"-ERR wrong number of arguments for 'auth' command\r\n";
 pub const WHOAMI_ARITY: &[u8] = b"-ERR wrong number of arguments for 'acl|whoami' command\r\n";
 pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
@@ -16,8 +18,7 @@ pub const BAD_CLIENT_NAME: &[u8] =
     b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n";
 pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
 pub const UPSTREAM_LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
-pub const UPSTREAM_AUTH_FAILED: &[u8] =
-    b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
+pub const UPSTREAM_AUTH_FAILED: &[u8] = b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// `-ERR Syntax error in HELLO option '<opt>'`.
@@ -42,10 +43,7 @@ pub fn bulk(s: &[u8]) -> Bytes {
 
 /// Redis replaces newlines in error texts with spaces so the reply stays one line.
 fn put_error_text(b: &mut BytesMut, s: &[u8]) {
-    b.extend(
-        s.iter()
-            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
-    );
+    b.extend(s.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
 }
 
 #[cfg(test)]
@@ -55,13 +53,7 @@ mod tests {
     #[test]
     fn builders() {
         assert_eq!(&bulk(b"default")[..], b"$7\r\ndefault\r\n");
-        assert_eq!(
-            &hello_syntax(b"AUTH")[..],
-            b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
-        );
-        assert_eq!(
-            &hello_syntax(b"a\r\nb")[..],
-            b"-ERR Syntax error in HELLO option 'a  b'\r\n"
-        );
+        assert_eq!(&hello_syntax(b"AUTH")[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
+        assert_eq!(&hello_syntax(b"a\r\nb")[..], b"-ERR Syntax error in HELLO option 'a  b'\r\n");
     }
 }

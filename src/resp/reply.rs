@@ -23,11 +23,7 @@ pub struct Capture {
 
 impl Default for Capture {
     fn default() -> Self {
-        Self {
-            buf: [0; CAPTURE],
-            len: 0,
-            truncated: false,
-        }
+        Self { buf: [0; CAPTURE], len: 0, truncated: false }
     }
 }
 
@@ -155,10 +151,7 @@ impl ReplyScanner {
                     }
                     self.slot = self.slot_for_new_element();
                     if self.slot == Slot::Top {
-                        self.info = FrameInfo {
-                            kind,
-                            ..FrameInfo::default()
-                        };
+                        self.info = FrameInfo { kind, ..FrameInfo::default() };
                     }
                     self.line = Capture::default();
                     self.elem = Elem::Line(kind);
@@ -256,13 +249,8 @@ impl ReplyScanner {
                     return Err(ScanError);
                 }
                 let pairs = matches!(kind, b'%' | b'|');
-                let left = (n as u64)
-                    .checked_mul(if pairs { 2 } else { 1 })
-                    .ok_or(ScanError)?;
-                self.stack.push(Level {
-                    left,
-                    attribute: kind == b'|',
-                });
+                let left = (n as u64).checked_mul(if pairs { 2 } else { 1 }).ok_or(ScanError)?;
+                self.stack.push(Level { left, attribute: kind == b'|' });
                 self.elem = Elem::Start;
                 Ok(false)
             }
@@ -345,7 +333,8 @@ mod tests {
 
     #[test]
     fn pubsub_confirmation_is_classified() {
-        let input = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
+        let input =
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
         for chunk in 1..input.len() {
             let f = frames(input, chunk);
             assert_eq!(f.len(), 2);
@@ -358,7 +347,8 @@ mod tests {
 
     #[test]
     fn nested_maps_and_attributes() {
-        let input = b"%2\r\n+a\r\n*2\r\n:1\r\n:2\r\n+b\r\n%1\r\n+c\r\n_\r\n|1\r\n+k\r\n+v\r\n+OK\r\n*-1\r\n*0\r\n";
+        let input =
+            b"%2\r\n+a\r\n*2\r\n:1\r\n:2\r\n+b\r\n%1\r\n+c\r\n_\r\n|1\r\n+k\r\n+v\r\n+OK\r\n*-1\r\n*0\r\n";
         let f = frames(input, 3);
         assert_eq!(f.len(), 4);
         assert_eq!(f[1].1.head.bytes(), b"OK");

@@ -42,9 +42,7 @@ impl ProtoError {
     pub fn reply(self) -> Bytes {
         let text: &'static [u8] = match self {
             Self::InvalidMultibulkLength => b"-ERR Protocol error: invalid multibulk length\r\n",
-            Self::UnauthMultibulkLength => {
-                b"-ERR Protocol error: unauthenticated multibulk length\r\n"
-            }
+            Self::UnauthMultibulkLength => b"-ERR Protocol error: unauthenticated multibulk length\r\n",
             Self::InvalidBulkLength => b"-ERR Protocol error: invalid bulk length\r\n",
             Self::UnauthBulkLength => b"-ERR Protocol error: unauthenticated bulk length\r\n",
             Self::TooBigMultibulkCount => b"-ERR Protocol error: too big mbulk count string\r\n",
@@ -149,11 +147,7 @@ fn parse_inline(buf: &[u8]) -> Parse {
             Parse::Incomplete(None)
         };
     };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
-        nl - 1
-    } else {
-        nl
-    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
     let len = nl + 1;
     match split_args(&buf[..line_end]) {
         Err(_) => Parse::Error(ProtoError::UnbalancedQuotes),
@@ -185,12 +179,7 @@ fn parse_multibulk(buf: &[u8], authenticated: bool) -> Parse {
     let mut args = Vec::with_capacity(count.min(64) as usize);
     while (args.len() as u64) < argc {
         let partial = |args: Vec<Range<usize>>, next_len| {
-            Parse::Incomplete(Some(Partial {
-                argc,
-                args,
-                resume_at: pos,
-                next_len,
-            }))
+            Parse::Incomplete(Some(Partial { argc, args, resume_at: pos, next_len }))
         };
         if pos >= buf.len() {
             return partial(args, None);
@@ -235,10 +224,7 @@ pub struct Streamer {
 impl Streamer {
     /// Continues a frame from `Partial::resume_at`, with `args_left` arguments to go.
     pub fn new(args_left: u64) -> Self {
-        Self {
-            args_left,
-            bulk_left: 0,
-        }
+        Self { args_left, bulk_left: 0 }
     }
 
     /// Consumes what it can of `buf`: returns how many bytes belong to the frame and
@@ -309,62 +295,26 @@ mod tests {
 
     #[test]
     fn empty_requests() {
-        assert_eq!(
-            parse(b"*0\r\n", false),
-            Parse::Complete(Request::Empty { len: 4 })
-        );
-        assert_eq!(
-            parse(b"*-1\r\n", false),
-            Parse::Complete(Request::Empty { len: 5 })
-        );
-        assert_eq!(
-            parse(b"\r\n", false),
-            Parse::Complete(Request::Empty { len: 2 })
-        );
+        assert_eq!(parse(b"*0\r\n", false), Parse::Complete(Request::Empty { len: 4 }));
+        assert_eq!(parse(b"*-1\r\n", false), Parse::Complete(Request::Empty { len: 5 }));
+        assert_eq!(parse(b"\r\n", false), Parse::Complete(Request::Empty { len: 2 }));
     }
 
     #[test]
     fn protocol_errors() {
         use ProtoError::*;
         assert_eq!(parse(b"*x\r\n", true), Parse::Error(InvalidMultibulkLength));
-        assert_eq!(
-            parse(b"*1\r\n$abc\r\n", true),
-            Parse::Error(InvalidBulkLength)
-        );
-        assert_eq!(
-            parse(b"*1\r\n$-1\r\n", true),
-            Parse::Error(InvalidBulkLength)
-        );
-        assert_eq!(
-            parse(b"*1\r\n:1\r\n", true),
-            Parse::Error(ExpectedDollar(b':'))
-        );
-        assert_eq!(
-            parse(b"*11\r\n", false),
-            Parse::Error(UnauthMultibulkLength)
-        );
-        assert_eq!(
-            parse(b"*1\r\n$16385\r\n", false),
-            Parse::Error(UnauthBulkLength)
-        );
-        assert_eq!(
-            parse(b"ECHO \"a\r\n", false),
-            Parse::Error(UnbalancedQuotes)
-        );
-        assert!(matches!(
-            parse(b"*11\r\n", true),
-            Parse::Incomplete(Some(_))
-        ));
-        assert!(matches!(
-            parse(b"*1\r\n$16385\r\n", true),
-            Parse::Incomplete(Some(_))
-        ));
+        assert_eq!(parse(b"*1\r\n$abc\r\n", true), Parse::Error(InvalidBulkLength));
+        assert_eq!(parse(b"*1\r\n$-1\r\n", true), Parse::Error(InvalidBulkLength));
+        assert_eq!(parse(b"*1\r\n:1\r\n", true), Parse::Error(ExpectedDollar(b':')));
+        assert_eq!(parse(b"*11\r\n", false), Parse::Error(UnauthMultibulkLength));
+        assert_eq!(parse(b"*1\r\n$16385\r\n", false), Parse::Error(UnauthBulkLength));
+        assert_eq!(parse(b"ECHO \"a\r\n", false), Parse::Error(UnbalancedQuotes));
+        assert!(matches!(parse(b"*11\r\n", true), Parse::Incomplete(Some(_))));
+        assert!(matches!(parse(b"*1\r\n$16385\r\n", true), Parse::Incomplete(Some(_))));
         let long = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(parse(&long, false), Parse::Error(TooBigInline));
-        assert_eq!(
-            ExpectedDollar(b':').reply(),
-            &b"-ERR Protocol error: expected '$', got ':'\r\n"[..]
-        );
+        assert_eq!(ExpectedDollar(b':').reply(), &b"-ERR Protocol error: expected '$', got ':'\r\n"[..]);
     }
 
     #[test]

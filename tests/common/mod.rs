@@ -17,11 +17,7 @@ use turnstile::auth::{BdbAccess, Directory, HashParams, SetChange, SetId, Verify
 use turnstile::proxy::{BdbContext, Upstream, listener};
 
 /// Cheapest argon2 the crate accepts: tests exercise logic, not hashing cost.
-pub const FAST: HashParams = HashParams {
-    m_cost: 8,
-    t_cost: 1,
-    p_cost: 1,
-};
+pub const FAST: HashParams = HashParams { m_cost: 8, t_cost: 1, p_cost: 1 };
 
 /// A reply must arrive within this; a hang fails the test instead of blocking CI.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,11 +30,7 @@ pub struct Redis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Redis {
@@ -91,24 +83,8 @@ impl Drop for Redis {
 /// Starts redis-server and waits until its log says it accepts connections.
 fn spawn_redis(port: u16, extra: &[String]) -> Option<Child> {
     let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args([
-            "--loglevel",
-            "notice",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "no",
-        ])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--loglevel", "notice", "--daemonize", "no", "--protected-mode", "no"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -151,10 +127,7 @@ impl ProxyOptions {
             upstream: upstream.to_string(),
             default_user: true,
             max_connections: 0,
-            verify: VerifyOptions {
-                concurrency: 2,
-                ..VerifyOptions::default()
-            },
+            verify: VerifyOptions { concurrency: 2, ..VerifyOptions::default() },
         }
     }
 }
@@ -171,23 +144,12 @@ impl Proxy {
 
     pub async fn with(o: ProxyOptions) -> Self {
         let directory = Directory::new(FAST, o.verify);
-        directory.set_bdb(
-            o.uid,
-            BdbAccess {
-                default_user: o.default_user,
-                roles: vec![1],
-            },
-        );
+        directory.set_bdb(o.uid, BdbAccess { default_user: o.default_user, roles: vec![1] });
         Self::serve(directory, o.uid, &o.upstream, o.max_connections).await
     }
 
     /// Serves database `uid` of an existing directory (several proxies may share one).
-    pub async fn serve(
-        directory: Directory,
-        uid: u32,
-        upstream: &str,
-        max_connections: usize,
-    ) -> Self {
+    pub async fn serve(directory: Directory, uid: u32, upstream: &str, max_connections: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut up = Upstream::parse(upstream).unwrap();
@@ -195,40 +157,19 @@ impl Proxy {
         let ctx = Arc::new(BdbContext::new(uid, directory.clone(), up, max_connections));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tokio::spawn(listener::serve(
-            listener,
-            Arc::clone(&ctx),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        Self {
-            addr,
-            directory,
-            ctx,
-            shutdown,
-            tracker,
-        }
+        tokio::spawn(listener::serve(listener, Arc::clone(&ctx), shutdown.clone(), tracker.clone()));
+        Self { addr, directory, ctx, shutdown, tracker }
     }
 
     pub async fn add_default(&self, pw: &str) {
-        self.directory
-            .change(
-                &SetId::BdbDefault(self.ctx.uid),
-                SetChange::Add,
-                pw.as_bytes(),
-            )
-            .await
-            .unwrap();
+        self.directory.change(&SetId::BdbDefault(self.ctx.uid), SetChange::Add, pw.as_bytes()).await.unwrap();
     }
 
     /// Creates user `name` (role 1, which this proxy's database admits) with passwords.
     pub async fn add_user(&self, name: &str, passwords: &[&str]) {
         self.directory.set_user(name, vec![1]).unwrap();
         for pw in passwords {
-            self.directory
-                .change(&SetId::User(name.into()), SetChange::Add, pw.as_bytes())
-                .await
-                .unwrap();
+            self.directory.change(&SetId::User(name.into()), SetChange::Add, pw.as_bytes()).await.unwrap();
         }
     }
 
@@ -277,14 +218,9 @@ pub fn cmd_bytes(args: &[&str]) -> Vec<u8> {
 
 impl Conn {
     pub async fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
+        Self { stream, buf: Vec::new() }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -304,14 +240,9 @@ impl Conn {
 
     /// The next `n` complete replies, concatenated, exact bytes.
     pub async fn replies(&mut self, n: usize) -> Vec<u8> {
-        tokio::time::timeout(REPLY_TIMEOUT, self.replies_inner(n))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "timed out waiting for {n} replies; have {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                )
-            })
+        tokio::time::timeout(REPLY_TIMEOUT, self.replies_inner(n)).await.unwrap_or_else(|_| {
+            panic!("timed out waiting for {n} replies; have {:?}", String::from_utf8_lossy(&self.buf))
+        })
     }
 
     async fn replies_inner(&mut self, n: usize) -> Vec<u8> {
@@ -324,18 +255,13 @@ impl Conn {
                         break;
                     }
                     Ok(None) => {}
-                    Err(e) => panic!(
-                        "invalid RESP from server: {e:?} in {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
+                    Err(e) => {
+                        panic!("invalid RESP from server: {e:?} in {:?}", String::from_utf8_lossy(&self.buf))
+                    }
                 }
                 let mut chunk = vec![0u8; 64 * 1024];
                 let k = self.stream.read(&mut chunk).await.unwrap();
-                assert!(
-                    k > 0,
-                    "connection closed; got so far {:?}",
-                    String::from_utf8_lossy(&out)
-                );
+                assert!(k > 0, "connection closed; got so far {:?}", String::from_utf8_lossy(&out));
                 self.buf.extend_from_slice(&chunk[..k]);
             }
         }
