@@ -5,10 +5,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use turnstile::auth::{BdbAccess, Directory, HashParams, SetChange, SetId, VerifyOptions};
 
 fn directory(rt: &tokio::runtime::Runtime, size: usize, cache: bool) -> Directory {
-    let mut v = VerifyOptions {
-        concurrency: 1,
-        ..VerifyOptions::default()
-    };
+    let mut v = VerifyOptions { concurrency: 1, ..VerifyOptions::default() };
     if !cache {
         v.cache_capacity = 0;
     }
@@ -16,13 +13,9 @@ fn directory(rt: &tokio::runtime::Runtime, size: usize, cache: bool) -> Director
     d.set_bdb(1, BdbAccess::default());
     rt.block_on(async {
         for i in 0..size {
-            d.change(
-                &SetId::BdbDefault(1),
-                SetChange::Add,
-                format!("password-{i}").as_bytes(),
-            )
-            .await
-            .unwrap();
+            d.change(&SetId::BdbDefault(1), SetChange::Add, format!("password-{i}").as_bytes())
+                .await
+                .unwrap();
         }
     });
     d
@@ -36,31 +29,17 @@ fn auth(c: &mut Criterion) {
         let last = format!("password-{}", size - 1);
         let uncached = directory(&rt, size, false);
         g.bench_with_input(BenchmarkId::new("uncached_success", size), &size, |b, _| {
-            b.to_async(&rt).iter(|| async {
-                assert!(
-                    uncached
-                        .authenticate(1, None, last.as_bytes())
-                        .await
-                        .is_some()
-                )
-            })
+            b.to_async(&rt)
+                .iter(|| async { assert!(uncached.authenticate(1, None, last.as_bytes()).await.is_some()) })
         });
         let cached = directory(&rt, size, true);
-        rt.block_on(cached.authenticate(1, None, last.as_bytes()))
-            .unwrap();
+        rt.block_on(cached.authenticate(1, None, last.as_bytes())).unwrap();
         g.bench_with_input(BenchmarkId::new("cached_success", size), &size, |b, _| {
-            b.to_async(&rt).iter(|| async {
-                assert!(
-                    cached
-                        .authenticate(1, None, last.as_bytes())
-                        .await
-                        .is_some()
-                )
-            })
+            b.to_async(&rt)
+                .iter(|| async { assert!(cached.authenticate(1, None, last.as_bytes()).await.is_some()) })
         });
         g.bench_with_input(BenchmarkId::new("failure", size), &size, |b, _| {
-            b.to_async(&rt)
-                .iter(|| async { assert!(cached.authenticate(1, None, b"wrong").await.is_none()) })
+            b.to_async(&rt).iter(|| async { assert!(cached.authenticate(1, None, b"wrong").await.is_none()) })
         });
     }
     g.finish();

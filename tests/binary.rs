@@ -62,7 +62,8 @@ async fn runs_from_a_config_file_and_stops_on_sigterm() {
     let redis = Redis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &format!("redis://{}", redis.addr()), "");
-    let mut child = turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").env("TURNSTILE_LOG", "trace").spawn().unwrap();
+    let mut child =
+        turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").env("TURNSTILE_LOG", "trace").spawn().unwrap();
     let addr = listening_addr(&mut child).await;
     let mut c = Conn::connect(&addr).await;
     assert_eq!(c.cmd(&["GET", "k"]).await, b"-NOAUTH Authentication required.\r\n");
@@ -77,7 +78,10 @@ async fn runs_from_a_config_file_and_stops_on_sigterm() {
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exited after SIGTERM").unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exited after SIGTERM")
+        .unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     let mut logs = String::new();
     child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();

@@ -22,16 +22,9 @@ async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
 async fn redis_clients(redis: &Redis) -> usize {
     let mut c = redis.connect().await;
     let info = show(&c.cmd(&["INFO", "clients"]).await);
-    let line = info
-        .lines()
-        .find(|l| l.starts_with("connected_clients:"))
-        .unwrap();
+    let line = info.lines().find(|l| l.starts_with("connected_clients:")).unwrap();
     // Minus the connection asking.
-    line["connected_clients:".len()..]
-        .trim()
-        .parse::<usize>()
-        .unwrap()
-        - 1
+    line["connected_clients:".len()..].trim().parse::<usize>().unwrap() - 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,10 +87,7 @@ async fn clients_disconnecting_mid_frame_cost_nothing() {
         ctx.connections.load(std::sync::atomic::Ordering::Acquire) == 0
     })
     .await;
-    eventually("the upstream connections closed", async || {
-        redis_clients(&redis).await == 0
-    })
-    .await;
+    eventually("the upstream connections closed", async || redis_clients(&redis).await == 0).await;
     // Nothing was half-applied, and the proxy still serves.
     let mut c = proxy.authed("pw").await;
     assert_eq!(c.cmd(&["EXISTS", "big"]).await, b":0\r\n");
@@ -117,11 +107,7 @@ async fn upstream_service_credentials_are_used_and_never_shown() {
     assert_eq!(c.cmd(&["AUTH", "app-pw"]).await, b"+OK\r\n");
     assert_eq!(c.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n");
     // Wrong service credentials: a clear error, not the upstream's WRONGPASS.
-    let bad = Proxy::with(ProxyOptions::new(&format!(
-        "redis://:nope@{}",
-        redis.addr()
-    )))
-    .await;
+    let bad = Proxy::with(ProxyOptions::new(&format!("redis://:nope@{}", redis.addr()))).await;
     bad.add_default("app-pw").await;
     let mut c = bad.authed("app-pw").await;
     c.send(&cmd_bytes(&["GET", "k"])).await;
@@ -141,17 +127,11 @@ async fn max_connections_refuses_with_redis_error() {
     let mut a = proxy.authed("pw").await;
     let _b = proxy.authed("pw").await;
     let mut c = proxy.connect().await;
-    assert_eq!(
-        c.read_to_close().await,
-        b"-ERR max number of clients reached\r\n"
-    );
+    assert_eq!(c.read_to_close().await, b"-ERR max number of clients reached\r\n");
     assert_eq!(a.cmd(&["PING"]).await, b"+PONG\r\n");
     drop(a);
     let ctx = proxy.ctx.clone();
-    eventually("a slot freed", async || {
-        ctx.connections.load(std::sync::atomic::Ordering::Acquire) < 2
-    })
-    .await;
+    eventually("a slot freed", async || ctx.connections.load(std::sync::atomic::Ordering::Acquire) < 2).await;
     let mut d = proxy.authed("pw").await;
     assert_eq!(d.cmd(&["PING"]).await, b"+PONG\r\n");
 }
@@ -170,15 +150,11 @@ async fn graceful_shutdown_finishes_what_is_in_flight() {
     .await;
     proxy.shutdown();
     // New connections are no longer accepted...
-    eventually("the listener closed", async || {
-        tokio::net::TcpStream::connect(proxy.addr).await.is_err()
-    })
-    .await;
+    eventually("the listener closed", async || tokio::net::TcpStream::connect(proxy.addr).await.is_err())
+        .await;
     // ...but the request in flight still gets its reply, then the connection closes.
     assert_eq!(direct.cmd(&["RPUSH", "q", "x"]).await, b":1\r\n");
     assert_eq!(c.read_to_close().await, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
     proxy.tracker.close();
-    tokio::time::timeout(Duration::from_secs(10), proxy.tracker.wait())
-        .await
-        .expect("connections finished");
+    tokio::time::timeout(Duration::from_secs(10), proxy.tracker.wait()).await.expect("connections finished");
 }

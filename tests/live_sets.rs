@@ -16,11 +16,7 @@ async fn an_authenticated_connection_survives_its_password_being_removed() {
     let id_before = old.cmd(&["CLIENT", "ID"]).await;
     proxy.add_default("B").await;
     let set = SetId::BdbDefault(1);
-    proxy
-        .directory
-        .change(&set, SetChange::Remove, b"A")
-        .await
-        .unwrap();
+    proxy.directory.change(&set, SetChange::Remove, b"A").await.unwrap();
     // Still connected, still working, same upstream connection.
     assert_eq!(old.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
     assert_eq!(old.cmd(&["CLIENT", "ID"]).await, id_before);
@@ -51,31 +47,19 @@ async fn add_remove_replace_on_default_and_named_users() {
     assert_eq!(auth(vec!["AUTH", "alice", "a1"]).await, b"+OK\r\n");
     assert_eq!(auth(vec!["AUTH", "alice", "a2"]).await, b"+OK\r\n");
     // Duplicates and unknown passwords are refused, the set unchanged.
-    assert!(matches!(
-        d.change(&def, SetChange::Add, b"new").await,
-        Err(ChangeError::AlreadyPresent)
-    ));
-    assert!(matches!(
-        d.change(&def, SetChange::Remove, b"nope").await,
-        Err(ChangeError::NotPresent)
-    ));
+    assert!(matches!(d.change(&def, SetChange::Add, b"new").await, Err(ChangeError::AlreadyPresent)));
+    assert!(matches!(d.change(&def, SetChange::Remove, b"nope").await, Err(ChangeError::NotPresent)));
     assert!(matches!(
         d.change(&SetId::BdbDefault(9), SetChange::Add, b"x").await,
         Err(ChangeError::NotFound)
     ));
-    assert!(matches!(
-        d.change(&def, SetChange::Add, b"").await,
-        Err(ChangeError::Empty)
-    ));
+    assert!(matches!(d.change(&def, SetChange::Add, b"").await, Err(ChangeError::Empty)));
     // Remove the old one: only the new works.
     d.change(&def, SetChange::Remove, b"old").await.unwrap();
     assert_eq!(auth(vec!["AUTH", "old"]).await, WRONGPASS);
     assert_eq!(auth(vec!["AUTH", "new"]).await, b"+OK\r\n");
     // The last password cannot be removed.
-    assert!(matches!(
-        d.change(&def, SetChange::Remove, b"new").await,
-        Err(ChangeError::LastPassword)
-    ));
+    assert!(matches!(d.change(&def, SetChange::Remove, b"new").await, Err(ChangeError::LastPassword)));
     assert_eq!(auth(vec!["AUTH", "new"]).await, b"+OK\r\n");
     // Replace all: only the newest works.
     d.change(&alice, SetChange::Replace, b"a3").await.unwrap();
@@ -88,21 +72,12 @@ async fn add_remove_replace_on_default_and_named_users() {
 }
 
 fn directory(cache: bool) -> Directory {
-    let mut v = VerifyOptions {
-        concurrency: 2,
-        ..VerifyOptions::default()
-    };
+    let mut v = VerifyOptions { concurrency: 2, ..VerifyOptions::default() };
     if !cache {
         v.cache_capacity = 0;
     }
     let d = Directory::new(FAST, v);
-    d.set_bdb(
-        1,
-        turnstile::auth::BdbAccess {
-            default_user: true,
-            roles: vec![1],
-        },
-    );
+    d.set_bdb(1, turnstile::auth::BdbAccess { default_user: true, roles: vec![1] });
     d.set_user("alice", vec![1]).unwrap();
     d
 }
@@ -112,33 +87,17 @@ async fn a_failed_auth_costs_exactly_one_argon2_evaluation_whatever_the_set_size
     for size in [1usize, 4, 16] {
         let d = directory(true);
         for i in 0..size {
-            d.change(
-                &SetId::BdbDefault(1),
-                SetChange::Add,
-                format!("pw{i}").as_bytes(),
-            )
-            .await
-            .unwrap();
-            d.change(
-                &SetId::User("alice".into()),
-                SetChange::Add,
-                format!("pw{i}").as_bytes(),
-            )
-            .await
-            .unwrap();
+            d.change(&SetId::BdbDefault(1), SetChange::Add, format!("pw{i}").as_bytes()).await.unwrap();
+            d.change(&SetId::User("alice".into()), SetChange::Add, format!("pw{i}").as_bytes())
+                .await
+                .unwrap();
         }
-        for (user, what) in [
-            (None, "default user"),
-            (Some(&b"alice"[..]), "named user"),
-            (Some(b"ghost"), "unknown user"),
-        ] {
+        for (user, what) in
+            [(None, "default user"), (Some(&b"alice"[..]), "named user"), (Some(b"ghost"), "unknown user")]
+        {
             let before = d.evaluations();
             assert!(d.authenticate(1, user, b"wrong").await.is_none());
-            assert_eq!(
-                d.evaluations() - before,
-                1,
-                "failed AUTH, {what}, set of {size}"
-            );
+            assert_eq!(d.evaluations() - before, 1, "failed AUTH, {what}, set of {size}");
         }
         // Unknown database, and a database whose default user has no password: still one.
         let before = d.evaluations();
@@ -156,17 +115,10 @@ async fn a_repeated_success_costs_no_evaluation_and_removal_invalidates_at_once(
     }
     let e0 = d.evaluations();
     assert!(d.authenticate(1, None, b"p3").await.is_some());
-    assert_eq!(
-        d.evaluations() - e0,
-        1,
-        "first success verifies with argon2"
-    );
+    assert_eq!(d.evaluations() - e0, 1, "first success verifies with argon2");
     let e1 = d.evaluations();
     for _ in 0..100 {
-        assert_eq!(
-            d.authenticate(1, None, b"p3").await.unwrap().name(),
-            "default"
-        );
+        assert_eq!(d.authenticate(1, None, b"p3").await.unwrap().name(), "default");
     }
     assert_eq!(d.evaluations(), e1, "cached successes cost no argon2");
     assert_eq!(d.cache_hits(), 100);
@@ -184,9 +136,7 @@ async fn a_repeated_success_costs_no_evaluation_and_removal_invalidates_at_once(
     assert!(d.authenticate(1, None, b"p1").await.is_none());
     assert!(d.authenticate(1, None, b"p9").await.is_some());
     // A cache entry of one set is no good for another.
-    d.change(&SetId::User("alice".into()), SetChange::Add, b"p9")
-        .await
-        .unwrap();
+    d.change(&SetId::User("alice".into()), SetChange::Add, b"p9").await.unwrap();
     let e3 = d.evaluations();
     assert!(d.authenticate(1, Some(b"alice"), b"p9").await.is_some());
     assert_eq!(d.evaluations() - e3, 1);
@@ -195,9 +145,7 @@ async fn a_repeated_success_costs_no_evaluation_and_removal_invalidates_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_cache_off_every_auth_costs_one_evaluation() {
     let d = directory(false);
-    d.change(&SetId::BdbDefault(1), SetChange::Add, b"p")
-        .await
-        .unwrap();
+    d.change(&SetId::BdbDefault(1), SetChange::Add, b"p").await.unwrap();
     let e0 = d.evaluations();
     for _ in 0..5 {
         assert!(d.authenticate(1, None, b"p").await.is_some());
@@ -209,9 +157,7 @@ async fn with_the_cache_off_every_auth_costs_one_evaluation() {
 async fn stored_hashes_are_argon2id_with_one_salt_per_set_and_no_plaintext() {
     let d = directory(true);
     for pw in ["correct horse", "battery staple"] {
-        d.change(&SetId::BdbDefault(1), SetChange::Add, pw.as_bytes())
-            .await
-            .unwrap();
+        d.change(&SetId::BdbDefault(1), SetChange::Add, pw.as_bytes()).await.unwrap();
     }
     let phc = d.passwords(&SetId::BdbDefault(1)).unwrap().to_phc();
     assert_eq!(phc.len(), 2);
@@ -223,14 +169,7 @@ async fn stored_hashes_are_argon2id_with_one_salt_per_set_and_no_plaintext() {
     assert_eq!(salt(&phc[0]), salt(&phc[1]), "one salt per set");
     assert_ne!(phc[0], phc[1]);
     // The default parameters are OWASP's argon2id recommendation.
-    assert_eq!(
-        HashParams::default(),
-        HashParams {
-            m_cost: 19456,
-            t_cost: 2,
-            p_cost: 1
-        }
-    );
+    assert_eq!(HashParams::default(), HashParams { m_cost: 19456, t_cost: 2, p_cost: 1 });
 }
 
 /// argon2 runs on the blocking pool with bounded concurrency: a storm of failing
@@ -238,25 +177,11 @@ async fn stored_hashes_are_argon2id_with_one_salt_per_set_and_no_plaintext() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auth_storm_does_not_stall_authenticated_clients() {
     let redis = Redis::start(&[]);
-    let directory = Directory::new(
-        HashParams::default(),
-        VerifyOptions {
-            concurrency: 1,
-            ..VerifyOptions::default()
-        },
-    );
+    let directory =
+        Directory::new(HashParams::default(), VerifyOptions { concurrency: 1, ..VerifyOptions::default() });
     directory.set_bdb(1, turnstile::auth::BdbAccess::default());
-    directory
-        .change(&SetId::BdbDefault(1), SetChange::Add, b"good")
-        .await
-        .unwrap();
-    let proxy = Proxy::serve(
-        directory.clone(),
-        1,
-        &format!("redis://{}", redis.addr()),
-        0,
-    )
-    .await;
+    directory.change(&SetId::BdbDefault(1), SetChange::Add, b"good").await.unwrap();
+    let proxy = Proxy::serve(directory.clone(), 1, &format!("redis://{}", redis.addr()), 0).await;
     let mut client = proxy.authed("good").await;
     let storm_size = 40u64;
     let start = directory.evaluations();

@@ -92,14 +92,17 @@ fn command() -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
 
 fn frame() -> impl Strategy<Value = OwnedFrame> {
     let leaf = prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..30).prop_map(|data| OwnedFrame::BlobString { data, attributes: None }),
-        "[a-zA-Z0-9 ]{0,20}".prop_map(|s| OwnedFrame::SimpleString { data: s.into_bytes(), attributes: None }),
+        proptest::collection::vec(any::<u8>(), 0..30)
+            .prop_map(|data| OwnedFrame::BlobString { data, attributes: None }),
+        "[a-zA-Z0-9 ]{0,20}"
+            .prop_map(|s| OwnedFrame::SimpleString { data: s.into_bytes(), attributes: None }),
         "[A-Z]{1,8} [a-z ]{0,20}".prop_map(|data| OwnedFrame::SimpleError { data, attributes: None }),
         any::<i64>().prop_map(|data| OwnedFrame::Number { data, attributes: None }),
         any::<bool>().prop_map(|data| OwnedFrame::Boolean { data, attributes: None }),
         (-1e9f64..1e9).prop_map(|data| OwnedFrame::Double { data, attributes: None }),
         "[0-9]{1,30}".prop_map(|s| OwnedFrame::BigNumber { data: s.into_bytes(), attributes: None }),
-        proptest::collection::vec(any::<u8>(), 0..20).prop_map(|data| OwnedFrame::BlobError { data, attributes: None }),
+        proptest::collection::vec(any::<u8>(), 0..20)
+            .prop_map(|data| OwnedFrame::BlobError { data, attributes: None }),
         "[a-z ]{0,20}".prop_map(|s| OwnedFrame::VerbatimString {
             data: s.into_bytes(),
             format: VerbatimStringFormat::Text,
@@ -109,8 +112,10 @@ fn frame() -> impl Strategy<Value = OwnedFrame> {
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..8).prop_map(|data| OwnedFrame::Array { data, attributes: None }),
-            proptest::collection::vec(inner, 1..8).prop_map(|data| OwnedFrame::Push { data, attributes: None }),
+            proptest::collection::vec(inner.clone(), 0..8)
+                .prop_map(|data| OwnedFrame::Array { data, attributes: None }),
+            proptest::collection::vec(inner, 1..8)
+                .prop_map(|data| OwnedFrame::Push { data, attributes: None }),
         ]
     })
 }

@@ -16,26 +16,14 @@ async fn replies_turnstile_makes_itself() {
     assert_eq!(c.cmd(&["PING"]).await, NOAUTH);
     assert_eq!(c.cmd(&["AUTH", "wrong"]).await, WRONGPASS);
     assert_eq!(c.cmd(&["AUTH", "nosuchuser", "s3cret"]).await, WRONGPASS);
-    assert_eq!(
-        c.cmd(&["AUTH"]).await,
-        b"-ERR wrong number of arguments for 'auth' command\r\n"
-    );
-    assert_eq!(
-        c.cmd(&["AUTH", "a", "b", "c"]).await,
-        b"-ERR syntax error\r\n"
-    );
+    assert_eq!(c.cmd(&["AUTH"]).await, b"-ERR wrong number of arguments for 'auth' command\r\n");
+    assert_eq!(c.cmd(&["AUTH", "a", "b", "c"]).await, b"-ERR syntax error\r\n");
     assert_eq!(
         c.cmd(&["HELLO", "3"]).await,
         &b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"[..]
     );
-    assert_eq!(
-        c.cmd(&["HELLO", "4"]).await,
-        b"-NOPROTO unsupported protocol version\r\n"
-    );
-    assert_eq!(
-        c.cmd(&["HELLO", "3", "AUTH"]).await,
-        b"-ERR Syntax error in HELLO option 'AUTH'\r\n"
-    );
+    assert_eq!(c.cmd(&["HELLO", "4"]).await, b"-NOPROTO unsupported protocol version\r\n");
+    assert_eq!(c.cmd(&["HELLO", "3", "AUTH"]).await, b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
     assert_eq!(c.cmd(&["ACL", "WHOAMI"]).await, NOAUTH);
     assert_eq!(c.cmd(&["AUTH", "s3cret"]).await, b"+OK\r\n");
     assert_eq!(c.cmd(&["PING"]).await, b"+PONG\r\n");
@@ -48,31 +36,18 @@ async fn hello_auth_returns_the_upstreams_hello_in_the_asked_protocol() {
     let proxy = Proxy::start(&redis, &["s3cret"]).await;
     let mut c = proxy.connect().await;
     let reply = c.cmd(&["HELLO", "3", "AUTH", "default", "s3cret"]).await;
-    assert!(
-        reply.starts_with(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
-        "{}",
-        show(&reply)
-    );
+    assert!(reply.starts_with(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{}", show(&reply));
     assert!(show(&reply).contains("$5\r\nproto\r\n:3\r\n"));
     // RESP3 now: a map-returning command comes back as a map.
     let r = c.cmd(&["CONFIG", "GET", "maxmemory"]).await;
     assert!(r.starts_with(b"%1\r\n"), "{}", show(&r));
 
     let mut c2 = proxy.connect().await;
-    let reply = c2
-        .cmd(&["HELLO", "2", "AUTH", "default", "s3cret", "SETNAME", "app1"])
-        .await;
-    assert!(
-        reply.starts_with(b"*14\r\n$6\r\nserver\r\n"),
-        "{}",
-        show(&reply)
-    );
+    let reply = c2.cmd(&["HELLO", "2", "AUTH", "default", "s3cret", "SETNAME", "app1"]).await;
+    assert!(reply.starts_with(b"*14\r\n$6\r\nserver\r\n"), "{}", show(&reply));
     assert_eq!(c2.cmd(&["CLIENT", "GETNAME"]).await, b"$4\r\napp1\r\n");
     let mut c3 = proxy.connect().await;
-    assert_eq!(
-        c3.cmd(&["HELLO", "3", "AUTH", "default", "nope"]).await,
-        WRONGPASS
-    );
+    assert_eq!(c3.cmd(&["HELLO", "3", "AUTH", "default", "nope"]).await, WRONGPASS);
     assert_eq!(c3.cmd(&["PING"]).await, NOAUTH);
 }
 
@@ -84,15 +59,7 @@ async fn quit_says_ok_and_closes() {
     c.send(&cmd_bytes(&["QUIT"])).await;
     assert_eq!(c.read_to_close().await, b"+OK\r\n");
     let mut c = proxy.authed("s3cret").await;
-    c.send(
-        &[
-            cmd_bytes(&["SET", "a", "1"]),
-            cmd_bytes(&["QUIT"]),
-            cmd_bytes(&["GET", "a"]),
-        ]
-        .concat(),
-    )
-    .await;
+    c.send(&[cmd_bytes(&["SET", "a", "1"]), cmd_bytes(&["QUIT"]), cmd_bytes(&["GET", "a"])].concat()).await;
     assert_eq!(c.read_to_close().await, b"+OK\r\n+OK\r\n");
 }
 
@@ -103,8 +70,7 @@ async fn inline_commands_work_like_arrays() {
     let mut c = proxy.connect().await;
     c.send(b"PING\r\n").await;
     assert_eq!(c.reply().await, NOAUTH);
-    c.send(b"AUTH \"my pw\"\r\nPING\r\nSET k 'v w'\nGET k\r\n")
-        .await;
+    c.send(b"AUTH \"my pw\"\r\nPING\r\nSET k 'v w'\nGET k\r\n").await;
     assert_eq!(c.replies(4).await, b"+OK\r\n+PONG\r\n+OK\r\n$3\r\nv w\r\n");
     // Blank lines are ignored, as by Redis.
     c.send(b"\r\n   \r\nPING\r\n").await;
@@ -116,40 +82,17 @@ async fn unauthenticated_limits_and_protocol_errors_close() {
     let redis = Redis::start(&[]);
     let proxy = Proxy::start(&redis, &["s3cret"]).await;
     let cases: &[(&[u8], &[u8])] = &[
-        (
-            b"*11\r\n",
-            b"-ERR Protocol error: unauthenticated multibulk length\r\n",
-        ),
-        (
-            b"*1\r\n$16385\r\n",
-            b"-ERR Protocol error: unauthenticated bulk length\r\n",
-        ),
-        (
-            b"*x\r\n",
-            b"-ERR Protocol error: invalid multibulk length\r\n",
-        ),
-        (
-            b"*1\r\n$abc\r\n",
-            b"-ERR Protocol error: invalid bulk length\r\n",
-        ),
-        (
-            b"*1\r\n:5\r\n",
-            b"-ERR Protocol error: expected '$', got ':'\r\n",
-        ),
-        (
-            b"ECHO \"unterminated\r\n",
-            b"-ERR Protocol error: unbalanced quotes in request\r\n",
-        ),
+        (b"*11\r\n", b"-ERR Protocol error: unauthenticated multibulk length\r\n"),
+        (b"*1\r\n$16385\r\n", b"-ERR Protocol error: unauthenticated bulk length\r\n"),
+        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n$abc\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n:5\r\n", b"-ERR Protocol error: expected '$', got ':'\r\n"),
+        (b"ECHO \"unterminated\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
     ];
     for (input, expected) in cases {
         let mut c = proxy.connect().await;
         c.send(input).await;
-        assert_eq!(
-            show(&c.read_to_close().await),
-            show(expected),
-            "input {:?}",
-            show(input)
-        );
+        assert_eq!(show(&c.read_to_close().await), show(expected), "input {:?}", show(input));
     }
     // Exactly at the limits is fine: 10 elements, 16384-byte bulk.
     let mut c = proxy.connect().await;
@@ -160,10 +103,7 @@ async fn unauthenticated_limits_and_protocol_errors_close() {
     // An inline line over 64 KiB with no newline.
     let mut c = proxy.connect().await;
     c.send(&vec![b'a'; 64 * 1024 + 10]).await;
-    assert_eq!(
-        c.read_to_close().await,
-        b"-ERR Protocol error: too big inline request\r\n"
-    );
+    assert_eq!(c.read_to_close().await, b"-ERR Protocol error: too big inline request\r\n");
     // After AUTH the limits no longer apply.
     let mut c = proxy.authed("s3cret").await;
     let args: Vec<String> = (0..21).map(|i| i.to_string()).collect();
@@ -221,11 +161,7 @@ async fn users_are_only_admitted_where_their_roles_allow() {
     proxy.directory.set_user("bob", vec![99]).unwrap();
     proxy
         .directory
-        .change(
-            &turnstile::auth::SetId::User("bob".into()),
-            turnstile::auth::SetChange::Add,
-            b"bob-pw",
-        )
+        .change(&turnstile::auth::SetId::User("bob".into()), turnstile::auth::SetChange::Add, b"bob-pw")
         .await
         .unwrap();
     let mut c = proxy.connect().await;
@@ -258,8 +194,7 @@ async fn pipelines_mixing_auth_and_commands_stay_in_order() {
     let proxy = Proxy::start(&redis, &["s3cret"]).await;
     let mut c = proxy.connect().await;
     // The spec's example, in one packet.
-    c.send(b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*1\r\n$4\r\nPING\r\n")
-        .await;
+    c.send(b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n*1\r\n$4\r\nPING\r\n").await;
     assert_eq!(c.replies(2).await, b"+OK\r\n+PONG\r\n");
     // Intercepted commands in the middle of forwarded ones.
     let mut p = Vec::new();

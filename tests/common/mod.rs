@@ -249,14 +249,14 @@ impl Conn {
         let mut out = Vec::new();
         for _ in 0..n {
             loop {
-                match redis_protocol::resp3::decode::complete::decode_range(&self.buf) {
-                    Ok(Some((_, len))) => {
+                match frame_len(&self.buf) {
+                    Ok(Some(len)) => {
                         out.extend(self.buf.drain(..len));
                         break;
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        panic!("invalid RESP from server: {e:?} in {:?}", String::from_utf8_lossy(&self.buf))
+                        panic!("invalid RESP from server: {e} in {:?}", String::from_utf8_lossy(&self.buf))
                     }
                 }
                 let mut chunk = vec![0u8; 64 * 1024];
@@ -283,6 +283,19 @@ impl Conn {
         .await
         .expect("the server did not close the connection");
         out
+    }
+}
+
+/// Length of the complete reply at the start of `buf`, if it has all arrived: RESP3
+/// framing, or RESP2 for what RESP3 lacks (the `$-1` / `*-1` nulls).
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
+    use redis_protocol::{resp2, resp3};
+    match resp3::decode::complete::decode_range(buf) {
+        Ok(r) => Ok(r.map(|(_, len)| len)),
+        Err(e3) => match resp2::decode::decode_range(buf) {
+            Ok(r) => Ok(r.map(|(_, len)| len)),
+            Err(e2) => Err(format!("{e3:?} / {e2:?}")),
+        },
     }
 }
 
