@@ -369,10 +369,13 @@ impl ClientHalf {
             }
         };
         let subscriptions = argc.saturating_sub(1) as u64;
+        // (Un)subscribe confirmations are pushes to Redis: sent even with replies off.
         match cmd {
-            Command::Subscribe(_) => Entry::Replies { n: subscriptions.max(1), tag: Tag::Pubsub, silent },
-            Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll { kind, silent },
-            Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub, silent },
+            Command::Subscribe(_) => {
+                Entry::Replies { n: subscriptions.max(1), tag: Tag::Pubsub, silent: false }
+            }
+            Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll { kind, silent: false },
+            Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub, silent: false },
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
             Command::Replication => Entry::Opaque,
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
