@@ -46,6 +46,10 @@ pub struct AdminConfig {
     pub listen: String,
     #[serde(default = "yes")]
     pub tls: bool,
+    /// PEM certificate chain and key; without them a self-signed pair is made on
+    /// first start and kept in the store directory.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +247,9 @@ impl Config {
         let admin_listen = self.admin.listen.parse().map_err(|_| {
             err("admin.listen", format!("{:?} is not an address like 127.0.0.1:9443", self.admin.listen))
         })?;
+        if self.admin.cert.is_some() != self.admin.key.is_some() {
+            return Err(err("admin.cert", "admin.cert and admin.key go together: give both or neither"));
+        }
         let hash_params = self.auth.hash_params();
         hash_params.validate().map_err(|why| err("auth.argon2_*", why))?;
         let mut verify = self.auth.verify_options();

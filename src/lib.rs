@@ -2,15 +2,21 @@
 //!
 //! Module map:
 //! - [`resp`]: RESP framing without I/O (client requests, upstream reply boundaries).
+//! - [`admin`]: the admin REST API (axum), Redis Enterprise's password endpoints.
 //! - [`auth`]: password sets (argon2id), the verification cache, the directory of
 //!   databases and users.
 //! - [`proxy`]: listeners and connections: AUTH at the proxy, forwarding, ordering.
 //! - [`config`]: the TOML configuration, validated before anything binds.
+//! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
+//! - [`store`]: durable state (one atomically replaced JSON document) behind a trait.
 //! - [`server`]: wires config, directory and listeners together; graceful shutdown.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod proxy;
 pub mod resp;
 pub mod server;
+pub mod store;

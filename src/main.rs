@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use turnstile::config::Config;
+use zeroize::Zeroizing;
 
 /// An authenticating proxy for Redis: applications AUTH against password sets that
 /// rotate live; everything else is forwarded to the real Redis unchanged.
@@ -53,21 +54,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Only needed on first start (empty store), to create the `[bootstrap]` admin.
+    let admin_password = std::env::var("TURNSTILE_ADMIN_PASSWORD").ok().map(Zeroizing::new);
     runtime.block_on(async move {
-        let bound = match turnstile::server::bind(&config).await {
-            Ok(b) => b,
+        let shutdown = CancellationToken::new();
+        let running = match turnstile::server::start(&config, admin_password, shutdown.clone()).await {
+            Ok(r) => r,
             Err(e) => {
                 eprintln!("turnstile: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        for (uid, addr) in bound.local_addrs() {
-            // A stable line that scripts (and the tests) can wait for.
+        for (uid, addr) in running.bdb_addrs() {
+            // Stable lines that scripts (and the tests) can wait for.
             println!("turnstile: bdb {uid} listening on {addr}");
         }
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signal(shutdown.clone()));
-        turnstile::server::run(bound, shutdown).await;
+        let scheme = if running.admin_tls() { "https" } else { "http" };
+        println!("turnstile: admin API listening on {scheme}://{}", running.admin_addr);
+        tokio::spawn(signal(shutdown));
+        running.run().await;
         ExitCode::SUCCESS
     })
 }

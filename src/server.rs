@@ -1,80 +1,129 @@
-//! Wiring: a validated config becomes a directory, bound listeners, and a running
-//! server that shuts down gracefully.
+//! Wiring: a validated config becomes a store, a control plane with its database
+//! listeners, and the admin API; then graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use zeroize::Zeroizing;
 
-use crate::auth::{BdbAccess, Directory, SetChange, SetId};
 use crate::config::Validated;
-use crate::proxy::{BdbContext, listener};
+use crate::control::{Control, Settings, StartError};
+use crate::store::FileStore;
 
-/// Startup failed after validation: a port could not be bound, or bootstrap failed.
+/// Everything bound and the databases already serving; the admin API not yet.
+pub struct Running {
+    pub control: Control,
+    admin: std::net::TcpListener,
+    pub admin_addr: SocketAddr,
+    tls: Option<RustlsConfig>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// Why start-up failed (config problems are caught before, by validation).
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("bdbs uid {uid}: cannot listen on {addr}: {source}")]
-    Bind { uid: u32, addr: SocketAddr, source: std::io::Error },
-    #[error("bdbs uid {uid}: seeding the default password failed: {why}")]
-    Seed { uid: u32, why: String },
+pub enum Error {
+    #[error(transparent)]
+    Control(#[from] StartError),
+    #[error("admin.listen: cannot listen on {addr}: {source}")]
+    AdminBind { addr: SocketAddr, source: std::io::Error },
+    #[error("admin TLS certificate: {0}")]
+    Tls(std::io::Error),
+    #[error("store.dir: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
-/// Listeners bound and the directory populated; nothing is served yet.
-pub struct Bound {
-    pub directory: Directory,
-    pub endpoints: Vec<(Arc<BdbContext>, TcpListener)>,
-    pub shutdown_grace: Duration,
-}
-
-impl Bound {
-    /// The address each database endpoint actually listens on, by uid.
-    pub fn local_addrs(&self) -> Vec<(u32, SocketAddr)> {
-        self.endpoints.iter().filter_map(|(c, l)| l.local_addr().ok().map(|a| (c.uid, a))).collect()
-    }
-}
-
-/// Builds the directory from the config and binds every listener.
-pub async fn bind(config: &Validated) -> Result<Bound, StartError> {
-    let directory = Directory::new(config.hash_params, config.verify.clone());
-    let mut endpoints = Vec::new();
-    for b in &config.bdbs {
-        directory.set_bdb(b.uid, BdbAccess { default_user: b.default_user, roles: Vec::new() });
-        if let Some(pw) = &b.default_password {
-            directory
-                .change(&SetId::BdbDefault(b.uid), SetChange::Replace, pw.as_bytes())
+/// Opens the store, starts the control plane (which starts every database
+/// listener) and binds the admin API. `admin_password` is `TURNSTILE_ADMIN_PASSWORD`.
+pub async fn start(
+    config: &Validated,
+    admin_password: Option<Zeroizing<String>>,
+    shutdown: CancellationToken,
+) -> Result<Running, Error> {
+    let admin = std::net::TcpListener::bind(config.admin_listen)
+        .map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
+    admin.set_nonblocking(true).map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
+    let admin_addr =
+        admin.local_addr().map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
+    let store = FileStore::open(&config.config.store.dir)?;
+    let tls = if config.config.admin.tls {
+        let a = &config.config.admin;
+        Some(
+            crate::admin::tls::config(store.dir(), a.cert.as_deref(), a.key.as_deref())
                 .await
-                .map_err(|e| StartError::Seed { uid: b.uid, why: e.to_string() })?;
-        }
-        let l = TcpListener::bind(b.listen).await.map_err(|source| StartError::Bind {
-            uid: b.uid,
-            addr: b.listen,
-            source,
-        })?;
-        let ctx = BdbContext::new(b.uid, directory.clone(), b.upstream.clone(), b.max_connections);
-        endpoints.push((Arc::new(ctx), l));
-    }
-    Ok(Bound { directory, endpoints, shutdown_grace: config.shutdown_grace })
+                .map_err(Error::Tls)?,
+        )
+    } else {
+        None
+    };
+    let tracker = TaskTracker::new();
+    let settings = Settings {
+        hash_params: config.hash_params,
+        verify: config.verify.clone(),
+        admin_name: config.config.bootstrap.admin_name.clone(),
+        admin_email: config.config.bootstrap.admin_email.clone(),
+        admin_password,
+        bdbs: config.bdbs.clone(),
+        default_bind_host: config.admin_listen.ip().to_string(),
+        connect_timeout: Duration::from_millis(config.config.proxy.upstream_connect_timeout_ms),
+    };
+    let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
+    Ok(Running { control, admin, admin_addr, tls, tracker, shutdown, grace: config.shutdown_grace })
 }
 
-/// Serves every endpoint until `shutdown`, then lets open connections finish what
-/// is in flight for up to the grace period.
-pub async fn run(bound: Bound, shutdown: CancellationToken) {
-    let tracker = TaskTracker::new();
-    let mut accept_loops = Vec::new();
-    for (ctx, l) in bound.endpoints {
-        tracing::info!(bdb = ctx.uid, listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), upstream = %ctx.upstream.address, "database endpoint ready");
-        accept_loops.push(tokio::spawn(listener::serve(l, ctx, shutdown.clone(), tracker.clone())));
+impl Running {
+    /// Database addresses by uid.
+    pub fn bdb_addrs(&self) -> Vec<(u32, SocketAddr)> {
+        self.control.endpoint_addrs()
     }
-    shutdown.cancelled().await;
-    for a in accept_loops {
-        let _ = a.await;
+
+    /// Whether the admin API speaks HTTPS.
+    pub fn admin_tls(&self) -> bool {
+        self.tls.is_some()
     }
-    tracker.close();
-    tracing::info!(connections = tracker.len(), "shutting down: finishing in-flight requests");
-    if tokio::time::timeout(bound.shutdown_grace, tracker.wait()).await.is_err() {
-        tracing::warn!(remaining = tracker.len(), "grace period over; closing remaining connections");
+
+    /// Serves the admin API until shutdown, then gives connections the grace period
+    /// to finish what is in flight.
+    pub async fn run(self) {
+        let app = crate::admin::app(self.control.clone());
+        let served = match self.tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                let shutdown = self.shutdown.clone();
+                let grace = self.grace;
+                tokio::spawn(async move {
+                    shutdown.cancelled().await;
+                    h.graceful_shutdown(Some(grace));
+                });
+                match axum_server::from_tcp_rustls(self.admin, tls) {
+                    Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => match tokio::net::TcpListener::from_std(self.admin) {
+                Ok(l) => {
+                    axum::serve(l, app).with_graceful_shutdown(self.shutdown.clone().cancelled_owned()).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        tracing::info!(connections = self.tracker.len(), "shutting down: finishing in-flight requests");
+        if tokio::time::timeout(self.grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = self.tracker.len(),
+                "grace period over; closing remaining connections"
+            );
+        }
     }
 }

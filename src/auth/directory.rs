@@ -242,14 +242,28 @@ impl Directory {
     where
         F: FnOnce(&PasswordSet) -> Result<(), String>,
     {
+        let _writer = self.inner.writes.lock().await;
+        let next = self.prepare(id, change, password).await?;
+        persist(&next).map_err(ChangeError::Persist)?;
+        self.install(id, next, change != SetChange::Add)
+    }
+
+    /// Computes the set `change` would produce, without applying it. The caller must
+    /// serialise prepare → persist → [`install`](Self::install) for a set itself (the
+    /// admin control plane holds its state lock across them).
+    pub async fn prepare(
+        &self,
+        id: &SetId,
+        change: SetChange,
+        password: &[u8],
+    ) -> Result<PasswordSet, ChangeError> {
         if password.is_empty() {
             return Err(ChangeError::Empty);
         }
-        let _writer = self.inner.writes.lock().await;
         let slot = self.slot(id).ok_or(ChangeError::NotFound)?;
         let current = slot.cell().load_full();
         let secret = Zeroizing::new(password.to_vec());
-        let next = match change {
+        Ok(match change {
             SetChange::Add | SetChange::Remove => {
                 let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await?;
                 match (change, current.contains(&d)) {
@@ -260,19 +274,47 @@ impl Directory {
                     (_, true) => current.with_removed(&d),
                 }
             }
-            SetChange::Replace => {
-                // A fresh salt (and today's cost parameters) for the new set.
-                let fresh = PasswordSet::empty(self.inner.params);
-                let d = self.inner.hasher.derive(fresh.params(), fresh.salt(), secret).await?;
-                fresh.with_added(d)
-            }
-        };
-        persist(&next).map_err(ChangeError::Persist)?;
-        slot.cell().store(Arc::new(next));
-        if change != SetChange::Add {
+            SetChange::Replace => self.fresh_set(password).await?,
+        })
+    }
+
+    /// A new set holding just `password`, with a fresh salt and today's parameters.
+    pub async fn fresh_set(&self, password: &[u8]) -> Result<PasswordSet, ChangeError> {
+        if password.is_empty() {
+            return Err(ChangeError::Empty);
+        }
+        let fresh = PasswordSet::empty(self.inner.params);
+        let secret = Zeroizing::new(password.to_vec());
+        let d = self.inner.hasher.derive(fresh.params(), fresh.salt(), secret).await?;
+        Ok(fresh.with_added(d))
+    }
+
+    /// Swaps in a prepared set. With `shrinking` (a password left the set) the cache
+    /// entries of the set are dropped too; hits are re-checked anyway.
+    pub fn install(&self, id: &SetId, set: PasswordSet, shrinking: bool) -> Result<(), ChangeError> {
+        let slot = self.slot(id).ok_or(ChangeError::NotFound)?;
+        slot.cell().store(Arc::new(set));
+        if shrinking {
             self.inner.cache.purge(id);
         }
         Ok(())
+    }
+
+    /// Checks a named user's password regardless of any database (admin API logins).
+    /// Same cost rules as [`authenticate`](Self::authenticate).
+    pub async fn verify_user(&self, name: &str, password: &[u8]) -> bool {
+        let Some((key, u)) = self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))
+        else {
+            self.decoy_evaluation(password).await;
+            return false;
+        };
+        self.check(SetId::User(key), u, password).await.is_some()
+    }
+
+    /// Spends one argon2 evaluation on nothing, so that a refusal needing no check
+    /// takes as long as one that does.
+    pub async fn decoy(&self, password: &[u8]) {
+        self.decoy_evaluation(password).await
     }
 
     /// Checks `AUTH [user] password` for database `bdb`. `user` of `None` or
@@ -283,6 +325,10 @@ impl Directory {
             self.decoy_evaluation(password).await;
             return None;
         };
+        self.check(id, slot, password).await
+    }
+
+    async fn check(&self, id: SetId, slot: Arc<dyn SetSlot>, password: &[u8]) -> Option<Identity> {
         let current = slot.cell().load_full();
         if current.is_empty() {
             self.decoy_evaluation(password).await;

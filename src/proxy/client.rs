@@ -14,6 +14,7 @@ use zeroize::Zeroize;
 use super::BdbContext;
 use super::hello;
 use super::plan::{Entry, Plan, Tag};
+use super::registry::SessionSlot;
 use crate::auth::Identity;
 use crate::resp::command::{self, Command, MAX_NAME};
 use crate::resp::replies;
@@ -51,6 +52,8 @@ enum Decision {
 
 pub struct ClientHalf {
     ctx: Arc<BdbContext>,
+    /// Where the admin side reads who this connection is authenticated as.
+    slot: Arc<SessionSlot>,
     plan: Arc<Plan>,
     upstream: Option<OwnedWriteHalf>,
     identity: Option<Identity>,
@@ -59,8 +62,8 @@ pub struct ClientHalf {
 }
 
 impl ClientHalf {
-    pub fn new(ctx: Arc<BdbContext>, plan: Arc<Plan>) -> Self {
-        Self { ctx, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
+    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>) -> Self {
+        Self { ctx, slot, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
     }
 
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
@@ -278,6 +281,7 @@ impl ClientHalf {
             }
             Command::Reset => {
                 self.identity = None;
+                self.slot.set_identity(None);
                 self.reply_mode = ReplyMode::On;
                 if self.upstream.is_some() {
                     // Reset the upstream session too (transactions, subscriptions,
@@ -288,7 +292,8 @@ impl ClientHalf {
                     {
                         return Ok(Flow::Stop);
                     }
-                    if let (Some(auth), Some(up)) = (self.ctx.upstream.auth_command(), self.upstream.as_mut())
+                    if let (Some(auth), Some(up)) =
+                        (self.ctx.upstream().auth_command(), self.upstream.as_mut())
                     {
                         self.plan.push(Entry::Swallow);
                         up.write_all(&auth).await?;
@@ -335,6 +340,7 @@ impl ClientHalf {
         match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
             Some(id) => {
                 tracing::debug!(user = id.name(), "authenticated");
+                self.slot.set_identity(Some(id.clone()));
                 self.identity = Some(id);
                 true
             }
@@ -406,11 +412,11 @@ impl ClientHalf {
         if self.upstream.is_some() {
             return Ok(true);
         }
-        match self.ctx.upstream.connect().await {
+        match self.ctx.upstream().connect().await {
             Ok(stream) => {
                 let (reader, mut writer) = stream.into_split();
                 self.plan.push(Entry::Attach(reader));
-                if let Some(auth) = self.ctx.upstream.auth_command() {
+                if let Some(auth) = self.ctx.upstream().auth_command() {
                     self.plan.push(Entry::Swallow);
                     writer.write_all(&auth).await?;
                 }
@@ -418,7 +424,7 @@ impl ClientHalf {
                 Ok(true)
             }
             Err(e) => {
-                tracing::warn!(error = %e, upstream = %self.ctx.upstream.address, "upstream unavailable");
+                tracing::warn!(error = %e, upstream = %self.ctx.upstream().address, "upstream unavailable");
                 self.plan.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
                 self.plan.push(Entry::Close);
                 Ok(false)

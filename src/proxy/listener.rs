@@ -15,16 +15,29 @@ use super::session::serve_connection;
 use crate::resp::replies;
 
 /// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
-/// can wait for them to finish).
+/// can wait for them to finish). `shutdown` also asks the connections to finish.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<BdbContext>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    serve_until(listener, ctx, shutdown.clone(), shutdown, tracker).await
+}
+
+/// Like [`serve`], with separate signals: `stop_accepting` ends the accept loop
+/// only (moving a database to another port keeps its connections), `shutdown` asks
+/// the connections to finish.
+pub async fn serve_until(
+    listener: TcpListener,
+    ctx: Arc<BdbContext>,
+    stop_accepting: CancellationToken,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = stop_accepting.cancelled() => break,
             r = listener.accept() => r,
         };
         let (mut stream, peer) = match accepted {
@@ -38,7 +51,8 @@ pub async fn serve(
         };
         let active = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = ConnectionGuard(Arc::clone(&ctx));
-        if ctx.max_connections > 0 && active > ctx.max_connections {
+        let max = ctx.max_connections();
+        if max > 0 && active > max {
             tracker.spawn(async move {
                 let _guard = guard;
                 let _ = stream.write_all(replies::MAX_CLIENTS).await;

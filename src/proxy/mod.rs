@@ -5,29 +5,61 @@ mod client;
 mod hello;
 pub mod listener;
 mod plan;
+pub mod registry;
 mod relay;
 pub mod session;
 pub mod upstream;
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
 
 use crate::auth::Directory;
+pub use registry::Sessions;
 pub use upstream::Upstream;
 
-/// Everything a connection to one database needs. Shared by its connections.
+/// Everything a connection to one database needs. Shared by its connections; the
+/// settings the admin API can change are swappable without stopping anything.
 #[derive(Debug)]
 pub struct BdbContext {
     pub uid: u32,
     pub directory: Directory,
-    pub upstream: Upstream,
+    upstream: ArcSwap<Upstream>,
     /// 0 means unlimited.
-    pub max_connections: usize,
-    /// Connections open right now.
+    max_connections: AtomicUsize,
+    /// Connections open right now (counted at accept, including refused ones).
     pub connections: AtomicUsize,
+    /// Authenticated connections, for targeted disconnects.
+    pub sessions: Sessions,
 }
 
 impl BdbContext {
     pub fn new(uid: u32, directory: Directory, upstream: Upstream, max_connections: usize) -> Self {
-        Self { uid, directory, upstream, max_connections, connections: AtomicUsize::new(0) }
+        Self {
+            uid,
+            directory,
+            upstream: ArcSwap::from_pointee(upstream),
+            max_connections: AtomicUsize::new(max_connections),
+            connections: AtomicUsize::new(0),
+            sessions: Sessions::default(),
+        }
+    }
+
+    /// The upstream new connections go to.
+    pub fn upstream(&self) -> arc_swap::Guard<std::sync::Arc<Upstream>> {
+        self.upstream.load()
+    }
+
+    /// Changes the upstream for connections opened from now on.
+    pub fn set_upstream(&self, upstream: Upstream) {
+        self.upstream.store(std::sync::Arc::new(upstream));
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_connections(&self, n: usize) {
+        self.max_connections.store(n, Ordering::Relaxed);
     }
 }

@@ -22,7 +22,10 @@ pub async fn serve_connection(ctx: Arc<BdbContext>, stream: TcpStream, shutdown:
     let (reader, writer) = stream.into_split();
     let plan = Arc::new(Plan::default());
     let abort = CancellationToken::new();
-    let client = ClientHalf::new(ctx, Arc::clone(&plan));
+    // Registered so the admin side can close this connection (password removed,
+    // user deleted, database deleted): cancelling `abort` ends both halves.
+    let registration = ctx.sessions.register(abort.clone());
+    let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan));
     let relay = Relay::new(plan, writer);
     tokio::join!(client.run(reader, shutdown, abort.clone()), async {
         relay.run(abort.clone()).await;

@@ -1,0 +1,138 @@
+//! Extractors whose failures are JSON errors that say what is wrong: a malformed or
+//! mistyped body names the field or the byte position (never echoing a value, which
+//! could be a password), a non-numeric uid is a 404.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::control::Control;
+
+/// Bodies larger than this are refused with 413 (the largest legitimate one, a user
+/// with a long password and many roles, is a few KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON request body.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Control> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Control) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// The body's bytes, size-limited, for handlers that parse it in two steps.
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<Control> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Control) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body is over {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::bad_request("invalid_body", "the request body could not be read")
+            }
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+/// Parses a JSON body with an error that names the problem without quoting values.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = result.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = format!("line {} column {}", inner.line(), inner.column());
+        let description = match inner.classify() {
+            serde_json::error::Category::Data => describe_data_error(&inner.to_string(), &path, &at),
+            _ => format!("malformed JSON: {}", strip_position(&inner.to_string())) + &format!(" at {at}"),
+        };
+        ApiError::bad_request("invalid_json", description)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("malformed JSON: trailing characters at line {} column {}", e.line(), e.column()),
+        )
+    })?;
+    Ok(value)
+}
+
+fn strip_position(msg: &str) -> &str {
+    msg.rsplit_once(" at line ").map_or(msg, |(m, _)| m)
+}
+
+/// serde's "invalid type: string \"x\", expected u32" would echo the value; keep
+/// only what is expected and where.
+fn describe_data_error(msg: &str, path: &str, at: &str) -> String {
+    let msg = strip_position(msg);
+    let field = if path == "." { String::new() } else { format!("field `{path}`: ") };
+    if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+    {
+        let expected = msg.split_once(", expected ").map_or("another value", |(_, e)| e);
+        format!("{field}wrong type or value, expected {expected} (at {at})")
+    } else {
+        // missing field / unknown field / duplicate field: these name fields only.
+        format!("{field}{msg} (at {at})")
+    }
+}
+
+/// Parses a path uid; anything but a number names no object, hence 404.
+pub fn uid(raw: &str, code: &'static str, what: &str) -> Result<u32, ApiError> {
+    raw.parse::<u32>()
+        .map_err(|_| ApiError::not_found(code, format!("{what} {raw:?} does not exist (uids are integers)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        password: String,
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn errors_name_the_problem_not_the_value() {
+        let e = parse::<Body>(b"{\"password\": 12345}").unwrap_err();
+        assert!(
+            e.description.contains("`password`") && e.description.contains("a string"),
+            "{}",
+            e.description
+        );
+        assert!(!e.description.contains("12345"));
+        let e = parse::<Body>(b"{\"password\": \"x\", \"n\": \"hunter2\"}").unwrap_err();
+        assert!(!e.description.contains("hunter2"), "{}", e.description);
+        let e = parse::<Body>(b"{\n\"password\": \"a\"\n\"n\": 1}").unwrap_err();
+        assert!(e.description.contains("line 3"), "{}", e.description);
+        let e = parse::<Body>(b"{\"password\": \"a\",}").unwrap_err();
+        assert!(e.description.starts_with("malformed JSON"), "{}", e.description);
+        let e = parse::<Body>(b"{}").unwrap_err();
+        assert!(e.description.contains("missing field `password`"), "{}", e.description);
+        let e = parse::<Body>(b"{\"password\": \"a\", \"colour\": 1}").unwrap_err();
+        assert!(e.description.contains("unknown field `colour`"), "{}", e.description);
+        assert_eq!(parse::<Body>(b"").unwrap_err().code, "missing_body");
+        assert!(parse::<Body>(b"{\"password\": \"a\"} x").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! Databases (bdbs): created, changed and deleted live, listeners included.
+
+use serde::Deserialize;
+
+use super::endpoints::bind;
+use super::error::{Error, Kind, Result};
+use super::{Control, access_of};
+use crate::proxy::Upstream;
+use crate::store::State;
+use crate::store::state::{BdbRecord, RolePermission};
+
+/// `POST /v1/bdbs`. turnstile's own fields: `listen` (or RS's `port`), `upstream`
+/// (`redis://[user@]host:port`) and `upstream_password_env`: the upstream password is
+/// never sent or stored, only the name of the environment variable that holds it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBdb {
+    pub uid: Option<u32>,
+    pub name: String,
+    pub port: Option<u16>,
+    pub listen: Option<String>,
+    pub upstream: String,
+    pub upstream_password_env: Option<String>,
+    pub default_user: Option<bool>,
+    pub roles_permissions: Option<Vec<RolePermission>>,
+    pub disconnect_clients_on_password_removal: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub tls_mode: Option<String>,
+}
+
+/// `PUT /v1/bdbs/{uid}`: only the fields given change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BdbPatch {
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub upstream_password_env: Option<String>,
+    pub default_user: Option<bool>,
+    pub roles_permissions: Option<Vec<RolePermission>>,
+    pub disconnect_clients_on_password_removal: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub tls_mode: Option<String>,
+}
+
+fn check_upstream(url: &str) -> Result<()> {
+    let u = Upstream::parse(url)
+        .map_err(|why| Error::bad_request("invalid_parameter", format!("upstream: {why}")))?;
+    if u.password.is_some() {
+        return Err(Error::bad_request(
+            "invalid_parameter",
+            "upstream: give the password in an environment variable named by upstream_password_env, not in the URL",
+        ));
+    }
+    Ok(())
+}
+
+fn check_tls_mode(m: Option<&str>) -> Result<()> {
+    match m {
+        None | Some("disabled") => Ok(()),
+        Some(_) => {
+            Err(Error::bad_request("invalid_parameter", "tls_mode: only \"disabled\" is supported so far"))
+        }
+    }
+}
+
+fn check_permissions(state: &State, perms: &[RolePermission]) -> Result<()> {
+    for p in perms {
+        if !state.roles.contains_key(&p.role_uid) {
+            return Err(Error::bad_request("role_not_exist", format!("role {} does not exist", p.role_uid)));
+        }
+        if !state.redis_acls.contains_key(&p.redis_acl_uid) {
+            return Err(Error::bad_request(
+                "redis_acl_not_exist",
+                format!("redis ACL {} does not exist", p.redis_acl_uid),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Control {
+    fn listen_of(&self, listen: Option<String>, port: Option<u16>) -> Option<String> {
+        listen.or_else(|| port.map(|p| format!("{}:{p}", self.inner.default_bind_host)))
+    }
+
+    /// The address a database actually listens on (its port may have been 0).
+    pub fn bdb_addr(&self, uid: u32) -> Option<std::net::SocketAddr> {
+        self.inner.endpoints.addr(uid)
+    }
+
+    pub async fn create_bdb(&self, input: NewBdb) -> Result<BdbRecord> {
+        if input.name.trim().is_empty() {
+            return Err(Error::bad_request("invalid_parameter", "name must not be empty"));
+        }
+        check_upstream(&input.upstream)?;
+        check_tls_mode(input.tls_mode.as_deref())?;
+        let listen = self
+            .listen_of(input.listen, input.port)
+            .ok_or_else(|| Error::bad_request("missing_parameter", "port (or listen) is required"))?;
+        let mut state = self.lock().await;
+        let uid = input.uid.unwrap_or_else(|| State::next_uid(&state.bdbs));
+        if uid == 0 {
+            return Err(Error::bad_request("invalid_parameter", "uid must be a positive integer"));
+        }
+        if state.bdbs.contains_key(&uid) {
+            return Err(Error::new(Kind::Conflict, "bdb_already_exists", format!("database {uid} exists")));
+        }
+        if state.bdbs.values().any(|b| b.name == input.name) {
+            return Err(Error::new(
+                Kind::Conflict,
+                "bdb_name_already_exists",
+                format!("a database named {:?} exists", input.name),
+            ));
+        }
+        let perms = input.roles_permissions.unwrap_or_default();
+        check_permissions(&state, &perms)?;
+        let mut record = BdbRecord {
+            uid,
+            name: input.name,
+            listen,
+            upstream: input.upstream,
+            upstream_password_env: input.upstream_password_env,
+            default_user: input.default_user.unwrap_or(true),
+            roles_permissions: perms,
+            disconnect_clients_on_password_removal: input
+                .disconnect_clients_on_password_removal
+                .unwrap_or(false),
+            max_connections: input.max_connections.unwrap_or(0),
+            passwords: Vec::new(),
+        };
+        self.upstream_of(&record)?;
+        // Bind before committing: a port that is taken is refused with nothing stored.
+        let listener = bind(&record.listen).await?;
+        if let Ok(addr) = listener.local_addr() {
+            record.listen = addr.to_string();
+        }
+        let mut next = state.clone();
+        next.bdbs.insert(uid, record.clone());
+        self.commit(&mut state, next).await?;
+        self.start_endpoint(&record, listener)?;
+        Ok(record)
+    }
+
+    pub async fn update_bdb(&self, uid: u32, patch: BdbPatch) -> Result<BdbRecord> {
+        let mut state = self.lock().await;
+        let Some(mut record) = state.bdbs.get(&uid).cloned() else {
+            return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
+        };
+        let from_config = self.inner.config_upstreams.contains_key(&uid);
+        if let Some(n) = patch.name {
+            if n.trim().is_empty() {
+                return Err(Error::bad_request("invalid_parameter", "name must not be empty"));
+            }
+            if state.bdbs.values().any(|b| b.name == n && b.uid != uid) {
+                return Err(Error::new(
+                    Kind::Conflict,
+                    "bdb_name_already_exists",
+                    format!("a database named {n:?} exists"),
+                ));
+            }
+            record.name = n;
+        }
+        check_tls_mode(patch.tls_mode.as_deref())?;
+        let moving = patch.listen.is_some() || patch.port.is_some();
+        if from_config && (moving || patch.upstream.is_some() || patch.upstream_password_env.is_some()) {
+            return Err(Error::bad_request(
+                "invalid_parameter",
+                "this database's address and upstream come from the config file; change them there",
+            ));
+        }
+        if let Some(u) = patch.upstream {
+            check_upstream(&u)?;
+            record.upstream = u;
+        }
+        if let Some(v) = patch.upstream_password_env {
+            record.upstream_password_env = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = patch.default_user {
+            record.default_user = v;
+        }
+        if let Some(p) = patch.roles_permissions {
+            check_permissions(&state, &p)?;
+            record.roles_permissions = p;
+        }
+        if let Some(v) = patch.disconnect_clients_on_password_removal {
+            record.disconnect_clients_on_password_removal = v;
+        }
+        if let Some(v) = patch.max_connections {
+            record.max_connections = v;
+        }
+        let upstream = self.upstream_of(&record)?;
+        let listener = match self.listen_of(patch.listen, patch.port) {
+            Some(listen) if listen != record.listen => {
+                let l = bind(&listen).await?;
+                record.listen = l.local_addr().map_or(listen, |a| a.to_string());
+                Some(l)
+            }
+            _ => None,
+        };
+        let mut next = state.clone();
+        next.bdbs.insert(uid, record.clone());
+        self.commit(&mut state, next).await?;
+        self.inner.directory.set_bdb(uid, access_of(&record));
+        if let Some(ctx) = self.inner.endpoints.ctx(uid) {
+            ctx.set_upstream(upstream);
+            ctx.set_max_connections(record.max_connections as usize);
+        }
+        match listener {
+            Some(l) => self.start_endpoint(&record, l)?,
+            None if self.inner.endpoints.ctx(uid).is_none() => self.bind_and_start(&record).await?,
+            None => {}
+        }
+        Ok(record)
+    }
+
+    /// Deletes a database: its listener stops and its connections are closed.
+    pub async fn delete_bdb(&self, uid: u32) -> Result<()> {
+        let mut state = self.lock().await;
+        if !state.bdbs.contains_key(&uid) {
+            return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
+        }
+        if self.inner.config_upstreams.contains_key(&uid) {
+            return Err(Error::bad_request(
+                "invalid_parameter",
+                "this database is defined in the config file; remove it there",
+            ));
+        }
+        let mut next = state.clone();
+        next.bdbs.remove(&uid);
+        self.commit(&mut state, next).await?;
+        self.inner.endpoints.stop(uid);
+        self.inner.directory.remove_bdb(uid);
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The database listeners that are running, started and stopped live.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::{Error, Kind, Result};
+use super::{Control, access_of};
+use crate::proxy::{BdbContext, listener};
+use crate::store::state::BdbRecord;
+
+struct Running {
+    ctx: Arc<BdbContext>,
+    /// Ends the accept loop only.
+    stop: CancellationToken,
+    addr: SocketAddr,
+}
+
+pub struct Endpoints {
+    map: DashMap<u32, Running>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Endpoints {
+    pub fn new(shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        Self { map: DashMap::new(), shutdown, tracker }
+    }
+
+    pub fn addrs(&self) -> Vec<(u32, SocketAddr)> {
+        let mut v: Vec<_> = self.map.iter().map(|e| (*e.key(), e.addr)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn addr(&self, uid: u32) -> Option<SocketAddr> {
+        self.map.get(&uid).map(|r| r.addr)
+    }
+
+    pub fn ctx(&self, uid: u32) -> Option<Arc<BdbContext>> {
+        self.map.get(&uid).map(|r| Arc::clone(&r.ctx))
+    }
+
+    pub fn all(&self) -> Vec<(u32, Arc<BdbContext>)> {
+        self.map.iter().map(|e| (*e.key(), Arc::clone(&e.ctx))).collect()
+    }
+
+    /// Serves `ctx` on `listener`, replacing (and stopping the accept loop of) any
+    /// listener the database had; its connections carry on.
+    fn run(&self, ctx: Arc<BdbContext>, listener: TcpListener) -> Result<()> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(Kind::NotAcceptable, "port_unavailable", e.to_string()))?;
+        let stop = self.shutdown.child_token();
+        let uid = ctx.uid;
+        self.tracker.spawn(listener::serve_until(
+            listener,
+            Arc::clone(&ctx),
+            stop.clone(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
+        tracing::info!(bdb = uid, listen = %addr, upstream = %ctx.upstream().address, "database endpoint ready");
+        if let Some(old) = self.map.insert(uid, Running { ctx, stop, addr }) {
+            old.stop.cancel();
+        }
+        Ok(())
+    }
+
+    /// Stops a database: no new connections, and every open one is closed.
+    pub fn stop(&self, uid: u32) {
+        if let Some((_, r)) = self.map.remove(&uid) {
+            r.stop.cancel();
+            r.ctx.sessions.close_all();
+        }
+    }
+}
+
+/// Binds `listen` (`host:port`), or explains in RS's terms why not.
+pub async fn bind(listen: &str) -> Result<TcpListener> {
+    TcpListener::bind(listen).await.map_err(|e| {
+        Error::new(Kind::NotAcceptable, "port_unavailable", format!("cannot listen on {listen}: {e}"))
+    })
+}
+
+impl Control {
+    /// Binds a database's address and starts serving it.
+    pub(super) async fn bind_and_start(&self, record: &BdbRecord) -> Result<()> {
+        let listener = bind(&record.listen).await?;
+        self.start_endpoint(record, listener)
+    }
+
+    /// Starts serving a database on an already bound listener.
+    pub(super) fn start_endpoint(&self, record: &BdbRecord, listener: TcpListener) -> Result<()> {
+        let upstream = self.upstream_of(record)?;
+        let d = &self.inner.directory;
+        d.set_bdb(record.uid, access_of(record));
+        let ctx = match self.inner.endpoints.ctx(record.uid) {
+            Some(ctx) => ctx,
+            None => {
+                Arc::new(BdbContext::new(record.uid, d.clone(), upstream, record.max_connections as usize))
+            }
+        };
+        self.inner.endpoints.run(ctx, listener)
+    }
+}

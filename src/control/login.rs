@@ -1,0 +1,119 @@
+//! Admin API logins: HTTP Basic credentials checked against the user's password set,
+//! with RS's lockout policy and password expiration.
+
+use super::error::{Error, Result};
+use super::roles::{self, Permission};
+use super::{Control, time};
+use crate::store::state::UserRecord;
+
+/// An authenticated admin API caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub uid: u32,
+    pub name: String,
+    /// Management roles: the user's own plus those of its RBAC roles.
+    pub roles: Vec<String>,
+    /// The newest password is older than the cluster's expiration limit.
+    pub expired: bool,
+}
+
+impl Caller {
+    pub fn can(&self, p: Permission) -> bool {
+        self.roles.iter().any(|r| roles::grants(r, p))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+
+    /// True for `none`-only users, who have no admin API access at all.
+    pub fn has_api_access(&self) -> bool {
+        self.roles.iter().any(|r| r != "none")
+    }
+}
+
+/// What a user's `status` field says now.
+pub fn status(u: &UserRecord, expiration_days: u32, now: u64) -> &'static str {
+    if u.locked_until.is_some_and(|t| t > now) {
+        "locked"
+    } else if expired(u, expiration_days, now) {
+        "password_expired"
+    } else {
+        "active"
+    }
+}
+
+fn expired(u: &UserRecord, days: u32, now: u64) -> bool {
+    days > 0 && now >= u.password_issue_date.saturating_add(u64::from(days) * 86_400)
+}
+
+fn wrong() -> Error {
+    Error::unauthorized("unauthorized", "invalid username or password")
+}
+
+impl Control {
+    /// Checks Basic credentials (`login` is the user's name or email).
+    pub async fn login(&self, login: &str, password: &str) -> Result<Caller> {
+        let snap = self.snapshot();
+        let Some(user) =
+            snap.users.values().find(|u| u.name == login || (!u.email.is_empty() && u.email == login))
+        else {
+            self.inner.directory.decoy(password.as_bytes()).await;
+            return Err(wrong());
+        };
+        let now = time::now();
+        if user.locked_until.is_some_and(|t| t > now) {
+            return Err(Error::unauthorized(
+                "user_locked",
+                "this user is locked after too many failed logins",
+            ));
+        }
+        if !self.inner.directory.verify_user(&user.name, password.as_bytes()).await {
+            self.login_failed(user.uid, now).await;
+            return Err(wrong());
+        }
+        self.inner.failures.remove(&user.uid);
+        self.inner.last_login.insert(user.uid, now);
+        let mut roles = vec![user.role.clone()];
+        roles.extend(user.role_uids.iter().filter_map(|r| snap.roles.get(r)).map(|r| r.management.clone()));
+        Ok(Caller {
+            uid: user.uid,
+            name: user.name.clone(),
+            roles,
+            expired: expired(user, snap.cluster.password_expiration_duration, now),
+        })
+    }
+
+    /// Counts a failed login; at the policy's threshold the user is locked, durably.
+    async fn login_failed(&self, uid: u32, now: u64) {
+        let policy = self.snapshot().policy.clone();
+        if policy.login_lockout_threshold == 0 {
+            return;
+        }
+        let count = {
+            let mut e = self.inner.failures.entry(uid).or_insert((0, now));
+            if now.saturating_sub(e.1) > policy.login_lockout_counter_reset_after {
+                *e = (0, now);
+            }
+            e.0 += 1;
+            e.0
+        };
+        if count < policy.login_lockout_threshold {
+            return;
+        }
+        self.inner.failures.remove(&uid);
+        let until = match policy.login_lockout_duration {
+            0 => u64::MAX,
+            d => now.saturating_add(d),
+        };
+        let mut state = self.lock().await;
+        let mut next = state.clone();
+        if let Some(u) = next.users.get_mut(&uid) {
+            u.locked_until = Some(until);
+            tracing::warn!(user = %u.name, "locked after repeated failed admin logins");
+        }
+        if let Err(e) = self.commit(&mut state, next).await {
+            tracing::error!(error = %e, "could not store a lockout");
+        }
+    }
+}

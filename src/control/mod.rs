@@ -1,0 +1,347 @@
+//! The control plane: the one writer of turnstile's state.
+//!
+//! Every admin change follows the same path under one lock: validate → compute
+//! (argon2 happens here, off the async workers) → persist durably → apply to the
+//! in-memory directory, listeners and connections → answer. So an acknowledged
+//! change survives a crash, a failed write changes nothing, and concurrent calls
+//! never lose one another's updates. The data path never takes this lock: it reads
+//! the directory, which is only swapped.
+
+pub mod bdbs;
+pub mod complexity;
+mod endpoints;
+pub mod error;
+mod login;
+pub mod objects;
+mod passwords;
+pub mod roles;
+pub mod time;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use zeroize::Zeroizing;
+
+use crate::auth::{BdbAccess, Directory, HashParams, PasswordSet, SetId, VerifyOptions};
+use crate::proxy::Upstream;
+use crate::store::state::{BdbRecord, UserRecord};
+use crate::store::{State, Store};
+pub use error::{Error, Kind, Result};
+pub use login::{Caller, status as user_status};
+pub use passwords::PasswordOp;
+
+/// What the control plane needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hash_params: HashParams,
+    pub verify: VerifyOptions,
+    /// `[bootstrap]`: the first admin, created when the store is empty.
+    pub admin_name: String,
+    pub admin_email: String,
+    /// `TURNSTILE_ADMIN_PASSWORD`, needed only when the store is empty.
+    pub admin_password: Option<Zeroizing<String>>,
+    /// Databases from the config file. Their connection details (listen address,
+    /// upstream and its secret) come from the file on every start; everything else
+    /// lives in the store once they are there.
+    pub bdbs: Vec<crate::config::Bdb>,
+    /// Host that databases created with only a `port` listen on.
+    pub default_bind_host: String,
+    pub connect_timeout: Duration,
+}
+
+/// Cheap-to-clone handle. See the module documentation.
+#[derive(Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    snapshot: ArcSwap<State>,
+    store: Arc<dyn Store>,
+    directory: Directory,
+    endpoints: endpoints::Endpoints,
+    /// Upstreams of config-defined databases, secrets included (never stored).
+    config_upstreams: HashMap<u32, Upstream>,
+    default_bind_host: String,
+    connect_timeout: Duration,
+    /// Failed admin logins per user uid: (count, first failure time).
+    failures: DashMap<u32, (u32, u64)>,
+    /// Last successful admin login per user uid, written to the store with the next
+    /// change rather than on every request.
+    last_login: DashMap<u32, u64>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+/// Start-up failed: the store, the bootstrap, or a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("the store is empty: set TURNSTILE_ADMIN_PASSWORD to create the first admin ({0})")]
+    NoAdminPassword(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Control {
+    /// Loads (or bootstraps) the state, fills the directory, and starts a listener
+    /// for every database. Connections run on `tracker` until `shutdown`.
+    pub async fn start(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> std::result::Result<Self, StartError> {
+        let directory = Directory::new(settings.hash_params, settings.verify.clone());
+        let loaded = {
+            let store = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || store.load())
+                .await
+                .map_err(|e| StartError::Invalid(e.to_string()))??
+        };
+        let fresh = loaded.is_none();
+        let mut state = loaded.unwrap_or_default();
+        let mut dirty = fresh;
+        if fresh {
+            let password = settings
+                .admin_password
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| StartError::NoAdminPassword(settings.admin_email.clone()))?;
+            let set = directory
+                .fresh_set(password.as_bytes())
+                .await
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
+            state.users.insert(
+                1,
+                UserRecord {
+                    uid: 1,
+                    name: settings.admin_name.clone(),
+                    email: settings.admin_email.clone(),
+                    role: "admin".into(),
+                    role_uids: Vec::new(),
+                    auth_method: "regular".into(),
+                    passwords: set.to_phc(),
+                    password_issue_date: time::now(),
+                    last_login: None,
+                    locked_until: None,
+                },
+            );
+        }
+        let mut config_upstreams = HashMap::new();
+        for b in &settings.bdbs {
+            config_upstreams.insert(b.uid, b.upstream.clone());
+            let record = state.bdbs.entry(b.uid).or_insert_with(|| {
+                dirty = true;
+                BdbRecord {
+                    uid: b.uid,
+                    name: b.name.clone(),
+                    listen: b.listen.to_string(),
+                    upstream: String::new(),
+                    upstream_password_env: None,
+                    default_user: b.default_user,
+                    roles_permissions: Vec::new(),
+                    disconnect_clients_on_password_removal: false,
+                    max_connections: b.max_connections as u32,
+                    passwords: Vec::new(),
+                }
+            });
+            let shown = display_upstream(&b.upstream);
+            if record.upstream != shown || record.listen != b.listen.to_string() {
+                record.upstream = shown;
+                record.listen = b.listen.to_string();
+                dirty = true;
+            }
+            if record.passwords.is_empty()
+                && let Some(pw) = &b.default_password
+            {
+                let set = directory
+                    .fresh_set(pw.as_bytes())
+                    .await
+                    .map_err(|e| StartError::Invalid(e.to_string()))?;
+                record.passwords = set.to_phc();
+                dirty = true;
+            }
+        }
+        let control = Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state.clone()),
+                snapshot: ArcSwap::from_pointee(state.clone()),
+                store,
+                directory,
+                endpoints: endpoints::Endpoints::new(shutdown, tracker),
+                config_upstreams,
+                default_bind_host: settings.default_bind_host.clone(),
+                connect_timeout: settings.connect_timeout,
+                failures: DashMap::new(),
+                last_login: DashMap::new(),
+            }),
+        };
+        control.load_directory(&state, settings.hash_params)?;
+        if dirty {
+            let mut guard = control.inner.state.lock().await;
+            control
+                .commit(&mut guard, state.clone())
+                .await
+                .map_err(|e| StartError::Invalid(e.description))?;
+        }
+        for record in state.bdbs.values() {
+            // A config database that cannot bind is fatal; a database created through
+            // the API whose port was taken meanwhile is reported and left stopped.
+            match control.bind_and_start(record).await {
+                Ok(()) => {}
+                Err(e) if control.inner.config_upstreams.contains_key(&record.uid) => {
+                    return Err(StartError::Invalid(format!("bdb {}: {}", record.uid, e.description)));
+                }
+                Err(e) => tracing::error!(bdb = record.uid, error = %e, "database endpoint not started"),
+            }
+        }
+        Ok(control)
+    }
+
+    /// Fills the directory from `state`.
+    fn load_directory(&self, state: &State, params: HashParams) -> std::result::Result<(), StartError> {
+        let d = &self.inner.directory;
+        for b in state.bdbs.values() {
+            d.set_bdb(b.uid, access_of(b));
+            let set = PasswordSet::from_phc(&b.passwords, params)
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
+            d.restore(&SetId::BdbDefault(b.uid), set).map_err(|e| StartError::Invalid(e.to_string()))?;
+        }
+        for u in state.users.values() {
+            d.set_user(&u.name, u.role_uids.clone()).map_err(|e| StartError::Invalid(e.to_string()))?;
+            let set = PasswordSet::from_phc(&u.passwords, params)
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
+            d.restore(&SetId::User(u.name.as_str().into()), set)
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    /// The state as of the last committed change (lock-free).
+    pub fn snapshot(&self) -> Arc<State> {
+        self.inner.snapshot.load_full()
+    }
+
+    /// Addresses the databases listen on, by uid.
+    pub fn endpoint_addrs(&self) -> Vec<(u32, SocketAddr)> {
+        self.inner.endpoints.addrs()
+    }
+
+    /// When the user last logged in to the admin API (not yet stored).
+    pub fn last_login(&self, uid: u32) -> Option<u64> {
+        self.inner.last_login.get(&uid).map(|v| *v)
+    }
+
+    /// The running context of a database (for tests and metrics).
+    pub fn endpoint(&self, uid: u32) -> Option<Arc<crate::proxy::BdbContext>> {
+        self.inner.endpoints.ctx(uid)
+    }
+
+    async fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().await
+    }
+
+    /// Makes `next` durable, then current. On failure nothing changes.
+    async fn commit(&self, current: &mut MutexGuard<'_, State>, mut next: State) -> Result<()> {
+        for e in self.inner.last_login.iter() {
+            if let Some(u) = next.users.get_mut(e.key()) {
+                u.last_login = Some(*e.value());
+            }
+        }
+        let store = Arc::clone(&self.inner.store);
+        let to_write = next.clone();
+        let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store write failed; change not applied");
+                return Err(Error::new(
+                    Kind::Unavailable,
+                    "store_error",
+                    "the change could not be stored durably; nothing was changed",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store write task failed; change not applied");
+                return Err(Error::new(
+                    Kind::Unavailable,
+                    "store_error",
+                    "the change could not be stored durably; nothing was changed",
+                ));
+            }
+        }
+        self.inner.snapshot.store(Arc::new(next.clone()));
+        **current = next;
+        Ok(())
+    }
+
+    /// The upstream of a database: the config file's (with its secret) for
+    /// config-defined databases, else the stored URL plus its secret's variable.
+    fn upstream_of(&self, record: &BdbRecord) -> Result<Upstream> {
+        if let Some(u) = self.inner.config_upstreams.get(&record.uid) {
+            return Ok(u.clone());
+        }
+        let mut u = Upstream::parse(&record.upstream)
+            .map_err(|why| Error::bad_request("invalid_parameter", format!("upstream: {why}")))?;
+        u.connect_timeout = self.inner.connect_timeout;
+        if let Some(var) = &record.upstream_password_env {
+            let value = std::env::var(var).map_err(|_| {
+                Error::bad_request(
+                    "invalid_parameter",
+                    format!("upstream_password_env: environment variable {var} is not set"),
+                )
+            })?;
+            u.password = Some(Zeroizing::new(value));
+        }
+        Ok(u)
+    }
+
+    /// Closes, on every database, the connections `matches` selects, where the
+    /// database's setting allows (`only_if_flagged`) or always.
+    fn close_sessions(&self, only_if_flagged: bool, matches: impl Fn(&crate::auth::Identity) -> bool) {
+        let snap = self.snapshot();
+        for (uid, ctx) in self.inner.endpoints.all() {
+            let flagged = snap.bdbs.get(&uid).is_some_and(|b| b.disconnect_clients_on_password_removal);
+            if !only_if_flagged || flagged {
+                let n = ctx.sessions.close_where(&matches);
+                if n > 0 {
+                    tracing::info!(bdb = uid, closed = n, "closed connections after a credential change");
+                }
+            }
+        }
+    }
+}
+
+/// A database's access policy as the directory wants it.
+fn access_of(b: &BdbRecord) -> BdbAccess {
+    BdbAccess {
+        default_user: b.default_user,
+        roles: b.roles_permissions.iter().map(|r| r.role_uid).collect(),
+    }
+}
+
+/// `redis://[user@]host:port`: the upstream without its password.
+fn display_upstream(u: &Upstream) -> String {
+    match &u.username {
+        Some(user) => format!("redis://{user}@{}", u.address),
+        None => format!("redis://{}", u.address),
+    }
+}

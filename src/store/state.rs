@@ -1,0 +1,143 @@
+//! The durable state: every object of the admin API, password sets as argon2id PHC
+//! strings only. Field names are Redis Enterprise's where RS has the field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the on-disk layout, checked when loading.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub cluster: ClusterSettings,
+    pub policy: LockoutPolicy,
+    pub users: BTreeMap<u32, UserRecord>,
+    pub roles: BTreeMap<u32, RoleRecord>,
+    pub redis_acls: BTreeMap<u32, AclRecord>,
+    pub bdbs: BTreeMap<u32, BdbRecord>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: SCHEMA_VERSION,
+            cluster: ClusterSettings::default(),
+            policy: LockoutPolicy::default(),
+            users: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            redis_acls: BTreeMap::new(),
+            bdbs: BTreeMap::new(),
+        }
+    }
+}
+
+/// `GET/PUT /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub password_complexity: bool,
+    pub password_min_length: u32,
+    /// Days; 0 = passwords never expire.
+    pub password_expiration_duration: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            name: "turnstile".into(),
+            password_complexity: false,
+            password_min_length: 8,
+            password_expiration_duration: 0,
+        }
+    }
+}
+
+/// `GET/PUT /v1/cluster/policy`: admin API login lockout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockoutPolicy {
+    /// Failed logins before a lock; 0 = never lock.
+    pub login_lockout_threshold: u32,
+    /// Seconds after which the failure count starts over.
+    pub login_lockout_counter_reset_after: u64,
+    /// Seconds a lock lasts; 0 = until an admin sets a new password.
+    pub login_lockout_duration: u64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            login_lockout_threshold: 5,
+            login_lockout_counter_reset_after: 900,
+            login_lockout_duration: 1800,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub uid: u32,
+    pub name: String,
+    pub email: String,
+    /// Management role: admin, cluster_member, cluster_viewer, db_member, db_viewer,
+    /// user_manager or none.
+    pub role: String,
+    pub role_uids: Vec<u32>,
+    pub auth_method: String,
+    /// argon2id PHC strings (one salt per set).
+    pub passwords: Vec<String>,
+    /// Unix seconds when the newest password was set.
+    pub password_issue_date: u64,
+    /// Unix seconds of the last admin API login, if any.
+    pub last_login: Option<u64>,
+    /// Unix seconds until which admin API logins are refused; `u64::MAX` = until an
+    /// admin sets a new password.
+    pub locked_until: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleRecord {
+    pub uid: u32,
+    pub name: String,
+    pub management: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRecord {
+    pub uid: u32,
+    pub name: String,
+    pub acl: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolePermission {
+    pub role_uid: u32,
+    pub redis_acl_uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BdbRecord {
+    pub uid: u32,
+    pub name: String,
+    /// Where applications connect (`host:port`).
+    pub listen: String,
+    /// `redis://[user@]host:port` — never with a password.
+    pub upstream: String,
+    /// Environment variable holding the upstream password, if it needs one.
+    pub upstream_password_env: Option<String>,
+    pub default_user: bool,
+    pub roles_permissions: Vec<RolePermission>,
+    pub disconnect_clients_on_password_removal: bool,
+    /// 0 = unlimited.
+    pub max_connections: u32,
+    /// The default user's password set, argon2id PHC strings.
+    pub passwords: Vec<String>,
+}
+
+impl State {
+    /// The smallest uid above every uid in `map` (uids start at 1).
+    pub fn next_uid<T>(map: &BTreeMap<u32, T>) -> u32 {
+        map.keys().next_back().map_or(1, |k| k.saturating_add(1))
+    }
+}
