@@ -58,6 +58,15 @@ fn main() -> ExitCode {
     let admin_password = std::env::var("TURNSTILE_ADMIN_PASSWORD").ok().map(Zeroizing::new);
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
+        // Registered before anything is announced, so a SIGTERM sent the moment the
+        // "listening" lines appear is handled gracefully, not fatally.
+        let signals = match Signals::register() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("turnstile: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let running = match turnstile::server::start(&config, admin_password, shutdown.clone()).await {
             Ok(r) => r,
             Err(e) => {
@@ -67,36 +76,53 @@ fn main() -> ExitCode {
         };
         for (uid, addr) in running.bdb_addrs() {
             // Stable lines that scripts (and the tests) can wait for.
-            println!("turnstile: bdb {uid} listening on {addr}");
+            announce(&format!("turnstile: bdb {uid} listening on {addr}"));
         }
         let scheme = if running.admin_tls() { "https" } else { "http" };
-        println!("turnstile: admin API listening on {scheme}://{}", running.admin_addr);
-        tokio::spawn(signal(shutdown));
+        announce(&format!("turnstile: admin API listening on {scheme}://{}", running.admin_addr));
+        tokio::spawn(signals.wait(shutdown));
         running.run().await;
         ExitCode::SUCCESS
     })
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Writes a line to stdout. Unlike `println!`, a closed stdout (the reader went
+/// away) is not a reason for a proxy to die.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// SIGINT and SIGTERM, registered up front.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("signal received");
-    shutdown.cancel();
+
+    /// Cancels `shutdown` on the first signal.
+    async fn wait(mut self, shutdown: CancellationToken) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+        shutdown.cancel();
+    }
 }

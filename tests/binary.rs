@@ -41,7 +41,12 @@ default_password_env = "TEST_APP_PASSWORD"
 
 fn turnstile(config: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_turnstile"));
-    c.arg("--config").arg(config).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    c.arg("--config")
+        .arg(config)
+        .env("TURNSTILE_ADMIN_PASSWORD", "Admin-pw-1!")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     c
 }
 
@@ -65,6 +70,13 @@ async fn runs_from_a_config_file_and_stops_on_sigterm() {
     let mut child =
         turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").env("TURNSTILE_LOG", "trace").spawn().unwrap();
     let addr = listening_addr(&mut child).await;
+    // Drained as it comes: trace-level logs would fill the pipe and block the process.
+    let mut err = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut logs = String::new();
+        err.read_to_string(&mut logs).await.unwrap();
+        logs
+    });
     let mut c = Conn::connect(&addr).await;
     assert_eq!(c.cmd(&["GET", "k"]).await, b"-NOAUTH Authentication required.\r\n");
     assert_eq!(
@@ -82,9 +94,12 @@ async fn runs_from_a_config_file_and_stops_on_sigterm() {
         .await
         .expect("exited after SIGTERM")
         .unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let logs = stderr.await.unwrap();
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; stderr ends: {}",
+        &logs[logs.len().saturating_sub(3000)..]
+    );
     assert!(logs.contains("AUTH failed"), "failed AUTHs are logged: {logs}");
     // Trace-level logs of a session with good and bad passwords contain neither.
     assert!(!logs.contains("seeded-pw") && !logs.contains("not-the-pw"), "a password leaked into the logs");

@@ -3,6 +3,8 @@
 //! implementation independent of turnstile's own scanner).
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

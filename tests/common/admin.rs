@@ -1,0 +1,235 @@
+//! Admin API harness: a control plane on a fresh store in a temp dir, driven either
+//! in-process through the router (`oneshot`) or as the real `turnstile` binary over
+//! HTTPS with curl, as an operator would.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use base64ct::{Base64, Encoding};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use turnstile::control::{Control, Settings};
+use turnstile::store::FileStore;
+
+use super::FAST;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PW: &str = "Admin-pw-1!";
+
+/// A control plane and its router, in-process.
+pub struct Admin {
+    pub control: Control,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Admin {
+    /// A fresh store with the bootstrap admin (`admin` / `ADMIN_PW`) and no database.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let control = start_control(dir.path()).await;
+        Self { control, dir, shutdown: CancellationToken::new() }
+    }
+
+    /// Starts a second control plane on the same store (a restart).
+    pub async fn restart(&self) -> Control {
+        start_control(self.dir.path()).await
+    }
+
+    /// One request through the router: status, JSON body (Null if empty), headers.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> (StatusCode, serde_json::Value, HeaderMap) {
+        call(&self.control, method, path, auth, body).await
+    }
+
+    /// A request as the bootstrap admin.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let (s, v, _) = self.call(method, path, Some((ADMIN, ADMIN_PW)), body).await;
+        (s, v)
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn start_control(dir: &Path) -> Control {
+    let settings = Settings {
+        hash_params: FAST,
+        verify: turnstile::auth::VerifyOptions { concurrency: 2, ..Default::default() },
+        admin_name: ADMIN.into(),
+        admin_email: ADMIN_EMAIL.into(),
+        admin_password: Some(zeroize::Zeroizing::new(ADMIN_PW.into())),
+        bdbs: Vec::new(),
+        default_bind_host: "127.0.0.1".into(),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let store = Arc::new(FileStore::open(dir).unwrap());
+    Control::start(settings, store, CancellationToken::new(), TaskTracker::new()).await.unwrap()
+}
+
+pub async fn call(
+    control: &Control,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<&str>,
+) -> (StatusCode, serde_json::Value, HeaderMap) {
+    let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(path);
+    if let Some((user, pw)) = auth {
+        req = req.header(
+            "authorization",
+            format!("Basic {}", Base64::encode_string(format!("{user}:{pw}").as_bytes())),
+        );
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Body::from(body.unwrap_or("").to_string())).unwrap();
+    let resp = turnstile::admin::app(control.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("non-JSON body: {:?}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, value, headers)
+}
+
+/// The real binary, with its store in a temp dir, TLS on (self-signed).
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub admin_url: String,
+    pub bdbs: Vec<(u32, String)>,
+    pub dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Process {
+    /// Writes a config with one database (uid 1) in front of `upstream` and starts
+    /// the binary; returns once it reports its listeners.
+    pub async fn start(dir: &Path, upstream: &str) -> Self {
+        let config = dir.join("turnstile.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
+                 [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n\
+                 [[bdbs]]\nuid = 1\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        Self::spawn(dir, config).await
+    }
+
+    async fn spawn(dir: &Path, config: PathBuf) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+            .arg("--config")
+            .arg(&config)
+            .env("TURNSTILE_ADMIN_PASSWORD", ADMIN_PW)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut bdbs = Vec::new();
+        let admin_url = loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+                .await
+                .expect("turnstile did not start in time")
+                .unwrap()
+                .expect("turnstile exited during start-up");
+            let last = line.rsplit(' ').next().unwrap().to_string();
+            if line.contains("admin API listening on") {
+                break last;
+            }
+            let uid: u32 = line.split(' ').nth(2).unwrap().parse().unwrap();
+            bdbs.push((uid, last));
+        };
+        Self { child, admin_url, bdbs, dir: dir.to_path_buf(), config }
+    }
+
+    /// The address database `uid` listens on.
+    pub fn bdb(&self, uid: u32) -> String {
+        self.bdbs.iter().find(|(u, _)| *u == uid).map(|(_, a)| a.clone()).expect("no such database")
+    }
+
+    /// `kill -9`, then start again on the same config and store.
+    pub async fn kill9_and_restart(mut self) -> Self {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+        Self::spawn(&self.dir.clone(), self.config.clone()).await
+    }
+
+    /// SIGTERM, wait for a clean exit, start again.
+    pub async fn stop_and_restart(mut self) -> Self {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        Self::spawn(&self.dir.clone(), self.config.clone()).await
+    }
+
+    /// Runs curl as the seeds do (`curl -k -u user:pw -X METHOD -H content-type … -d body`).
+    pub async fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        auth: (&str, &str),
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        curl(&self.admin_url, method, path, auth, body).await
+    }
+}
+
+/// curl against `base` (`https://host:port`); returns (status, JSON body or Null).
+pub async fn curl(
+    base: &str,
+    method: &str,
+    path: &str,
+    auth: (&str, &str),
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-k", "-s", "-X", method, "-u", &format!("{}:{}", auth.0, auth.1)]);
+    cmd.args(["-H", "content-type: application/json", "-w", "\n%{http_code}"]);
+    if let Some(b) = body {
+        cmd.args(["-d", b]);
+    }
+    cmd.arg(format!("{base}{path}"));
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output()).await.expect("curl hung").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let value = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into()))
+    };
+    (code.trim().parse().unwrap_or(0), value)
+}
