@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs turnstile in front of a real Redis: installs redis-server if needed, starts it
 # on 127.0.0.1:16379, and starts turnstile on 127.0.0.1:12000 with examples/turnstile.toml.
-# The application password is $TURNSTILE_APP_PASSWORD (default: change-me-now).
+# The application password is $TURNSTILE_APP_PASSWORD (default: change-me-now); the
+# admin API (https://127.0.0.1:9443, self-signed) logs in admin@example.com with
+# $TURNSTILE_ADMIN_PASSWORD (default: Admin-pw-1!). State lives in ./turnstile-data.
 # Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/ensure-redis.sh
 export TURNSTILE_APP_PASSWORD="${TURNSTILE_APP_PASSWORD:-change-me-now}"
+export TURNSTILE_ADMIN_PASSWORD="${TURNSTILE_ADMIN_PASSWORD:-Admin-pw-1!}"
 cargo build --release --quiet
 redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   --loglevel warning &
@@ -18,4 +21,5 @@ until redis-cli -p 16379 ping >/dev/null 2>&1; do
 done
 echo "Redis on 127.0.0.1:16379; turnstile on 127.0.0.1:12000. Try:" >&2
 echo "  redis-cli -p 12000 -a \"\$TURNSTILE_APP_PASSWORD\" --no-auth-warning ping" >&2
+echo "  curl -k -u 'admin@example.com:$TURNSTILE_ADMIN_PASSWORD' https://127.0.0.1:9443/v1/bdbs" >&2
 ./target/release/turnstile --config examples/turnstile.toml
