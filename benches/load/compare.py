@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Load comparison: Redis directly, turnstile, twemproxy and HAProxy (TCP mode) in
+front of the same Redis, the same redis-benchmark workloads through each, one table.
+
+Run through compare.sh (which installs what is needed and builds turnstile). Every
+process this starts is stopped at the end, whatever happens. Only 127.0.0.1 is used.
+"""
+
+import argparse
+import csv
+import io
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+PASSWORD = "bench-Pw-1!"
+ADMIN_PASSWORD = "Admin-bench-1!"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited during start-up")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening on {port}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Procs:
+    """Every child process, stopped on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, **kw):
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def start_targets(procs, tmp, turnstile_bin):
+    """Starts Redis and the three proxies; returns {name: (port, pid)}."""
+    targets = {}
+    redis_port = free_port()
+    redis = procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--requirepass", PASSWORD, "--maxclients", "20000"])
+    wait_port(redis_port, redis, "redis-server")
+    targets["redis (direct)"] = (redis_port, redis.pid)
+
+    port = free_port()
+    cfg = os.path.join(tmp, "turnstile.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""
+[admin]
+listen = "127.0.0.1:{free_port()}"
+tls = false
+[store]
+dir = "{tmp}/turnstile-data"
+[[bdbs]]
+uid = 1
+name = "bench"
+listen = "127.0.0.1:{port}"
+upstream = "redis://127.0.0.1:{redis_port}"
+upstream_password_env = "BENCH_UPSTREAM_PASSWORD"
+default_password_env = "BENCH_APP_PASSWORD"
+""")
+    env = dict(os.environ, BENCH_UPSTREAM_PASSWORD=PASSWORD, BENCH_APP_PASSWORD=PASSWORD,
+               TURNSTILE_ADMIN_PASSWORD=ADMIN_PASSWORD, TURNSTILE_LOG="warn")
+    t = procs.start([turnstile_bin, "--config", cfg], env=env)
+    wait_port(port, t, "turnstile")
+    targets["turnstile"] = (port, t.pid)
+
+    port = free_port()
+    cfg = os.path.join(tmp, "nutcracker.yml")
+    with open(cfg, "w") as f:
+        f.write(f"""bench:
+  listen: 127.0.0.1:{port}
+  redis: true
+  redis_auth: {PASSWORD}
+  server_connections: 1
+  preconnect: true
+  servers:
+   - 127.0.0.1:{redis_port}:1
+""")
+    n = procs.start(["nutcracker", "-c", cfg, "-s", str(free_port()), "-o", os.path.join(tmp, "nutcracker.log")])
+    wait_port(port, n, "nutcracker")
+    targets["twemproxy"] = (port, n.pid)
+
+    port = free_port()
+    cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""global
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen redis
+  bind 127.0.0.1:{port}
+  server r1 127.0.0.1:{redis_port}
+""")
+    h = procs.start(["haproxy", "-f", cfg, "-db"])
+    wait_port(port, h, "haproxy")
+    targets["haproxy (tcp)"] = (port, h.pid)
+    return targets
+
+
+def benchmark(port, test, clients, pipeline, requests, keepalive=True):
+    """One redis-benchmark run; returns (rps, p50 ms, p99 ms)."""
+    args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-a", PASSWORD, "-c", str(clients),
+            "-n", str(requests), "-P", str(pipeline), "-t", test, "-r", "10000", "--csv"]
+    if not keepalive:
+        args += ["-k", "0"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    if not rows:
+        raise RuntimeError(f"redis-benchmark printed nothing for {test} on {port}")
+    r = rows[0]
+    return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
+
+
+def idle_connections_rss(port, pid, count):
+    """Opens `count` authenticated idle connections; returns KiB of RSS per connection."""
+    before = rss_kib(pid)
+    conns = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(f"*2\r\n$4\r\nAUTH\r\n${len(PASSWORD)}\r\n{PASSWORD}\r\n*1\r\n$4\r\nPING\r\n".encode())
+            conns.append(s)
+        for s in conns:
+            got = b""
+            while not got.endswith(b"+PONG\r\n"):
+                chunk = s.recv(64)
+                if not chunk:
+                    raise RuntimeError("connection closed during the memory test")
+                got += chunk
+        after = rss_kib(pid)
+        return (after - before) / count
+    finally:
+        for s in conns:
+            s.close()
+
+
+def auth_storm(port, stop, connections=200):
+    """Connections sending wrong passwords in a loop until `stop` is set."""
+    def worker():
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.settimeout(30)
+            while not stop.is_set():
+                s.sendall(b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n")
+                if not s.recv(256):
+                    s = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            pass
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--turnstile", required=True)
+    ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--churn-requests", type=int, default=20000)
+    ap.add_argument("--idle", type=int, default=5000)
+    args = ap.parse_args()
+    # Children inherit this: 5,000 client connections need ~10,000 descriptors in a
+    # proxy (client side + upstream side).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    if want < 2 * args.idle + 1000:
+        print(f"note: the descriptor limit ({want}) is low for {args.idle} idle connections", file=sys.stderr)
+
+    procs = Procs()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            targets = start_targets(procs, tmp, args.turnstile)
+            n = args.requests
+            for test in ("get", "set"):
+                for pipeline in (1, 16):
+                    results = {name: benchmark(port, test, 50, pipeline, n * (4 if pipeline > 1 else 1))
+                               for name, (port, _) in targets.items()}
+                    rows.append((f"{test.upper()} -c 50 -P {pipeline}", results))
+            results = {name: benchmark(port, "get", 50, 1, args.churn_requests, keepalive=False)
+                       for name, (port, _) in targets.items()}
+            rows.append(("GET, new connection + AUTH per request (-k 0)", results))
+
+            mem = {}
+            for name, (port, pid) in targets.items():
+                if name != "redis (direct)":
+                    mem[name] = idle_connections_rss(port, pid, args.idle)
+
+            port = targets["turnstile"][0]
+            quiet = benchmark(port, "get", 50, 1, n)
+            stop = threading.Event()
+            auth_storm(port, stop)
+            time.sleep(1)  # let the storm reach full strength before measuring
+            stormy = benchmark(port, "get", 50, 1, n)
+            stop.set()
+        finally:
+            procs.stop_all()
+
+    print()
+    print(f"Machine: {os.cpu_count()} cores; {os.uname().sysname} {os.uname().release}")
+    print()
+    names = list(rows[0][1].keys())
+    print("| workload | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    direct = names[0]
+    for label, results in rows:
+        cells = []
+        for name in names:
+            rps, p50, p99 = results[name]
+            ratio = rps / results[direct][0]
+            cells.append(f"{rps:,.0f} rps ({ratio:.2f}×), p50 {p50:.3f} / p99 {p99:.3f} ms")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    print(f"| memory per idle authenticated connection ({args.idle} open), proxy RSS | "
+          + " | ".join(f"{name}: {kib:.1f} KiB" for name, kib in mem.items()) + " |")
+    print()
+    print(f"| AUTH storm (200 connections sending wrong passwords) | GET -c 50 without: {quiet[0]:,.0f} rps; "
+          f"with: {stormy[0]:,.0f} rps ({stormy[0] / quiet[0]:.0%} kept) |")
+
+
+if __name__ == "__main__":
+    main()
