@@ -274,7 +274,19 @@ impl Directory {
                     (_, true) => current.with_removed(&d),
                 }
             }
-            SetChange::Replace => self.fresh_set(password).await?,
+            SetChange::Replace => {
+                // Same salt while the cost parameters are unchanged: a password that
+                // stays (PUT of one already in the set) keeps its digest, so the
+                // connections that used it are not mistaken for ones whose password
+                // went away. New parameters mean a fresh set, salt and all.
+                let base = if current.params() == self.inner.params {
+                    PasswordSet::with_salt(current.params(), current.salt())
+                } else {
+                    PasswordSet::empty(self.inner.params)
+                };
+                let d = self.inner.hasher.derive(base.params(), base.salt(), secret).await?;
+                base.with_added(d)
+            }
         })
     }
 

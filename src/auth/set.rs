@@ -4,8 +4,9 @@
 //! a wrong password against a set of N would cost N argon2 evaluations, so a failed
 //! `AUTH` would get slower (and cheaper to abuse) as operators add passwords during a
 //! rotation. With a shared salt it is always exactly one evaluation, followed by
-//! constant-time comparisons. Salts still differ between sets (and change on every
-//! replace), so equal passwords in two sets do not have equal hashes.
+//! constant-time comparisons. Salts still differ between sets (a set gets a new one
+//! when the cost parameters change), so equal passwords in two sets do not have equal
+//! hashes.
 
 use base64ct::{Base64Unpadded, Encoding};
 use subtle::ConstantTimeEq;
@@ -36,6 +37,11 @@ impl PasswordSet {
     /// An empty set with a fresh salt.
     pub fn empty(params: HashParams) -> Self {
         Self { params, salt: random_salt(), digests: Vec::new() }
+    }
+
+    /// An empty set with a given salt and parameters.
+    pub fn with_salt(params: HashParams, salt: [u8; SALT_LEN]) -> Self {
+        Self { params, salt, digests: Vec::new() }
     }
 
     pub fn params(&self) -> HashParams {

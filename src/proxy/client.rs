@@ -339,8 +339,16 @@ impl ClientHalf {
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
         match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
             Some(id) => {
-                tracing::debug!(user = id.name(), "authenticated");
+                // Publish the identity, then re-check the password is still in its
+                // set: a removal that swapped the set just before scanning for
+                // connections to close either sees this identity or is seen here.
                 self.slot.set_identity(Some(id.clone()));
+                if !self.ctx.directory.is_current(&id) {
+                    self.slot.set_identity(self.identity.clone());
+                    tracing::info!(user = id.name(), "AUTH raced with the removal of its password");
+                    return false;
+                }
+                tracing::debug!(user = id.name(), "authenticated");
                 self.identity = Some(id);
                 true
             }
