@@ -50,8 +50,12 @@ impl FromRequest<Control> for RawBody {
 
 /// Parses a JSON body with an error that names the problem without quoting values.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::bad_request("missing_body", "a JSON body is required")),
+        // Every body of this API is an object; serde would otherwise read a struct
+        // from an array, field by position.
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
@@ -133,6 +137,8 @@ mod tests {
         let e = parse::<Body>(b"{\"password\": \"a\", \"colour\": 1}").unwrap_err();
         assert!(e.description.contains("unknown field `colour`"), "{}", e.description);
         assert_eq!(parse::<Body>(b"").unwrap_err().code, "missing_body");
+        let e = parse::<Body>(b"[\"pw\", 1]").unwrap_err();
+        assert_eq!((e.code, e.description.as_str()), ("invalid_json", "the body must be a JSON object"));
         assert!(parse::<Body>(b"{\"password\": \"a\"} x").is_err());
     }
 }

@@ -9,8 +9,17 @@ use super::caller::Authed;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, uid};
 use super::views;
-use crate::control::roles::Permission;
+use crate::control::roles::{Permission, makes_admin};
+use crate::control::{Caller, Error};
 use crate::control::{Control, bdbs, objects};
+
+/// Admin-level users and roles are only for admins to grant or change.
+fn admin_only(caller: &Caller, touches_admin: bool) -> ApiResult<()> {
+    if touches_admin && !caller.is_admin() {
+        return Err(Error::forbidden("only an admin may grant, change or remove admin rights").into());
+    }
+    Ok(())
+}
 
 fn user_not_found(uid: u32) -> ApiError {
     ApiError::not_found("user_not_exist", format!("user {uid} does not exist"))
@@ -39,7 +48,8 @@ pub async fn create_user(
     caller: Authed,
     JsonBody(body): JsonBody<objects::NewUser>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::CreateUser)?;
+    let who = caller.require(Permission::CreateUser)?;
+    admin_only(who, makes_admin(&c.snapshot(), body.role.as_deref(), &body.role_uids))?;
     let u = c.create_user(body).await?;
     Ok(Json(views::user(&c, &u)))
 }
@@ -50,8 +60,17 @@ pub async fn update_user(
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<objects::UserPatch>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::UpdateUser)?;
+    let who = caller.require(Permission::UpdateUser)?;
     let uid = uid(&raw, "user_not_exist", "user")?;
+    let snap = c.snapshot();
+    let target = snap.users.get(&uid).ok_or_else(|| user_not_found(uid))?;
+    let was_admin = makes_admin(&snap, Some(&target.role), &target.role_uids);
+    let becomes_admin = makes_admin(
+        &snap,
+        body.role.as_deref().or(Some(&target.role)),
+        body.role_uids.as_deref().unwrap_or(&target.role_uids),
+    );
+    admin_only(who, was_admin || becomes_admin)?;
     let u = c.update_user(uid, body).await?;
     Ok(Json(views::user(&c, &u)))
 }
@@ -61,8 +80,12 @@ pub async fn delete_user(
     caller: Authed,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::DeleteUser)?;
+    let who = caller.require(Permission::DeleteUser)?;
     let uid = uid(&raw, "user_not_exist", "user")?;
+    let snap = c.snapshot();
+    if let Some(target) = snap.users.get(&uid) {
+        admin_only(who, makes_admin(&snap, Some(&target.role), &target.role_uids))?;
+    }
     c.delete_user(uid).await?;
     Ok(Json(json!({})))
 }
@@ -146,7 +169,8 @@ pub async fn create_role(
     caller: Authed,
     JsonBody(body): JsonBody<objects::RoleInput>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::ManageRoles)?;
+    let who = caller.require(Permission::ManageRoles)?;
+    admin_only(who, body.management.as_deref() == Some("admin"))?;
     Ok(Json(views::role(&c.create_role(body).await?)))
 }
 
@@ -156,8 +180,10 @@ pub async fn update_role(
     Path(raw): Path<String>,
     JsonBody(body): JsonBody<objects::RoleInput>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::ManageRoles)?;
+    let who = caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "role_not_exist", "role")?;
+    let was_admin = c.snapshot().roles.get(&uid).is_some_and(|r| r.management == "admin");
+    admin_only(who, was_admin || body.management.as_deref() == Some("admin"))?;
     Ok(Json(views::role(&c.update_role(uid, body).await?)))
 }
 
@@ -166,8 +192,9 @@ pub async fn delete_role(
     caller: Authed,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::ManageRoles)?;
+    let who = caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "role_not_exist", "role")?;
+    admin_only(who, c.snapshot().roles.get(&uid).is_some_and(|r| r.management == "admin"))?;
     c.delete_role(uid).await?;
     Ok(Json(json!({})))
 }

@@ -139,7 +139,7 @@ impl Control {
         let mut next = state.clone();
         next.bdbs.insert(uid, record.clone());
         self.commit(&mut state, next).await?;
-        self.start_endpoint(&record, listener)?;
+        self.start_endpoint(&record, listener).await?;
         Ok(record)
     }
 
@@ -208,7 +208,7 @@ impl Control {
             ctx.set_max_connections(record.max_connections as usize);
         }
         match listener {
-            Some(l) => self.start_endpoint(&record, l)?,
+            Some(l) => self.start_endpoint(&record, l).await?,
             None if self.inner.endpoints.ctx(uid).is_none() => self.bind_and_start(&record).await?,
             None => {}
         }
@@ -230,7 +230,7 @@ impl Control {
         let mut next = state.clone();
         next.bdbs.remove(&uid);
         self.commit(&mut state, next).await?;
-        self.inner.endpoints.stop(uid);
+        self.inner.endpoints.stop(uid).await;
         self.inner.directory.remove_bdb(uid);
         Ok(())
     }

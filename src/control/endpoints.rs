@@ -17,7 +17,17 @@ struct Running {
     ctx: Arc<BdbContext>,
     /// Ends the accept loop only.
     stop: CancellationToken,
+    /// The accept loop; it owns the listening socket, so awaiting it means the port
+    /// is free again.
+    task: tokio::task::JoinHandle<()>,
     addr: SocketAddr,
+}
+
+impl Running {
+    async fn halt(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }
 
 pub struct Endpoints {
@@ -50,14 +60,15 @@ impl Endpoints {
     }
 
     /// Serves `ctx` on `listener`, replacing (and stopping the accept loop of) any
-    /// listener the database had; its connections carry on.
-    fn run(&self, ctx: Arc<BdbContext>, listener: TcpListener) -> Result<()> {
+    /// listener the database had; its connections carry on. Returns once the old
+    /// address is released.
+    async fn run(&self, ctx: Arc<BdbContext>, listener: TcpListener) -> Result<()> {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::new(Kind::NotAcceptable, "port_unavailable", e.to_string()))?;
         let stop = self.shutdown.child_token();
         let uid = ctx.uid;
-        self.tracker.spawn(listener::serve_until(
+        let task = self.tracker.spawn(listener::serve_until(
             listener,
             Arc::clone(&ctx),
             stop.clone(),
@@ -65,17 +76,19 @@ impl Endpoints {
             self.tracker.clone(),
         ));
         tracing::info!(bdb = uid, listen = %addr, upstream = %ctx.upstream().address, "database endpoint ready");
-        if let Some(old) = self.map.insert(uid, Running { ctx, stop, addr }) {
-            old.stop.cancel();
+        if let Some(old) = self.map.insert(uid, Running { ctx, stop, task, addr }) {
+            old.halt().await;
         }
         Ok(())
     }
 
-    /// Stops a database: no new connections, and every open one is closed.
-    pub fn stop(&self, uid: u32) {
+    /// Stops a database: no new connections, every open one is closed, and the port
+    /// is released before this returns.
+    pub async fn stop(&self, uid: u32) {
         if let Some((_, r)) = self.map.remove(&uid) {
-            r.stop.cancel();
-            r.ctx.sessions.close_all();
+            let ctx = Arc::clone(&r.ctx);
+            r.halt().await;
+            ctx.sessions.close_all();
         }
     }
 }
@@ -91,11 +104,11 @@ impl Control {
     /// Binds a database's address and starts serving it.
     pub(super) async fn bind_and_start(&self, record: &BdbRecord) -> Result<()> {
         let listener = bind(&record.listen).await?;
-        self.start_endpoint(record, listener)
+        self.start_endpoint(record, listener).await
     }
 
     /// Starts serving a database on an already bound listener.
-    pub(super) fn start_endpoint(&self, record: &BdbRecord, listener: TcpListener) -> Result<()> {
+    pub(super) async fn start_endpoint(&self, record: &BdbRecord, listener: TcpListener) -> Result<()> {
         let upstream = self.upstream_of(record)?;
         let d = &self.inner.directory;
         d.set_bdb(record.uid, access_of(record));
@@ -105,6 +118,6 @@ impl Control {
                 Arc::new(BdbContext::new(record.uid, d.clone(), upstream, record.max_connections as usize))
             }
         };
-        self.inner.endpoints.run(ctx, listener)
+        self.inner.endpoints.run(ctx, listener).await
     }
 }

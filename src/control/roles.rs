@@ -25,6 +25,15 @@ pub fn is_role(name: &str) -> bool {
     ROLES.contains(&name)
 }
 
+/// Whether a user with management role `role` and RBAC roles `role_uids` would be
+/// an admin. Only admins may create, change or delete such users (a user manager
+/// must not be able to promote itself, or take over an admin by resetting its
+/// password).
+pub fn makes_admin(state: &crate::store::State, role: Option<&str>, role_uids: &[u32]) -> bool {
+    role == Some("admin")
+        || role_uids.iter().any(|r| state.roles.get(r).is_some_and(|r| r.management == "admin"))
+}
+
 /// Whether management role `role` grants `p`.
 pub fn grants(role: &str, p: Permission) -> bool {
     use Permission::*;
