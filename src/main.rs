@@ -27,6 +27,13 @@ struct Args {
     log_json: bool,
 }
 
+/// mimalloc instead of glibc's malloc: with glibc, the mix of short-lived buffers and
+/// long-lived per-connection state fragments the heap, and an idle authenticated
+/// connection cost ~8.3 KiB of RSS; with mimalloc the same measurement gives the
+/// figure in the README's performance table.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits' EX_CONFIG-ish "usage/config error", as linkerd and pelikan use.
 const EXIT_CONFIG: u8 = 64;
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
@@ -26,7 +26,7 @@ const STREAM_AT: usize = 64 * 1024;
 /// Requests turnstile answers itself must fit in this much (a 1 MiB password is
 /// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
 const MAX_WHOLE: usize = 1024 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 /// After the client stops sending (EOF, protocol error, shutdown), how long the
 /// replies it is still owed may take before the connection is dropped anyway.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -69,12 +69,15 @@ impl ClientHalf {
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
     /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
     /// [`DRAIN`] to deliver what is owed before aborting the connection.
-    pub async fn run<R: AsyncRead + Unpin>(
-        mut self,
-        mut reader: R,
-        stop: CancellationToken,
-        abort: CancellationToken,
-    ) {
+    pub async fn run(mut self, reader: OwnedReadHalf, stop: CancellationToken, abort: CancellationToken) {
+        // Created once: a `cancelled()` future registers with its token, which is
+        // not free to redo on every read of a busy connection.
+        let aborted = abort.cancelled();
+        let stopped = stop.cancelled();
+        tokio::pin!(aborted, stopped);
+        // No buffer while the connection is idle: one is taken when bytes arrive and
+        // given back once they are all handled, so thousands of idle connections
+        // cost little more than their sockets.
         let mut buf = BytesMut::new();
         loop {
             match self.process(&mut buf).await {
@@ -86,17 +89,27 @@ impl ClientHalf {
                     break;
                 }
             }
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(READ_CHUNK);
+            if buf.is_empty() {
+                buf = BytesMut::new();
             }
-            let read = tokio::select! {
+            let ready = tokio::select! {
                 biased;
-                _ = abort.cancelled() => return,
-                _ = stop.cancelled() => {
+                _ = &mut aborted => return,
+                _ = &mut stopped => {
                     self.plan.push(Entry::Close);
                     break;
                 }
-                r = reader.read_buf(&mut buf) => r,
+                r = reader.readable() => r,
+            };
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = match ready {
+                Ok(()) => match reader.try_read_buf(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    r => r,
+                },
+                Err(e) => Err(e),
             };
             match read {
                 Ok(n) if n > 0 => {}
@@ -115,7 +128,7 @@ impl ClientHalf {
         // Keep the upstream writer open while draining: dropping it sends a FIN,
         // and Redis drops a client (and its pending replies) on EOF.
         tokio::select! {
-            _ = abort.cancelled() => {}
+            _ = &mut aborted => {}
             _ = tokio::time::sleep(DRAIN) => abort.cancel(),
         }
     }
@@ -219,7 +232,10 @@ impl ClientHalf {
             *pos += len;
             // Earlier forwarded requests go upstream before anything this one sends.
             self.flush(buf, run).await?;
-            let flow = self.intercept(cmd, owned).await;
+            // Boxed: AUTH & co. are rare and their future (argon2 on the blocking
+            // pool, upstream connect) is large; inline, every idle connection would
+            // carry its space.
+            let flow = Box::pin(self.intercept(cmd, owned)).await;
             if let Flow::Stop = flow? {
                 return Ok(Flow::Stop);
             }
@@ -420,6 +436,11 @@ impl ClientHalf {
         if self.upstream.is_some() {
             return Ok(true);
         }
+        // Once per connection, and large (connect with a timeout): boxed.
+        Box::pin(self.open_upstream()).await
+    }
+
+    async fn open_upstream(&mut self) -> std::io::Result<bool> {
         match self.ctx.upstream().connect().await {
             Ok(stream) => {
                 let (reader, mut writer) = stream.into_split();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +13,7 @@ use crate::resp::command::SubKind;
 use crate::resp::replies;
 use crate::resp::reply::{FrameInfo, ReplyScanner};
 
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// What the relay knows of the upstream connection's state.
 #[derive(Debug, Default)]
@@ -133,22 +133,28 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.plan.pushed().await;
                 continue;
             };
+            // As on the client side: no buffer is held while waiting.
+            let ready = tokio::select! {
+                biased;
+                r = upstream.readable() => r,
+                _ = self.plan.pushed(), if self.current.is_none() => continue,
+            };
+            ready?;
             if self.buf.capacity() - self.buf.len() < 512 {
                 self.buf.reserve(READ_CHUNK);
             }
-            tokio::select! {
-                biased;
-                n = upstream.read_buf(&mut self.buf) => {
-                    let n = n?;
-                    if n == 0 {
-                        return self.upstream_gone().await;
-                    }
-                    if let Flow::Close = self.relay_bytes().await? {
-                        return Ok(());
-                    }
-                }
-                _ = self.plan.pushed(), if self.current.is_none() => {}
+            let n = match upstream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => r?,
+            };
+            if n == 0 {
+                return self.upstream_gone().await;
             }
+            if let Flow::Close = self.relay_bytes().await? {
+                return Ok(());
+            }
+            // relay_bytes passed every byte on; give the buffer back.
+            self.buf = BytesMut::new();
         }
     }
 
