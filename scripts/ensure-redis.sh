@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs redis-server and redis-tools from Debian's packages if they are missing.
+# Installs what the tests need from Debian's packages if it is missing:
+# redis-server and redis-tools (the real Redis behind turnstile), curl (the admin API
+# tests call it as an operator would).
 set -euo pipefail
-if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "installing redis-server (Debian package)..." >&2
+echo "installing ${missing[*]} (Debian packages)..." >&2
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -144,3 +144,32 @@ async fn help_explains_itself_and_prints_no_secret() {
     assert!(help.contains("--config"), "{help}");
     assert!(!help.contains("do-not-print-me"));
 }
+
+/// `[admin] tls = false` serves the admin API over plain HTTP (and says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_over_plain_http_when_tls_is_off() {
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &format!("redis://{}", redis.addr()), "");
+    let mut child = turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("turnstile did not report its listeners")
+            .unwrap()
+            .expect("turnstile exited during start-up");
+        if let Some(url) = line.strip_prefix("turnstile: admin API listening on ") {
+            break url.to_string();
+        }
+    };
+    assert!(admin.starts_with("http://"), "{admin}");
+    let (status, body) =
+        common::admin::curl(&admin, "GET", "/v1/cluster", ("admin", "Admin-pw-1!"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["password_min_length"], 8);
+    let (status, body) = common::admin::curl(&admin, "GET", "/v1/cluster", ("admin", "wrong"), None).await;
+    assert_eq!((status, body["error_code"].as_str()), (401, Some("unauthorized")));
+    // No certificate was made: TLS is off.
+    assert!(!dir.path().join("data/tls/cert.pem").exists());
+}
