@@ -2024,63 +2024,37 @@ async fn malformed_mistyped_unknown_missing_and_oversized_bodies() {
     err(adm_raw(c, "POST", &bp, "\"Abc-12345\"").await, 400, "invalid_json");
     err(adm_raw(c, "PUT", "/v1/cluster", "{\"name\": ").await, 400, "invalid_json");
 
-    // Wrong types name the field and never echo the value.
-    let d = err(adm_raw(c, "POST", &bp, "{\"password\": 123456789}").await, 400, "invalid_json");
-    assert!(d.contains("password") && !d.contains("123456789"), "{d}");
-    let d = err(
-        adm_raw(c, "POST", "/v1/users/password", "{\"new_password\": 987654321}").await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("new_password") && !d.contains("987654321"), "{d}");
-    let d = err(
-        adm_raw(c, "POST", "/v1/users/password", "{\"new_password\": [\"Hunter2-array\"]}").await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("new_password") && !d.contains("Hunter2"), "{d}");
-    let d = err(
-        adm_raw(c, "PUT", "/v1/cluster", "{\"password_complexity\": \"Hunter2-secret\"}").await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("password_complexity") && !d.contains("Hunter2"), "{d}");
-    let d = err(
-        adm_raw(c, "PUT", "/v1/cluster", "{\"password_min_length\": \"Hunter2-secret\"}").await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("password_min_length") && !d.contains("Hunter2"), "{d}");
-    let d = err(
-        adm_raw(c, "PUT", "/v1/users/2", "{\"password\": {\"nested\": \"Hunter2-object\"}}").await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("password") && !d.contains("Hunter2"), "{d}");
-    let d = err(
-        adm(
-            c,
+    // Wrong types name the field and never echo the value: (method, path, body,
+    // what the description must name, what it must not contain).
+    let users2 = "/v1/users/2".to_string();
+    let cases: &[(&str, &str, String, &str, &str)] = &[
+        ("POST", &bp, r#"{"password": 123456789}"#.into(), "password", "123456789"),
+        ("POST", "/v1/users/password", r#"{"new_password": 987654321}"#.into(), "new_password", "987654321"),
+        ("POST", "/v1/users/password", r#"{"new_password": ["Hunter2-array"]}"#.into(), "new_password", "Hunter2"),
+        ("PUT", "/v1/cluster", r#"{"password_complexity": "Hunter2-secret"}"#.into(), "password_complexity", "Hunter2"),
+        ("PUT", "/v1/cluster", r#"{"password_min_length": "Hunter2-secret"}"#.into(), "password_min_length", "Hunter2"),
+        ("PUT", &users2, r#"{"password": {"nested": "Hunter2-object"}}"#.into(), "password", "Hunter2"),
+        (
             "POST",
             "/v1/bdbs",
-            json!({"name": "x", "port": 0, "upstream": "redis://h:1", "roles_permissions": [{"role_uid": "one", "redis_acl_uid": 1}]}),
-        )
-        .await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("roles_permissions[0].role_uid") && !d.contains("one\""), "{d}");
-    let d = err(
-        adm(c, "POST", "/v1/bdbs", json!({"name": "x", "port": 70000, "upstream": "redis://h:1"})).await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("port") && !d.contains("70000"), "{d}");
-    let d = err(
-        adm(c, "PUT", "/v1/users/password", json!({"username": 42, "new_password": "Hunter2-typed"})).await,
-        400,
-        "invalid_json",
-    );
-    assert!(d.contains("username"), "{d}");
+            json!({"name": "x", "port": 0, "upstream": "redis://h:1", "roles_permissions": [{"role_uid": "one", "redis_acl_uid": 1}]})
+                .to_string(),
+            "roles_permissions[0].role_uid",
+            "one\"",
+        ),
+        ("POST", "/v1/bdbs", json!({"name": "x", "port": 70000, "upstream": "redis://h:1"}).to_string(), "port", "70000"),
+        (
+            "PUT",
+            "/v1/users/password",
+            json!({"username": 42, "new_password": "Hunter2-typed"}).to_string(),
+            "username",
+            "Hunter2",
+        ),
+    ];
+    for (method, path, body, field, secret) in cases {
+        let d = err(adm_raw(c, method, path, body).await, 400, "invalid_json");
+        assert!(d.contains(field) && !d.contains(secret), "{method} {path} {body}: {d}");
+    }
 
     // Unknown fields are refused, by name.
     let d =
