@@ -23,8 +23,8 @@ fn scan_requests(buf: &[u8]) -> usize {
     let mut pos = 0;
     let mut n = 0;
     while let Parse::Complete(req) = parse(&buf[pos..], true) {
-        let args = req.args(&buf[pos..]);
-        black_box(classify(args[0], args.get(1).copied()));
+        let frame = &buf[pos..];
+        black_box(classify(req.arg(frame, 0).unwrap(), req.arg(frame, 1)));
         pos += req.len();
         n += 1;
     }
@@ -34,7 +34,7 @@ fn scan_requests(buf: &[u8]) -> usize {
 /// What it does for a large value: the header, then the payload streamed.
 fn stream_request(buf: &[u8]) -> usize {
     let Parse::Incomplete(Some(p)) = parse(&buf[..64], true) else { panic!("partial frame") };
-    let mut s = Streamer::new(p.argc - p.args.len() as u64);
+    let mut s = Streamer::new(p.argc - p.complete);
     let mut pos = p.resume_at;
     // Fed in 16 KiB reads, as from a socket.
     for chunk_end in (pos..buf.len()).step_by(16 * 1024).skip(1).chain([buf.len()]) {

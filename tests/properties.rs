@@ -26,6 +26,11 @@ fn parse_stream(chunks: &[&[u8]], authenticated: bool) -> Vec<Outcome> {
             match request::parse(&buf, authenticated) {
                 Parse::Complete(req) => {
                     let args: Vec<Vec<u8>> = req.args(&buf).into_iter().map(<[u8]>::to_vec).collect();
+                    // The allocation-free accessors the hot path uses agree with it.
+                    assert_eq!(req.argc(), args.len());
+                    for (i, a) in args.iter().enumerate().take(request::HEAD) {
+                        assert_eq!(req.arg(&buf, i), Some(a.as_slice()));
+                    }
                     if !args.is_empty() {
                         out.push(Outcome::Args(args));
                     }
@@ -181,7 +186,7 @@ proptest! {
                 _ => return Ok(()),
             }
         };
-        let mut s = Streamer::new(args.len() as u64 - upto.args.len() as u64);
+        let mut s = Streamer::new(args.len() as u64 - upto.complete);
         let rest = &bytes[upto.resume_at..];
         let mut consumed = 0;
         let mut pending = Vec::new();

@@ -59,11 +59,24 @@ pub struct ClientHalf {
     identity: Option<Identity>,
     reply_mode: ReplyMode,
     streaming: Option<Streamer>,
+    /// Plain replies owed for requests forwarded since the last push to the plan:
+    /// counted here and pushed as one entry before their bytes go upstream, so a
+    /// pipeline costs one plan update per read rather than one per request.
+    pending: u64,
 }
 
 impl ClientHalf {
     pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>) -> Self {
-        Self { ctx, slot, plan, upstream: None, identity: None, reply_mode: ReplyMode::On, streaming: None }
+        Self {
+            ctx,
+            slot,
+            plan,
+            upstream: None,
+            identity: None,
+            reply_mode: ReplyMode::On,
+            streaming: None,
+            pending: 0,
+        }
     }
 
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
@@ -85,7 +98,7 @@ impl ClientHalf {
                 Ok(Flow::Stop) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream write failed");
-                    self.plan.push(Entry::Close);
+                    self.push(Entry::Close);
                     break;
                 }
             }
@@ -96,7 +109,7 @@ impl ClientHalf {
                 biased;
                 _ = &mut aborted => return,
                 _ = &mut stopped => {
-                    self.plan.push(Entry::Close);
+                    self.push(Entry::Close);
                     break;
                 }
                 r = reader.readable() => r,
@@ -120,7 +133,7 @@ impl ClientHalf {
                         abort.cancel();
                         return;
                     }
-                    self.plan.push(Entry::Close);
+                    self.push(Entry::Close);
                     break;
                 }
             }
@@ -187,7 +200,7 @@ impl ClientHalf {
                                 self.plan_entry(entry).await;
                                 extend(run, *pos, *pos + p.resume_at);
                                 *pos += p.resume_at;
-                                self.streaming = Some(Streamer::new(p.argc - p.args.len() as u64));
+                                self.streaming = Some(Streamer::new(p.argc - p.complete));
                                 continue;
                             }
                         }
@@ -199,8 +212,8 @@ impl ClientHalf {
                 Parse::Complete(req) => req,
             };
             let len = req.len();
-            let args = req.args(&buf[*pos..]);
-            let Some(name) = args.first() else {
+            let frame = &buf[*pos..];
+            let Some(name) = req.arg(frame, 0) else {
                 // Nothing to answer. Inside a run it travels with it (Redis ignores
                 // it too), which keeps the run contiguous.
                 if let Some(r) = run.as_mut() {
@@ -209,13 +222,14 @@ impl ClientHalf {
                 *pos += len;
                 continue;
             };
-            let mut cmd = command::classify(name, args.get(1).copied());
-            if cmd == Command::ClientReply && reply_mode_arg(&args).is_none() {
+            let argc = req.argc();
+            let mut cmd = command::classify(name, req.arg(frame, 1));
+            if cmd == Command::ClientReply && (argc != 3 || reply_mode(req.arg(frame, 2)).is_none()) {
                 // Malformed: let the upstream answer with its own error.
                 cmd = Command::Other;
             }
             if authenticated && forwarded(cmd) {
-                let entry = self.expectation(cmd, args.len());
+                let entry = self.expectation(cmd, argc);
                 if !self.ensure_upstream().await? {
                     return Ok(Flow::Stop);
                 }
@@ -224,7 +238,7 @@ impl ClientHalf {
                 *pos += len;
                 continue;
             }
-            let owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+            let owned: Vec<Vec<u8>> = req.args(frame).iter().map(|a| a.to_vec()).collect();
             if matches!(cmd, Command::Auth | Command::Hello) {
                 // The request held a password: do not leave it in the read buffer.
                 buf[*pos..*pos + len].zeroize();
@@ -292,7 +306,7 @@ impl ClientHalf {
             Command::Quit => {
                 self.reply_mode = ReplyMode::On;
                 self.local(Bytes::from_static(replies::OK));
-                self.plan.push(Entry::Close);
+                self.push(Entry::Close);
                 return Ok(Flow::Stop);
             }
             Command::Reset => {
@@ -308,30 +322,27 @@ impl ClientHalf {
                     {
                         return Ok(Flow::Stop);
                     }
-                    if let (Some(auth), Some(up)) =
-                        (self.ctx.upstream().auth_command(), self.upstream.as_mut())
-                    {
-                        self.plan.push(Entry::Swallow);
-                        up.write_all(&auth).await?;
+                    if let Some(auth) = self.ctx.upstream().auth_command() {
+                        self.push(Entry::Swallow);
+                        if let Some(up) = self.upstream.as_mut() {
+                            up.write_all(&auth).await?;
+                        }
                     }
                 } else {
                     self.local(Bytes::from_static(replies::RESET));
                 }
             }
-            Command::ClientReply if authenticated => {
-                let arg: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-                match reply_mode_arg(&arg) {
-                    Some(ReplyMode::On) => {
-                        self.reply_mode = ReplyMode::On;
-                        self.local(Bytes::from_static(replies::OK));
-                    }
-                    Some(ReplyMode::Off) => self.reply_mode = ReplyMode::Off,
-                    Some(ReplyMode::SkipNext) if self.reply_mode == ReplyMode::On => {
-                        self.reply_mode = ReplyMode::SkipNext;
-                    }
-                    _ => {}
+            Command::ClientReply if authenticated => match reply_mode(args.get(2).map(Vec::as_slice)) {
+                Some(ReplyMode::On) => {
+                    self.reply_mode = ReplyMode::On;
+                    self.local(Bytes::from_static(replies::OK));
                 }
-            }
+                Some(ReplyMode::Off) => self.reply_mode = ReplyMode::Off,
+                Some(ReplyMode::SkipNext) if self.reply_mode == ReplyMode::On => {
+                    self.reply_mode = ReplyMode::SkipNext;
+                }
+                _ => {}
+            },
             Command::AclWhoami if authenticated => {
                 let reply = match (args.len(), &self.identity) {
                     (2, Some(id)) => replies::bulk(id.name().as_bytes()),
@@ -379,7 +390,7 @@ impl ClientHalf {
     /// Plans a reply of turnstile's own, unless `CLIENT REPLY` silences it.
     fn local(&mut self, reply: Bytes) {
         match self.reply_mode {
-            ReplyMode::On => self.plan.push(Entry::Local(reply)),
+            ReplyMode::On => self.push(Entry::Local(reply)),
             ReplyMode::Off => {}
             ReplyMode::SkipNext => self.reply_mode = ReplyMode::On,
         }
@@ -412,8 +423,22 @@ impl ClientHalf {
         }
     }
 
-    async fn plan_entry(&self, entry: Entry) {
-        self.plan.wait_for_space().await;
+    async fn plan_entry(&mut self, entry: Entry) {
+        match entry {
+            Entry::Replies { n, tag: Tag::Plain, silent: false } => self.pending += n,
+            e => {
+                self.plan.wait_for_space().await;
+                self.push(e);
+            }
+        }
+    }
+
+    /// Appends to the plan, after the replies still counted in `pending`.
+    fn push(&mut self, entry: Entry) {
+        if self.pending > 0 {
+            self.plan.push(Entry::Replies { n: self.pending, tag: Tag::Plain, silent: false });
+            self.pending = 0;
+        }
         self.plan.push(entry);
     }
 
@@ -444,9 +469,9 @@ impl ClientHalf {
         match self.ctx.upstream().connect().await {
             Ok(stream) => {
                 let (reader, mut writer) = stream.into_split();
-                self.plan.push(Entry::Attach(reader));
+                self.push(Entry::Attach(reader));
                 if let Some(auth) = self.ctx.upstream().auth_command() {
-                    self.plan.push(Entry::Swallow);
+                    self.push(Entry::Swallow);
                     writer.write_all(&auth).await?;
                 }
                 self.upstream = Some(writer);
@@ -454,8 +479,8 @@ impl ClientHalf {
             }
             Err(e) => {
                 tracing::warn!(error = %e, upstream = %self.ctx.upstream().address, "upstream unavailable");
-                self.plan.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
-                self.plan.push(Entry::Close);
+                self.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
+                self.push(Entry::Close);
                 Ok(false)
             }
         }
@@ -463,13 +488,18 @@ impl ClientHalf {
 
     fn protocol_error(&mut self, e: ProtoError) -> Flow {
         tracing::debug!(?e, "protocol error from client");
-        self.plan.push(Entry::Local(e.reply()));
-        self.plan.push(Entry::Close);
+        self.push(Entry::Local(e.reply()));
+        self.push(Entry::Close);
         Flow::Stop
     }
 
     /// Writes the pending run of forwarded bytes upstream.
     async fn flush(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<()> {
+        // The plan must know what is owed before the upstream can answer it.
+        if self.pending > 0 {
+            self.plan.wait_for_space().await;
+            self.push(Entry::Replies { n: 0, tag: Tag::Plain, silent: false });
+        }
         if let (Some(r), Some(up)) = (run.take(), self.upstream.as_mut()) {
             up.write_all(&buf[r]).await?;
         }
@@ -490,9 +520,9 @@ fn forwarded(cmd: Command) -> bool {
     )
 }
 
-/// The mode of a well-formed `CLIENT REPLY ON|OFF|SKIP`.
-fn reply_mode_arg(args: &[&[u8]]) -> Option<ReplyMode> {
-    let [_, _, mode] = args else { return None };
+/// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP.
+fn reply_mode(mode: Option<&[u8]>) -> Option<ReplyMode> {
+    let mode = mode?;
     if mode.eq_ignore_ascii_case(b"on") {
         Some(ReplyMode::On)
     } else if mode.eq_ignore_ascii_case(b"off") {
@@ -519,12 +549,12 @@ fn extend(run: &mut Option<Range<usize>>, start: usize, end: usize) {
 /// known not to be one turnstile must answer itself.
 fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
     let long_next = p.next_len.is_some_and(|l| l > MAX_NAME as u64);
-    let cmd = match p.args.first() {
+    let cmd = match p.head.get(0) {
         None if long_next => Command::Other,
         None => return Decision::Wait,
         Some(r) => {
             let name = &pending[r.clone()];
-            match p.args.get(1) {
+            match p.head.get(1) {
                 Some(s) => command::classify(name, Some(&pending[s.clone()])),
                 None if !command::needs_subcommand(name) || long_next => command::classify(name, None),
                 None => return Decision::Wait,

@@ -60,14 +60,40 @@ impl ProtoError {
     }
 }
 
+/// How many leading arguments a parse keeps at hand: enough to classify any request
+/// (`CLIENT REPLY OFF` needs three) without allocating for each one.
+pub const HEAD: usize = 3;
+
+/// The positions of a request's first [`HEAD`] arguments, inline.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Head {
+    ranges: [Range<usize>; HEAD],
+    kept: usize,
+}
+
+impl Head {
+    fn push(&mut self, r: Range<usize>) {
+        if self.kept < HEAD {
+            self.ranges[self.kept] = r;
+            self.kept += 1;
+        }
+    }
+
+    /// Argument `i` (< [`HEAD`]), if it is complete.
+    pub fn get(&self, i: usize) -> Option<&Range<usize>> {
+        self.ranges[..self.kept].get(i)
+    }
+}
+
 /// One complete request at the start of the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// `len` bytes that hold no command: `*0`, `*-1`, a blank inline line. Redis
     /// consumes them silently.
     Empty { len: usize },
-    /// A multibulk frame of `len` bytes; `args` are ranges into the parsed buffer.
-    Multibulk { len: usize, args: Vec<Range<usize>> },
+    /// A multibulk frame of `len` bytes with `argc` arguments; `head` locates the
+    /// first ones in the parsed buffer.
+    Multibulk { len: usize, argc: usize, head: Head },
     /// An inline command line of `len` bytes (line ending included).
     Inline { len: usize, args: Vec<Vec<u8>> },
 }
@@ -85,14 +111,51 @@ impl Request {
         false
     }
 
-    /// The arguments, borrowed from `buf` (the buffer the request was parsed from).
+    /// Number of arguments.
+    pub fn argc(&self) -> usize {
+        match self {
+            Self::Empty { .. } => 0,
+            Self::Multibulk { argc, .. } => *argc,
+            Self::Inline { args, .. } => args.len(),
+        }
+    }
+
+    /// Argument `i` for `i <` [`HEAD`], borrowed from `buf` (the buffer the request
+    /// was parsed from). Costs no allocation: this is what the hot path uses.
+    pub fn arg<'a>(&'a self, buf: &'a [u8], i: usize) -> Option<&'a [u8]> {
+        match self {
+            Self::Empty { .. } => None,
+            Self::Multibulk { head, .. } => head.get(i).map(|r| &buf[r.clone()]),
+            Self::Inline { args, .. } => args.get(i).map(Vec::as_slice),
+        }
+    }
+
+    /// Every argument, borrowed from `buf`. Walks the frame again: for the requests
+    /// turnstile answers itself, not for the ones it forwards.
     pub fn args<'a>(&'a self, buf: &'a [u8]) -> Vec<&'a [u8]> {
         match self {
             Self::Empty { .. } => Vec::new(),
-            Self::Multibulk { args, .. } => args.iter().map(|r| &buf[r.clone()]).collect(),
+            Self::Multibulk { len, .. } => bulk_ranges(&buf[..*len]).into_iter().map(|r| &buf[r]).collect(),
             Self::Inline { args, .. } => args.iter().map(Vec::as_slice).collect(),
         }
     }
+}
+
+/// The payload ranges of a complete, already validated multibulk frame.
+fn bulk_ranges(frame: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let Some(mut pos) = header_end(frame, 1).map(|cr| cr + 2) else { return out };
+    while let Some(cr) = header_end(frame, pos) {
+        let Some(len) = parse_ll(&frame[pos + 1..cr]) else { break };
+        let start = cr + 2;
+        let end = start + len.max(0) as usize;
+        if end > frame.len() {
+            break;
+        }
+        out.push(start..end);
+        pos = end + 2;
+    }
+    out
 }
 
 /// What is known about a multibulk frame that has not fully arrived yet, so the
@@ -101,8 +164,10 @@ impl Request {
 pub struct Partial {
     /// Declared number of arguments.
     pub argc: u64,
-    /// Arguments that are complete in the buffer.
-    pub args: Vec<Range<usize>>,
+    /// How many arguments are complete in the buffer...
+    pub complete: u64,
+    /// ...and where the first of them are.
+    pub head: Head,
     /// Offset just past the last complete argument (or past the `*N` header).
     pub resume_at: usize,
     /// Declared length of the next, incomplete argument, when its header arrived.
@@ -176,19 +241,20 @@ fn parse_multibulk(buf: &[u8], authenticated: bool) -> Parse {
         return Parse::Complete(Request::Empty { len: pos });
     }
     let argc = count as u64;
-    let mut args = Vec::with_capacity(count.min(64) as usize);
-    while (args.len() as u64) < argc {
-        let partial = |args: Vec<Range<usize>>, next_len| {
-            Parse::Incomplete(Some(Partial { argc, args, resume_at: pos, next_len }))
+    let mut head = Head::default();
+    let mut complete = 0u64;
+    while complete < argc {
+        let partial = |head: Head, next_len| {
+            Parse::Incomplete(Some(Partial { argc, complete, head, resume_at: pos, next_len }))
         };
         if pos >= buf.len() {
-            return partial(args, None);
+            return partial(head, None);
         }
         let Some(cr) = header_end(buf, pos) else {
             return if buf.len() - pos > INLINE_MAX {
                 Parse::Error(ProtoError::TooBigBulkCount)
             } else {
-                partial(args, None)
+                partial(head, None)
             };
         };
         if buf[pos] != b'$' {
@@ -205,12 +271,13 @@ fn parse_multibulk(buf: &[u8], authenticated: bool) -> Parse {
         // Redis skips the two bytes after the payload without checking them.
         let end = start + len as usize;
         if end + 2 > buf.len() {
-            return partial(args, Some(len as u64));
+            return partial(head, Some(len as u64));
         }
-        args.push(start..end);
+        head.push(start..end);
+        complete += 1;
         pos = end + 2;
     }
-    Parse::Complete(Request::Multibulk { len: pos, args })
+    Parse::Complete(Request::Multibulk { len: pos, argc: argc as usize, head })
 }
 
 /// Walks the rest of a multibulk frame that is being streamed to the upstream
@@ -323,7 +390,8 @@ mod tests {
         match parse(buf, true) {
             Parse::Incomplete(Some(p)) => {
                 assert_eq!(p.argc, 3);
-                assert_eq!(p.args.len(), 2);
+                assert_eq!(p.complete, 2);
+                assert_eq!(&buf[p.head.get(1).unwrap().clone()], b"k");
                 assert_eq!(p.next_len, Some(100));
                 assert_eq!(&buf[p.resume_at..p.resume_at + 6], b"$100\r\n");
             }
