@@ -26,7 +26,10 @@ const STREAM_AT: usize = 64 * 1024;
 /// Requests turnstile answers itself must fit in this much (a 1 MiB password is
 /// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
 const MAX_WHOLE: usize = 1024 * 1024;
-const READ_CHUNK: usize = 4 * 1024;
+/// Reads start small (most requests are tiny) and grow while they keep filling the
+/// buffer, so a 100 MB value moves in 64 KiB steps rather than 4 KiB ones.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 /// After the client stops sending (EOF, protocol error, shutdown), how long the
 /// replies it is still owed may take before the connection is dropped anyway.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -92,6 +95,7 @@ impl ClientHalf {
         // given back once they are all handled, so thousands of idle connections
         // cost little more than their sockets.
         let mut buf = BytesMut::new();
+        let mut chunk = READ_MIN;
         loop {
             match self.process(&mut buf).await {
                 Ok(Flow::Continue) => {}
@@ -115,14 +119,19 @@ impl ClientHalf {
                 r = reader.readable() => r,
             };
             if buf.capacity() - buf.len() < 512 {
-                buf.reserve(READ_CHUNK);
+                buf.reserve(chunk);
             }
+            let room = buf.capacity() - buf.len();
             let read = match ready {
                 Ok(()) => match reader.try_read_buf(&mut buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     r => r,
                 },
                 Err(e) => Err(e),
+            };
+            chunk = match read {
+                Ok(n) if n == room => (chunk * 2).min(READ_MAX),
+                _ => READ_MIN,
             };
             match read {
                 Ok(n) if n > 0 => {}

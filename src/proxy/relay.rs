@@ -13,7 +13,9 @@ use crate::resp::command::SubKind;
 use crate::resp::replies;
 use crate::resp::reply::{FrameInfo, ReplyScanner};
 
-const READ_CHUNK: usize = 4 * 1024;
+/// As on the client side: small reads that grow while they keep filling the buffer.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 
 /// What the relay knows of the upstream connection's state.
 #[derive(Debug, Default)]
@@ -84,6 +86,8 @@ pub struct Relay<W> {
     client: W,
     upstream: Option<OwnedReadHalf>,
     buf: BytesMut,
+    /// Size of the next read (see `READ_MIN`).
+    chunk: usize,
     scanner: ReplyScanner,
     modes: Modes,
     current: Option<Entry>,
@@ -102,6 +106,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             client,
             upstream: None,
             buf: BytesMut::new(),
+            chunk: READ_MIN,
             scanner: ReplyScanner::new(),
             modes: Modes::default(),
             current: None,
@@ -141,12 +146,14 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             };
             ready?;
             if self.buf.capacity() - self.buf.len() < 512 {
-                self.buf.reserve(READ_CHUNK);
+                self.buf.reserve(self.chunk);
             }
+            let room = self.buf.capacity() - self.buf.len();
             let n = match upstream.try_read_buf(&mut self.buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 r => r?,
             };
+            self.chunk = if n == room { (self.chunk * 2).min(READ_MAX) } else { READ_MIN };
             if n == 0 {
                 return self.upstream_gone().await;
             }
