@@ -86,6 +86,11 @@ pub struct AuthConfig {
     /// How long a verified password skips argon2, seconds; 0 disables the cache.
     pub cache_ttl_secs: u64,
     pub cache_capacity: usize,
+    /// Failed AUTHs from one address within `throttle_window_secs` before its AUTHs
+    /// are refused for `throttle_block_secs`; 0 turns throttling off.
+    pub throttle_failures: u32,
+    pub throttle_window_secs: u64,
+    pub throttle_block_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -99,6 +104,9 @@ impl Default for AuthConfig {
             verify_concurrency: 0,
             cache_ttl_secs: v.cache_ttl.as_secs(),
             cache_capacity: v.cache_capacity,
+            throttle_failures: v.throttle.failures,
+            throttle_window_secs: v.throttle.window.as_secs(),
+            throttle_block_secs: v.throttle.block.as_secs(),
         }
     }
 }
@@ -115,6 +123,11 @@ impl AuthConfig {
         }
         v.cache_ttl = Duration::from_secs(self.cache_ttl_secs);
         v.cache_capacity = self.cache_capacity;
+        v.throttle = crate::auth::ThrottlePolicy {
+            failures: self.throttle_failures,
+            window: Duration::from_secs(self.throttle_window_secs),
+            block: Duration::from_secs(self.throttle_block_secs),
+        };
         v
     }
 }
@@ -124,13 +137,15 @@ impl AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     pub upstream_connect_timeout_ms: u64,
+    /// A new connection must authenticate within this many seconds; 0 = no limit.
+    pub auth_timeout_secs: u64,
     /// On SIGINT/SIGTERM, how long connections get to finish before exit.
     pub shutdown_grace_secs: u64,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        Self { upstream_connect_timeout_ms: 3000, shutdown_grace_secs: 10 }
+        Self { upstream_connect_timeout_ms: 3000, auth_timeout_secs: 30, shutdown_grace_secs: 10 }
     }
 }
 

@@ -9,6 +9,7 @@ use common::*;
 
 const UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
 const LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
+const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
 
 /// Polls `probe` until it is true; fails the test after 20 s instead of hanging.
 async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
@@ -157,4 +158,52 @@ async fn graceful_shutdown_finishes_what_is_in_flight() {
     assert_eq!(c.read_to_close().await, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
     proxy.tracker.close();
     tokio::time::timeout(Duration::from_secs(10), proxy.tracker.wait()).await.expect("connections finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_throttle_that_address_only() {
+    use turnstile::auth::{BdbAccess, Directory, SetChange, SetId, ThrottlePolicy, VerifyOptions};
+    let redis = Redis::start(&[]);
+    let throttle =
+        ThrottlePolicy { failures: 3, window: Duration::from_secs(60), block: Duration::from_secs(60) };
+    let directory =
+        Directory::new(FAST, VerifyOptions { concurrency: 2, throttle, ..VerifyOptions::default() });
+    directory.set_bdb(1, BdbAccess::default());
+    directory.change(&SetId::BdbDefault(1), SetChange::Add, b"right").await.unwrap();
+    let proxy = Proxy::serve(directory.clone(), 1, &format!("redis://{}", redis.addr()), 0).await;
+    let addr = proxy.addr.to_string();
+    // Already in before the attack: stays in.
+    let mut inside = Conn::connect_from("127.0.0.1:0", &addr).await;
+    assert_eq!(inside.cmd(&["AUTH", "right"]).await, b"+OK\r\n");
+    let mut attacker = Conn::connect_from("127.0.0.1:0", &addr).await;
+    for _ in 0..3 {
+        assert_eq!(show(&attacker.cmd(&["AUTH", "guess"]).await), show(WRONGPASS));
+    }
+    // Throttled: even the right password is refused, and no argon2 is spent on it.
+    let evaluations = directory.evaluations();
+    assert_eq!(show(&attacker.cmd(&["AUTH", "right"]).await), show(WRONGPASS));
+    let mut again = Conn::connect_from("127.0.0.1:0", &addr).await;
+    assert_eq!(show(&again.cmd(&["AUTH", "right"]).await), show(WRONGPASS));
+    assert_eq!(directory.evaluations(), evaluations, "throttled attempts cost no argon2");
+    assert_eq!(directory.throttle().refused(), 2);
+    // Another address is not affected, nor is the connection that was already in.
+    let mut neighbour = Conn::connect_from("127.0.0.2:0", &addr).await;
+    assert_eq!(neighbour.cmd(&["AUTH", "right"]).await, b"+OK\r\n");
+    assert_eq!(inside.cmd(&["PING"]).await, b"+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_client_is_bounded_in_time() {
+    let redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    proxy.ctx.set_auth_timeout(Duration::from_millis(200));
+    let mut authed = proxy.authed("pw").await;
+    let mut idle = proxy.connect().await;
+    let mut chatty = proxy.connect().await;
+    assert_eq!(show(&chatty.cmd(&["PING"]).await), "-NOAUTH Authentication required.\r\n");
+    // Both unauthenticated connections are closed at the deadline...
+    assert_eq!(idle.read_to_close().await, b"");
+    assert_eq!(chatty.read_to_close().await, b"");
+    // ...which has now passed, and the authenticated one is untouched.
+    assert_eq!(authed.cmd(&["PING"]).await, b"+PONG\r\n");
 }

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 use super::cache::{SetId, VerifyCache};
 use super::hasher::{Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
+use super::throttle::{Throttle, ThrottlePolicy};
 
 /// Name that `AUTH <password>` authenticates as.
 pub const DEFAULT_USER: &str = "default";
@@ -28,12 +29,19 @@ pub struct VerifyOptions {
     pub cache_ttl: Duration,
     /// At most this many remembered verifications.
     pub cache_capacity: usize,
+    /// Per-address brute-force throttling of failed AUTHs.
+    pub throttle: ThrottlePolicy,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { concurrency: (cores / 2).max(1), cache_ttl: Duration::from_secs(300), cache_capacity: 100_000 }
+        Self {
+            concurrency: (cores / 2).max(1),
+            cache_ttl: Duration::from_secs(300),
+            cache_capacity: 100_000,
+            throttle: ThrottlePolicy::default(),
+        }
     }
 }
 
@@ -120,6 +128,7 @@ struct Inner {
     bdbs: DashMap<u32, Arc<BdbAuth>>,
     users: DashMap<Arc<str>, Arc<UserAuth>>,
     writes: tokio::sync::Mutex<()>,
+    throttle: Throttle,
     /// Evaluated when there is no set to check against (unknown user, no password),
     /// so that a failure costs the same time whatever the reason.
     decoy: PasswordSet,
@@ -145,6 +154,7 @@ impl Directory {
                 bdbs: DashMap::new(),
                 users: DashMap::new(),
                 writes: tokio::sync::Mutex::new(()),
+                throttle: Throttle::new(options.throttle.clone()),
                 decoy: PasswordSet::empty(params),
             }),
         }
@@ -158,6 +168,11 @@ impl Directory {
     /// Successful verifications answered from the cache so far.
     pub fn cache_hits(&self) -> u64 {
         self.inner.cache.hits()
+    }
+
+    /// Brute-force throttling shared by every database endpoint.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
     }
 
     /// Creates a database (with an empty default-user set) or updates its policy.

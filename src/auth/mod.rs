@@ -5,8 +5,10 @@ pub mod cache;
 pub mod directory;
 pub mod hasher;
 pub mod set;
+pub mod throttle;
 
 pub use cache::SetId;
 pub use directory::{BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, SetChange, VerifyOptions};
 pub use hasher::{Digest, HashParams};
 pub use set::PasswordSet;
+pub use throttle::{Throttle, ThrottlePolicy};

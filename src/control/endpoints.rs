@@ -118,6 +118,7 @@ impl Control {
                 Arc::new(BdbContext::new(record.uid, d.clone(), upstream, record.max_connections as usize))
             }
         };
+        ctx.set_auth_timeout(self.inner.auth_timeout);
         self.inner.endpoints.run(ctx, listener).await
     }
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     /// Host that databases created with only a `port` listen on.
     pub default_bind_host: String,
     pub connect_timeout: Duration,
+    /// Deadline for a new database connection's first AUTH (zero: none).
+    pub auth_timeout: Duration,
 }
 
 /// Cheap-to-clone handle. See the module documentation.
@@ -72,6 +74,7 @@ struct Inner {
     config_upstreams: HashMap<u32, Upstream>,
     default_bind_host: String,
     connect_timeout: Duration,
+    auth_timeout: Duration,
     /// Failed admin logins per user uid: (count, first failure time).
     failures: DashMap<u32, (u32, u64)>,
     /// Last successful admin login per user uid, written to the store with the next
@@ -186,6 +189,7 @@ impl Control {
                 config_upstreams,
                 default_bind_host: settings.default_bind_host.clone(),
                 connect_timeout: settings.connect_timeout,
+                auth_timeout: settings.auth_timeout,
                 failures: DashMap::new(),
                 last_login: DashMap::new(),
             }),

@@ -1,6 +1,7 @@
 //! The client-to-upstream half of a connection: frames requests, answers AUTH and
 //! friends itself, forwards everything else byte for byte, and plans the replies.
 
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub struct ClientHalf {
     ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
     slot: Arc<SessionSlot>,
+    /// The client's address, for brute-force throttling.
+    peer: Option<IpAddr>,
     plan: Arc<Plan>,
     upstream: Option<OwnedWriteHalf>,
     identity: Option<Identity>,
@@ -69,10 +72,11 @@ pub struct ClientHalf {
 }
 
 impl ClientHalf {
-    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>) -> Self {
+    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>, peer: Option<IpAddr>) -> Self {
         Self {
             ctx,
             slot,
+            peer,
             plan,
             upstream: None,
             identity: None,
@@ -90,7 +94,11 @@ impl ClientHalf {
         // not free to redo on every read of a busy connection.
         let aborted = abort.cancelled();
         let stopped = stop.cancelled();
-        tokio::pin!(aborted, stopped);
+        // An unauthenticated client is bounded in time: it must AUTH by this deadline.
+        let deadline = self.ctx.auth_timeout().map(|t| tokio::time::Instant::now() + t);
+        let first_auth = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
+        let mut authenticated_once = deadline.is_none();
+        tokio::pin!(aborted, stopped, first_auth);
         // No buffer while the connection is idle: one is taken when bytes arrive and
         // given back once they are all handled, so thousands of idle connections
         // cost little more than their sockets.
@@ -109,10 +117,16 @@ impl ClientHalf {
             if buf.is_empty() {
                 buf = BytesMut::new();
             }
+            authenticated_once |= self.identity.is_some();
             let ready = tokio::select! {
                 biased;
                 _ = &mut aborted => return,
                 _ = &mut stopped => {
+                    self.push(Entry::Close);
+                    break;
+                }
+                _ = &mut first_auth, if !authenticated_once => {
+                    tracing::debug!("no AUTH before the deadline; closing");
                     self.push(Entry::Close);
                     break;
                 }
@@ -373,6 +387,14 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity, on
     /// failure it keeps the one it had (as Redis does).
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
+        let throttle = self.ctx.directory.throttle();
+        if let Some(ip) = self.peer
+            && !throttle.allows(ip)
+        {
+            // Refused without spending argon2: the same reply as a wrong password.
+            tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
+            return false;
+        }
         match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
             Some(id) => {
                 // Publish the identity, then re-check the password is still in its
@@ -389,6 +411,9 @@ impl ClientHalf {
                 true
             }
             None => {
+                if let Some(ip) = self.peer {
+                    self.ctx.directory.throttle().failed(ip);
+                }
                 let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
                 tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
                 false

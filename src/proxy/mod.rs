@@ -31,6 +31,8 @@ pub struct BdbContext {
     pub connections: AtomicUsize,
     /// Authenticated connections, for targeted disconnects.
     pub sessions: Sessions,
+    /// How long a new connection may stay unauthenticated (zero: no limit), in ms.
+    auth_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 impl BdbContext {
@@ -42,6 +44,7 @@ impl BdbContext {
             max_connections: AtomicUsize::new(max_connections),
             connections: AtomicUsize::new(0),
             sessions: Sessions::default(),
+            auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -57,6 +60,18 @@ impl BdbContext {
 
     pub fn max_connections(&self) -> usize {
         self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// The deadline for a new connection's first successful AUTH, if any.
+    pub fn auth_timeout(&self) -> Option<std::time::Duration> {
+        match self.auth_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    pub fn set_auth_timeout(&self, timeout: std::time::Duration) {
+        self.auth_timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn set_max_connections(&self, n: usize) {

@@ -19,13 +19,14 @@ use super::relay::Relay;
 /// they never need two cores at once.
 pub async fn serve_connection(ctx: Arc<BdbContext>, stream: TcpStream, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let (reader, writer) = stream.into_split();
     let plan = Arc::new(Plan::default());
     let abort = CancellationToken::new();
     // Registered so the admin side can close this connection (password removed,
     // user deleted, database deleted): cancelling `abort` ends both halves.
     let registration = ctx.sessions.register(abort.clone());
-    let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan));
+    let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
     let relay = Relay::new(plan, writer);
     tokio::join!(client.run(reader, shutdown, abort.clone()), async {
         relay.run(abort.clone()).await;
@@ -51,7 +52,7 @@ mod tests {
             let (r, w) = TcpStream::connect(l.local_addr().unwrap()).await.unwrap().into_split();
             let plan = Arc::new(Plan::default());
             let reg = ctx.sessions.register(CancellationToken::new());
-            let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan));
+            let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan), None);
             let cf = c.run(r, CancellationToken::new(), CancellationToken::new());
             let rf = Relay::new(plan, w).run(CancellationToken::new());
             eprintln!(

@@ -77,13 +77,18 @@ impl Drop for Admin {
 pub async fn start_control(dir: &Path) -> Control {
     let settings = Settings {
         hash_params: FAST,
-        verify: turnstile::auth::VerifyOptions { concurrency: 2, ..Default::default() },
+        verify: turnstile::auth::VerifyOptions {
+            concurrency: 2,
+            throttle: turnstile::auth::ThrottlePolicy::off(),
+            ..Default::default()
+        },
         admin_name: ADMIN.into(),
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(zeroize::Zeroizing::new(ADMIN_PW.into())),
         bdbs: Vec::new(),
         default_bind_host: "127.0.0.1".into(),
         connect_timeout: Duration::from_secs(2),
+        auth_timeout: Duration::ZERO,
     };
     let store = Arc::new(FileStore::open(dir).unwrap());
     Control::start(settings, store, CancellationToken::new(), TaskTracker::new()).await.unwrap()

@@ -129,7 +129,12 @@ impl ProxyOptions {
             upstream: upstream.to_string(),
             default_user: true,
             max_connections: 0,
-            verify: VerifyOptions { concurrency: 2, ..VerifyOptions::default() },
+            // Tests send many wrong passwords on purpose; the throttling test turns it on.
+            verify: VerifyOptions {
+                concurrency: 2,
+                throttle: turnstile::auth::ThrottlePolicy::off(),
+                ..VerifyOptions::default()
+            },
         }
     }
 }
@@ -221,6 +226,16 @@ pub fn cmd_bytes(args: &[&str]) -> Vec<u8> {
 impl Conn {
     pub async fn connect(addr: &str) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        Self { stream, buf: Vec::new() }
+    }
+
+    /// A connection from a given local address (127.0.0.0/8 offers many), for tests
+    /// that tell clients apart by address.
+    pub async fn connect_from(local: &str, addr: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(local.parse().unwrap()).unwrap();
+        let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
         stream.set_nodelay(true).unwrap();
         Self { stream, buf: Vec::new() }
     }

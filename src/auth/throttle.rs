@@ -1,0 +1,138 @@
+//! Brute-force throttling: failed AUTHs are counted per client address; past a
+//! threshold within a window, that address's AUTHs are refused (without spending
+//! argon2) for a while. Other addresses and authenticated connections are untouched.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+/// When to throttle. `failures == 0` turns throttling off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    pub failures: u32,
+    pub window: Duration,
+    pub block: Duration,
+}
+
+impl Default for ThrottlePolicy {
+    /// 100 failures a minute from one address, then a minute of refusals: far above
+    /// what a misconfigured client produces, far below argon2's own ~35/s per core.
+    fn default() -> Self {
+        Self { failures: 100, window: Duration::from_secs(60), block: Duration::from_secs(60) }
+    }
+}
+
+impl ThrottlePolicy {
+    pub fn off() -> Self {
+        Self { failures: 0, ..Self::default() }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    count: u32,
+    since: Instant,
+    blocked_until: Option<Instant>,
+}
+
+/// Addresses tracked at most; beyond this, expired entries are dropped, and if none
+/// are, new addresses are not tracked (memory stays bounded under a spoofing storm).
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Debug)]
+pub struct Throttle {
+    policy: ThrottlePolicy,
+    map: DashMap<IpAddr, Entry>,
+    refused: AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(policy: ThrottlePolicy) -> Self {
+        Self { policy, map: DashMap::new(), refused: AtomicU64::new(0) }
+    }
+
+    /// Whether `ip` may try to authenticate now. Counts refusals.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.policy.failures == 0 {
+            return true;
+        }
+        let blocked = self.map.get(&ip).and_then(|e| e.blocked_until).is_some_and(|t| t > Instant::now());
+        if blocked {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        !blocked
+    }
+
+    /// Records a failed AUTH from `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        if self.policy.failures == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if !self.map.contains_key(&ip) && self.map.len() >= MAX_TRACKED {
+            self.map.retain(|_, e| {
+                now.duration_since(e.since) < self.policy.window || e.blocked_until.is_some_and(|t| t > now)
+            });
+            if self.map.len() >= MAX_TRACKED {
+                return;
+            }
+        }
+        let mut e = self.map.entry(ip).or_insert(Entry { count: 0, since: now, blocked_until: None });
+        if now.duration_since(e.since) > self.policy.window && e.blocked_until.is_none_or(|t| t <= now) {
+            *e = Entry { count: 0, since: now, blocked_until: None };
+        }
+        e.count += 1;
+        if e.count >= self.policy.failures && e.blocked_until.is_none_or(|t| t <= now) {
+            e.blocked_until = Some(now + self.policy.block);
+            tracing::warn!(%ip, failures = e.count, block_secs = self.policy.block.as_secs(), "throttling AUTH from this address");
+        }
+    }
+
+    /// AUTH attempts refused by throttling so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_after_the_threshold_per_address_only() {
+        let t = Throttle::new(ThrottlePolicy {
+            failures: 3,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(60),
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..2 {
+            t.failed(a);
+            assert!(t.allows(a));
+        }
+        t.failed(a);
+        assert!(!t.allows(a));
+        assert!(t.allows(b));
+        assert_eq!(t.refused(), 1);
+        let off = Throttle::new(ThrottlePolicy::off());
+        for _ in 0..1000 {
+            off.failed(a);
+        }
+        assert!(off.allows(a));
+    }
+
+    #[test]
+    fn the_block_ends() {
+        let t = Throttle::new(ThrottlePolicy {
+            failures: 1,
+            window: Duration::from_secs(60),
+            block: Duration::ZERO,
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        t.failed(a);
+        assert!(t.allows(a), "a zero-length block is over at once");
+    }
+}
