@@ -152,13 +152,27 @@ impl Process {
         Self::spawn(dir, config).await
     }
 
+    /// Like `start`, logging at trace level (every crate) to `dir/turnstile.log`.
+    pub async fn start_tracing(dir: &Path, upstream: &str) -> Self {
+        std::fs::File::create(dir.join("turnstile.log")).unwrap();
+        Self::start(dir, upstream).await
+    }
+
     async fn spawn(dir: &Path, config: PathBuf) -> Self {
+        let log = dir.join("turnstile.log");
+        let (stderr, level) = if log.exists() {
+            let f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            (Stdio::from(f), "trace")
+        } else {
+            (Stdio::null(), "info")
+        };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
             .arg("--config")
             .arg(&config)
             .env("TURNSTILE_ADMIN_PASSWORD", ADMIN_PW)
+            .env("TURNSTILE_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
