@@ -25,12 +25,16 @@ fn sets(c: &mut Criterion) {
     // Writers: two threads swapping in a (same-content) set as fast as they can,
     // which is far more than any admin API would.
     let stop = Arc::new(AtomicBool::new(false));
+    // Measuring starts only once both writers are swapping.
+    let running = Arc::new(std::sync::Barrier::new(3));
     let writers: Vec<_> = (0..2)
         .map(|_| {
-            let (d, id, stop) = (d.clone(), id.clone(), Arc::clone(&stop));
+            let (d, id, stop, running) = (d.clone(), id.clone(), Arc::clone(&stop), Arc::clone(&running));
             let set = (*d.passwords(&id).unwrap()).clone();
             std::thread::spawn(move || {
-                let mut swaps = 0u64;
+                d.install(&id, set.clone(), false).unwrap();
+                let mut swaps = 1u64;
+                running.wait();
                 while !stop.load(Ordering::Relaxed) {
                     d.install(&id, set.clone(), false).unwrap();
                     swaps += 1;
@@ -39,6 +43,7 @@ fn sets(c: &mut Criterion) {
             })
         })
         .collect();
+    running.wait();
     g.bench_function("cached AUTH, 2 threads swapping the set", |b| {
         b.to_async(&rt).iter(|| async { assert!(d.authenticate(1, None, b"password-7").await.is_some()) })
     });

@@ -273,24 +273,18 @@ impl Control {
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "store write failed; change not applied");
-                return Err(Error::new(
-                    Kind::Unavailable,
-                    "store_error",
-                    "the change could not be stored durably; nothing was changed",
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store write task failed; change not applied");
-                return Err(Error::new(
-                    Kind::Unavailable,
-                    "store_error",
-                    "the change could not be stored durably; nothing was changed",
-                ));
-            }
+        let failure = match written {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failure {
+            tracing::error!(error = %e, "store write failed; change not applied");
+            return Err(Error::new(
+                Kind::Unavailable,
+                "store_error",
+                "the change could not be stored durably; nothing was changed",
+            ));
         }
         self.inner.snapshot.store(Arc::new(next.clone()));
         **current = next;

@@ -469,11 +469,16 @@ impl ClientHalf {
 
     /// Appends to the plan, after the replies still counted in `pending`.
     fn push(&mut self, entry: Entry) {
+        self.push_pending();
+        self.plan.push(entry);
+    }
+
+    /// Moves the replies counted in `pending` into the plan.
+    fn push_pending(&mut self) {
         if self.pending > 0 {
             self.plan.push(Entry::Replies { n: self.pending, tag: Tag::Plain, silent: false });
             self.pending = 0;
         }
-        self.plan.push(entry);
     }
 
     /// Sends a request of turnstile's own making upstream. False if the upstream
@@ -532,7 +537,7 @@ impl ClientHalf {
         // The plan must know what is owed before the upstream can answer it.
         if self.pending > 0 {
             self.plan.wait_for_space().await;
-            self.push(Entry::Replies { n: 0, tag: Tag::Plain, silent: false });
+            self.push_pending();
         }
         if let (Some(r), Some(up)) = (run.take(), self.upstream.as_mut()) {
             up.write_all(&buf[r]).await?;

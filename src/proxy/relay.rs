@@ -160,8 +160,6 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             if let Flow::Close = self.relay_bytes().await? {
                 return Ok(());
             }
-            // relay_bytes passed every byte on; give the buffer back.
-            self.buf = BytesMut::new();
         }
     }
 
@@ -273,7 +271,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             }
         }
         self.client.write_all(&self.buf[flushed..pos]).await?;
-        self.buf.clear();
+        // Every byte is passed on: give the buffer back (none is held while idle).
+        self.buf = BytesMut::new();
         Ok(Flow::Continue)
     }
 
