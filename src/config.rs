@@ -141,11 +141,31 @@ pub struct ProxyConfig {
     pub auth_timeout_secs: u64,
     /// On SIGINT/SIGTERM, how long connections get to finish before exit.
     pub shutdown_grace_secs: u64,
+    /// Idle upstream connections kept per database for the next clients (0 = none).
+    pub upstream_pool_size: usize,
+    /// How long an idle upstream connection is kept.
+    pub upstream_pool_idle_secs: u64,
+}
+
+impl ProxyConfig {
+    pub fn pool_limits(&self) -> crate::proxy::PoolLimits {
+        crate::proxy::PoolLimits {
+            size: self.upstream_pool_size,
+            idle: Duration::from_secs(self.upstream_pool_idle_secs),
+        }
+    }
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        Self { upstream_connect_timeout_ms: 3000, auth_timeout_secs: 30, shutdown_grace_secs: 10 }
+        let pool = crate::proxy::PoolLimits::default();
+        Self {
+            upstream_connect_timeout_ms: 3000,
+            auth_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+            upstream_pool_size: pool.size,
+            upstream_pool_idle_secs: pool.idle.as_secs(),
+        }
     }
 }
 
@@ -294,6 +314,7 @@ impl Config {
             }
             let mut upstream = Upstream::parse(&b.upstream).map_err(|why| err(key("upstream"), why))?;
             upstream.connect_timeout = connect_timeout;
+            upstream.pool = self.proxy.pool_limits();
             if let Some(var) = &b.upstream_password_env {
                 if upstream.password.is_some() {
                     return Err(err(

@@ -72,6 +72,7 @@ pub async fn start(
         default_bind_host: config.admin_listen.ip().to_string(),
         connect_timeout: Duration::from_millis(config.config.proxy.upstream_connect_timeout_ms),
         auth_timeout: Duration::from_secs(config.config.proxy.auth_timeout_secs),
+        pool: config.config.proxy.pool_limits(),
     };
     let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
     Ok(Running { control, admin, admin_addr, tls, tracker, shutdown, grace: config.shutdown_grace })

@@ -498,7 +498,24 @@ async fn delete_bdb_has_released_its_port_when_it_answers() {
     let (mut accepted, mut not_rebindable) = (0, 0);
     const ROUNDS: usize = 60;
     for i in 0..ROUNDS {
-        let b = create_bdb(c, &format!("round-{i}"), &redis).await;
+        // A port below the ephemeral range (32768–60999 on Linux): other tests'
+        // `bind(:0)` and outgoing connections can then not take it between the
+        // DELETE and the rebind, which would look like a listener left behind.
+        let listen = loop {
+            let port = 20000 + (std::process::id() as u16 % 1000) * 10 + (i % 10) as u16;
+            let candidate = format!("127.0.0.1:{port}");
+            if std::net::TcpListener::bind(&candidate).is_ok() {
+                break candidate;
+            }
+            panic!("port {port} is busy; rerun");
+        };
+        let b = ok(adm(
+            c,
+            "POST",
+            "/v1/bdbs",
+            json!({"name": format!("round-{i}"), "listen": listen, "upstream": up}),
+        )
+        .await);
         let listen = b["listen"].as_str().unwrap().to_string();
         ok(adm(c, "DELETE", &format!("/v1/bdbs/{}", uid_of(&b)), Value::Null).await);
         if i % 2 == 0 {

@@ -56,6 +56,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Deadline for a new database connection's first AUTH (zero: none).
     pub auth_timeout: Duration,
+    /// Idle upstream connections kept for reuse.
+    pub pool: crate::proxy::PoolLimits,
 }
 
 /// Cheap-to-clone handle. See the module documentation.
@@ -75,6 +77,7 @@ struct Inner {
     default_bind_host: String,
     connect_timeout: Duration,
     auth_timeout: Duration,
+    pool: crate::proxy::PoolLimits,
     /// Failed admin logins per user uid: (count, first failure time).
     failures: DashMap<u32, (u32, u64)>,
     /// Last successful admin login per user uid, written to the store with the next
@@ -190,6 +193,7 @@ impl Control {
                 default_bind_host: settings.default_bind_host.clone(),
                 connect_timeout: settings.connect_timeout,
                 auth_timeout: settings.auth_timeout,
+                pool: settings.pool,
                 failures: DashMap::new(),
                 last_login: DashMap::new(),
             }),
@@ -300,6 +304,7 @@ impl Control {
         let mut u = Upstream::parse(&record.upstream)
             .map_err(|why| Error::bad_request("invalid_parameter", format!("upstream: {why}")))?;
         u.connect_timeout = self.inner.connect_timeout;
+        u.pool = self.inner.pool;
         if let Some(var) = &record.upstream_password_env {
             let value = std::env::var(var).map_err(|_| {
                 Error::bad_request(

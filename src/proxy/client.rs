@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
 use super::BdbContext;
+use super::Upstream;
 use super::hello;
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
@@ -61,7 +62,8 @@ pub struct ClientHalf {
     /// The client's address, for brute-force throttling.
     peer: Option<IpAddr>,
     plan: Arc<Plan>,
-    upstream: Option<OwnedWriteHalf>,
+    /// The upstream connection's writer, and which upstream it leads to.
+    upstream: Option<(OwnedWriteHalf, Arc<Upstream>)>,
     identity: Option<Identity>,
     reply_mode: ReplyMode,
     streaming: Option<Streamer>,
@@ -89,7 +91,15 @@ impl ClientHalf {
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
     /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
     /// [`DRAIN`] to deliver what is owed before aborting the connection.
-    pub async fn run(mut self, reader: OwnedReadHalf, stop: CancellationToken, abort: CancellationToken) {
+    ///
+    /// Returns the upstream writer if the upstream was left between two commands
+    /// (nothing half-sent, no write failed), so that the connection can be reused.
+    pub async fn run(
+        mut self,
+        reader: OwnedReadHalf,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Option<(OwnedWriteHalf, Arc<Upstream>)> {
         // Created once: a `cancelled()` future registers with its token, which is
         // not free to redo on every read of a busy connection.
         let aborted = abort.cancelled();
@@ -111,6 +121,7 @@ impl ClientHalf {
                 Err(e) => {
                     tracing::debug!(error = %e, "upstream write failed");
                     self.push(Entry::Close);
+                    self.upstream = None;
                     break;
                 }
             }
@@ -120,7 +131,7 @@ impl ClientHalf {
             authenticated_once |= self.identity.is_some();
             let ready = tokio::select! {
                 biased;
-                _ = &mut aborted => return,
+                _ = &mut aborted => return None,
                 _ = &mut stopped => {
                     self.push(Entry::Close);
                     break;
@@ -154,7 +165,7 @@ impl ClientHalf {
                     // mid-command: nothing more will be answered, so end right away.
                     if self.streaming.is_some() {
                         abort.cancel();
-                        return;
+                        return None;
                     }
                     self.push(Entry::Close);
                     break;
@@ -165,8 +176,16 @@ impl ClientHalf {
         // and Redis drops a client (and its pending replies) on EOF.
         tokio::select! {
             _ = &mut aborted => {}
-            _ = tokio::time::sleep(DRAIN) => abort.cancel(),
+            _ = tokio::time::sleep(DRAIN) => {
+                abort.cancel();
+                return None;
+            }
         }
+        // A protocol error in the middle of a streamed value leaves half a command upstream.
+        if self.streaming.is_some() {
+            return None;
+        }
+        self.upstream.take()
     }
 
     /// Handles every complete request in `buf`, then drops what it consumed.
@@ -347,7 +366,7 @@ impl ClientHalf {
                     }
                     if let Some(auth) = self.ctx.upstream().auth_command() {
                         self.push(Entry::Swallow);
-                        if let Some(up) = self.upstream.as_mut() {
+                        if let Some((up, _)) = self.upstream.as_mut() {
                             up.write_all(&auth).await?;
                         }
                     }
@@ -488,7 +507,7 @@ impl ClientHalf {
             return Ok(false);
         }
         self.plan_entry(entry).await;
-        if let Some(up) = self.upstream.as_mut() {
+        if let Some((up, _)) = self.upstream.as_mut() {
             up.write_all(bytes).await?;
         }
         Ok(true)
@@ -505,19 +524,26 @@ impl ClientHalf {
     }
 
     async fn open_upstream(&mut self) -> std::io::Result<bool> {
-        match self.ctx.upstream().connect().await {
+        let upstream = self.ctx.upstream_full();
+        // A connection a previous client left clean (reset and logged in already).
+        if let Some(conn) = self.ctx.pool.take(&upstream) {
+            self.push(Entry::Attach(conn.reader));
+            self.upstream = Some((conn.writer, upstream));
+            return Ok(true);
+        }
+        match upstream.connect().await {
             Ok(stream) => {
                 let (reader, mut writer) = stream.into_split();
                 self.push(Entry::Attach(reader));
-                if let Some(auth) = self.ctx.upstream().auth_command() {
+                if let Some(auth) = upstream.auth_command() {
                     self.push(Entry::Swallow);
                     writer.write_all(&auth).await?;
                 }
-                self.upstream = Some(writer);
+                self.upstream = Some((writer, upstream));
                 Ok(true)
             }
             Err(e) => {
-                tracing::warn!(error = %e, upstream = %self.ctx.upstream().address, "upstream unavailable");
+                tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
                 self.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
                 self.push(Entry::Close);
                 Ok(false)
@@ -539,7 +565,7 @@ impl ClientHalf {
             self.plan.wait_for_space().await;
             self.push_pending();
         }
-        if let (Some(r), Some(up)) = (run.take(), self.upstream.as_mut()) {
+        if let (Some(r), Some((up, _))) = (run.take(), self.upstream.as_mut()) {
             up.write_all(&buf[r]).await?;
         }
         Ok(())

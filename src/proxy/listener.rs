@@ -35,10 +35,17 @@ pub async fn serve_until(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Idle upstream connections expire even when no client comes to notice.
+    let mut sweep = tokio::time::interval(POOL_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             _ = stop_accepting.cancelled() => break,
             r = listener.accept() => r,
+            _ = sweep.tick() => {
+                ctx.pool.sweep(&ctx.upstream_full());
+                continue;
+            }
         };
         let (mut stream, peer) = match accepted {
             Ok(x) => x,
@@ -73,6 +80,9 @@ pub async fn serve_until(
         );
     }
 }
+
+/// How often a database's idle upstream connections are checked for expiry.
+const POOL_SWEEP: Duration = Duration::from_secs(5);
 
 /// Counts a connection for `max_connections` for as long as it lives.
 struct ConnectionGuard(Arc<BdbContext>);

@@ -5,6 +5,7 @@ mod client;
 mod hello;
 pub mod listener;
 mod plan;
+pub mod pool;
 pub mod registry;
 mod relay;
 pub mod session;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::auth::Directory;
+pub use pool::PoolLimits;
 pub use registry::Sessions;
 pub use upstream::Upstream;
 
@@ -33,6 +35,8 @@ pub struct BdbContext {
     pub sessions: Sessions,
     /// How long a new connection may stay unauthenticated (zero: no limit), in ms.
     auth_timeout_ms: std::sync::atomic::AtomicU64,
+    /// Idle upstream connections, reused by the next clients.
+    pub pool: pool::Pool,
 }
 
 impl BdbContext {
@@ -45,6 +49,7 @@ impl BdbContext {
             connections: AtomicUsize::new(0),
             sessions: Sessions::default(),
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
+            pool: pool::Pool::default(),
         }
     }
 
@@ -53,9 +58,18 @@ impl BdbContext {
         self.upstream.load()
     }
 
-    /// Changes the upstream for connections opened from now on.
+    /// The upstream new connections go to, as an owned handle (to hold across
+    /// `.await`, and to tell which upstream a pooled connection belongs to).
+    pub fn upstream_full(&self) -> std::sync::Arc<Upstream> {
+        self.upstream.load_full()
+    }
+
+    /// Changes the upstream for connections opened from now on; idle connections
+    /// to the old one are closed.
     pub fn set_upstream(&self, upstream: Upstream) {
-        self.upstream.store(std::sync::Arc::new(upstream));
+        let upstream = std::sync::Arc::new(upstream);
+        self.upstream.store(std::sync::Arc::clone(&upstream));
+        self.pool.sweep(&upstream);
     }
 
     pub fn max_connections(&self) -> usize {

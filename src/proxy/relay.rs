@@ -118,21 +118,38 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
 
     /// Runs until the plan says close, the upstream goes away, the client stops
     /// accepting bytes, or `abort` fires.
-    pub async fn run(mut self, abort: CancellationToken) {
+    ///
+    /// Returns the upstream reader if the client got everything it was owed and
+    /// nothing else is in flight: the upstream connection can then be reused.
+    pub async fn run(mut self, abort: CancellationToken) -> Option<OwnedReadHalf> {
         let result = tokio::select! {
             r = self.pump() => r,
-            _ = abort.cancelled() => Ok(()),
+            _ = abort.cancelled() => Ok(false),
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "connection ended");
-        }
+        let planned_close = match result {
+            Ok(planned) => planned,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended");
+                false
+            }
+        };
         let _ = self.client.shutdown().await;
+        let idle = planned_close
+            && !self.opaque
+            && !self.swallowing
+            && !self.dropping
+            && self.current.is_none()
+            && self.buf.is_empty()
+            && self.scanner.at_boundary()
+            && self.plan.is_empty();
+        if idle { self.upstream.take() } else { None }
     }
 
-    async fn pump(&mut self) -> std::io::Result<()> {
+    /// True if it ended at the plan's `Close`, false if the upstream went away.
+    async fn pump(&mut self) -> std::io::Result<bool> {
         loop {
             if let Flow::Close = self.advance_plan().await? {
-                return Ok(());
+                return Ok(true);
             }
             let Some(upstream) = self.upstream.as_mut() else {
                 self.plan.pushed().await;
@@ -155,10 +172,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             };
             self.chunk = if n == room { (self.chunk * 2).min(READ_MAX) } else { READ_MIN };
             if n == 0 {
-                return self.upstream_gone().await;
+                self.upstream_gone().await?;
+                return Ok(false);
             }
             if let Flow::Close = self.relay_bytes().await? {
-                return Ok(());
+                return Ok(true);
             }
         }
     }
@@ -224,7 +242,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     if let Flow::Close = self.advance_plan().await? {
-                        return Ok(Flow::Close);
+                        return Ok(self.close_at(pos));
                     }
                 }
                 if matches!(self.current, Some(Entry::Swallow)) {
@@ -258,6 +276,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 if !(info.kind == b'+' && info.head.eq_ignore_case(b"OK")) {
                     tracing::warn!("upstream refused the service credentials");
                     self.client.write_all(replies::UPSTREAM_AUTH_FAILED).await?;
+                    // Never reused: it is not logged in.
+                    self.upstream = None;
                     return Ok(Flow::Close);
                 }
                 self.current = None;
@@ -266,7 +286,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.client.write_all(&self.buf[flushed..pos]).await?;
                 flushed = pos;
                 if let Flow::Close = self.advance_plan().await? {
-                    return Ok(Flow::Close);
+                    return Ok(self.close_at(pos));
                 }
             }
         }
@@ -274,6 +294,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         // Every byte is passed on: give the buffer back (none is held while idle).
         self.buf = BytesMut::new();
         Ok(Flow::Continue)
+    }
+
+    /// Closing at `pos`: what follows was never asked for, and stays in the buffer
+    /// to tell `run` the upstream connection is not idle.
+    fn close_at(&mut self, pos: usize) -> Flow {
+        let _ = self.buf.split_to(pos);
+        Flow::Close
     }
 
     /// Whether a frame starting with `kind` could be a push rather than a reply;

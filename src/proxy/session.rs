@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::BdbContext;
 use super::client::ClientHalf;
 use super::plan::Plan;
+use super::pool::Conn;
 use super::relay::Relay;
 
 /// Serves one client until it leaves, misbehaves, or `shutdown` (after which what it
@@ -28,10 +29,19 @@ pub async fn serve_connection(ctx: Arc<BdbContext>, stream: TcpStream, shutdown:
     let registration = ctx.sessions.register(abort.clone());
     let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
     let relay = Relay::new(plan, writer);
-    tokio::join!(client.run(reader, shutdown, abort.clone()), async {
-        relay.run(abort.clone()).await;
+    let (writer, reader) = tokio::join!(client.run(reader, shutdown, abort.clone()), async {
+        let reader = relay.run(abort.clone()).await;
         abort.cancel();
+        reader
     });
+    drop(registration);
+    // Both halves ended with the upstream between commands: the client is gone
+    // (its socket is closed by now), the upstream connection can serve the next one.
+    if let (Some((writer, upstream)), Some(reader)) = (writer, reader) {
+        // Boxed: once per connection, and it would otherwise enlarge every
+        // connection's future for its whole life.
+        Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream)).await;
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
+use super::PoolLimits;
 use crate::resp::encode;
 
 /// The upstream of one database. Its credentials are the proxy's own service
@@ -17,6 +18,8 @@ pub struct Upstream {
     pub username: Option<String>,
     pub password: Option<Zeroizing<String>>,
     pub connect_timeout: Duration,
+    /// Idle connections kept for reuse (see [`super::pool`]).
+    pub pool: PoolLimits,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -65,6 +68,7 @@ impl Upstream {
             username,
             password,
             connect_timeout: Duration::from_secs(3),
+            pool: PoolLimits::default(),
         })
     }
 
