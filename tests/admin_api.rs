@@ -501,14 +501,9 @@ async fn delete_bdb_has_released_its_port_when_it_answers() {
         // A port below the ephemeral range (32768–60999 on Linux): other tests'
         // `bind(:0)` and outgoing connections can then not take it between the
         // DELETE and the rebind, which would look like a listener left behind.
-        let listen = loop {
-            let port = 20000 + (std::process::id() as u16 % 1000) * 10 + (i % 10) as u16;
-            let candidate = format!("127.0.0.1:{port}");
-            if std::net::TcpListener::bind(&candidate).is_ok() {
-                break candidate;
-            }
-            panic!("port {port} is busy; rerun");
-        };
+        let port = 20000 + (std::process::id() as u16 % 1000) * 10 + (i % 10) as u16;
+        let listen = format!("127.0.0.1:{port}");
+        assert!(std::net::TcpListener::bind(&listen).is_ok(), "port {port} is busy; rerun");
         let b = ok(adm(
             c,
             "POST",
