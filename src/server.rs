@@ -32,7 +32,7 @@ pub enum Error {
     Control(#[from] StartError),
     #[error("admin.listen: cannot listen on {addr}: {source}")]
     AdminBind { addr: SocketAddr, source: std::io::Error },
-    #[error("admin TLS certificate: {0}")]
+    #[error("admin TLS certificate (also the default for database listeners): {0}")]
     Tls(std::io::Error),
     #[error("store.dir: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -61,8 +61,12 @@ pub async fn start(
     } else {
         None
     };
+    let a = &config.config.admin;
+    let default_cert = crate::admin::tls::cert_paths(store.dir(), a.cert.as_deref(), a.key.as_deref())
+        .map_err(Error::Tls)?;
     let tracker = TaskTracker::new();
     let settings = Settings {
+        default_cert: Some(default_cert),
         hash_params: config.hash_params,
         verify: config.verify.clone(),
         admin_name: config.config.bootstrap.admin_name.clone(),

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
 use super::BdbContext;
 use super::hello;
+use super::io::{READ_MIN, ReadSome, UpstreamWrite};
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
 use crate::auth::Identity;
@@ -27,10 +27,6 @@ const STREAM_AT: usize = 64 * 1024;
 /// Requests turnstile answers itself must fit in this much (a 1 MiB password is
 /// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
 const MAX_WHOLE: usize = 1024 * 1024;
-/// Reads start small (most requests are tiny) and grow while they keep filling the
-/// buffer, so a 100 MB value moves in 64 KiB steps rather than 4 KiB ones.
-const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
 /// After the client stops sending (EOF, protocol error, shutdown), how long the
 /// replies it is still owed may take before the connection is dropped anyway.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -61,7 +57,7 @@ pub struct ClientHalf {
     /// The client's address, for brute-force throttling.
     peer: Option<IpAddr>,
     plan: Arc<Plan>,
-    upstream: Option<OwnedWriteHalf>,
+    upstream: Option<UpstreamWrite>,
     identity: Option<Identity>,
     reply_mode: ReplyMode,
     streaming: Option<Streamer>,
@@ -89,7 +85,12 @@ impl ClientHalf {
     /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
     /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
     /// [`DRAIN`] to deliver what is owed before aborting the connection.
-    pub async fn run(mut self, reader: OwnedReadHalf, stop: CancellationToken, abort: CancellationToken) {
+    pub async fn run<R: ReadSome>(
+        mut self,
+        mut reader: R,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) {
         // Created once: a `cancelled()` future registers with its token, which is
         // not free to redo on every read of a busy connection.
         let aborted = abort.cancelled();
@@ -118,7 +119,7 @@ impl ClientHalf {
                 buf = BytesMut::new();
             }
             authenticated_once |= self.identity.is_some();
-            let ready = tokio::select! {
+            let read = tokio::select! {
                 biased;
                 _ = &mut aborted => return,
                 _ = &mut stopped => {
@@ -130,22 +131,7 @@ impl ClientHalf {
                     self.push(Entry::Close);
                     break;
                 }
-                r = reader.readable() => r,
-            };
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(chunk);
-            }
-            let room = buf.capacity() - buf.len();
-            let read = match ready {
-                Ok(()) => match reader.try_read_buf(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    r => r,
-                },
-                Err(e) => Err(e),
-            };
-            chunk = match read {
-                Ok(n) if n == room => (chunk * 2).min(READ_MAX),
-                _ => READ_MIN,
+                r = reader.read_some(&mut buf, &mut chunk) => r,
             };
             match read {
                 Ok(n) if n > 0 => {}
@@ -349,6 +335,7 @@ impl ClientHalf {
                         self.push(Entry::Swallow);
                         if let Some(up) = self.upstream.as_mut() {
                             up.write_all(&auth).await?;
+                            up.flush().await?;
                         }
                     }
                 } else {
@@ -490,6 +477,7 @@ impl ClientHalf {
         self.plan_entry(entry).await;
         if let Some(up) = self.upstream.as_mut() {
             up.write_all(bytes).await?;
+            up.flush().await?;
         }
         Ok(true)
     }
@@ -512,6 +500,7 @@ impl ClientHalf {
                 if let Some(auth) = self.ctx.upstream().auth_command() {
                     self.push(Entry::Swallow);
                     writer.write_all(&auth).await?;
+                    writer.flush().await?;
                 }
                 self.upstream = Some(writer);
                 Ok(true)
@@ -541,6 +530,8 @@ impl ClientHalf {
         }
         if let (Some(r), Some(up)) = (run.take(), self.upstream.as_mut()) {
             up.write_all(&buf[r]).await?;
+            // TLS may keep the tail of a write in its buffer; on TCP this is a no-op.
+            up.flush().await?;
         }
         Ok(())
     }
