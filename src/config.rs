@@ -500,6 +500,17 @@ upstream_password_env = "UP"
     }
 
     #[test]
+    fn the_example_config_is_valid_and_plain_by_default() {
+        let text = include_str!("../examples/turnstile.toml");
+        let v = Config::parse(text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
+        assert_eq!(v.bdbs[0].tls, None);
+        assert!(!v.bdbs[0].upstream.tls);
+        let text = text.replace("tls_mode = \"disabled\"", "tls_mode = \"enabled\"");
+        let v = Config::parse(&text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
+        assert_eq!(v.bdbs[0].tls, Some(ListenerTls { cert: None, client_ca: None }), "the admin certificate");
+    }
+
+    #[test]
     fn errors_never_echo_secrets() {
         let text = BASE
             .replace("redis://127.0.0.1:6379", "redis://u:topsecret@h")
