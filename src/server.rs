@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use crate::config::Validated;
-use crate::control::{Control, Settings, StartError};
+use crate::control::{Control, DefaultCert, Settings, StartError};
 use crate::store::FileStore;
 
 /// Everything bound and the databases already serving; the admin API not yet.
@@ -32,7 +32,7 @@ pub enum Error {
     Control(#[from] StartError),
     #[error("admin.listen: cannot listen on {addr}: {source}")]
     AdminBind { addr: SocketAddr, source: std::io::Error },
-    #[error("admin TLS certificate (also the default for database listeners): {0}")]
+    #[error("admin TLS certificate: {0}")]
     Tls(std::io::Error),
     #[error("store.dir: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -62,8 +62,8 @@ pub async fn start(
         None
     };
     let a = &config.config.admin;
-    let default_cert = crate::admin::tls::cert_paths(store.dir(), a.cert.as_deref(), a.key.as_deref())
-        .map_err(Error::Tls)?;
+    let default_cert =
+        DefaultCert { dir: store.dir().to_path_buf(), cert: a.cert.clone(), key: a.key.clone() };
     let tracker = TaskTracker::new();
     let settings = Settings {
         default_cert: Some(default_cert),

@@ -58,9 +58,19 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Deadline for a new database connection's first AUTH (zero: none).
     pub auth_timeout: Duration,
-    /// Certificate and key (PEM files) of database listeners with TLS and no
-    /// certificate of their own: the admin API's. None: such listeners are refused.
-    pub default_cert: Option<(PathBuf, PathBuf)>,
+    /// Where database listeners with TLS and no certificate of their own get one.
+    /// None: such listeners are refused.
+    pub default_cert: Option<DefaultCert>,
+}
+
+/// The admin API's certificate, shared with database listeners that have TLS and no
+/// certificate of their own: the operator's PEM files, or the self-signed pair in
+/// `dir/tls`, generated on first use (so nothing is made while no one needs it).
+#[derive(Debug, Clone)]
+pub struct DefaultCert {
+    pub dir: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// Cheap-to-clone handle. See the module documentation.
@@ -79,7 +89,7 @@ struct Inner {
     config_upstreams: HashMap<u32, Upstream>,
     /// Listener TLS of config-defined databases that have it.
     config_tls: HashMap<u32, crate::config::ListenerTls>,
-    default_cert: Option<(PathBuf, PathBuf)>,
+    default_cert: Option<DefaultCert>,
     default_bind_host: String,
     connect_timeout: Duration,
     auth_timeout: Duration,
@@ -339,19 +349,25 @@ impl Control {
         if record.tls_mode == TlsMode::Disabled {
             return Ok(None);
         }
-        let own = self.inner.config_tls.get(&record.uid);
-        let cert = own.and_then(|t| t.cert.clone()).or_else(|| self.inner.default_cert.clone());
-        let Some((cert, key)) = cert else {
-            return Err(Error::bad_request(
-                "invalid_parameter",
-                "tls_mode: \"enabled\" needs a certificate, and none is configured",
-            ));
-        };
-        let client_ca = own.and_then(|t| t.client_ca.as_deref());
-        let config = crate::tls::server_config(&cert, &key, client_ca).map_err(|e| {
+        let unusable = |e: String| {
             tracing::error!(bdb = record.uid, error = %e, "database TLS certificate not usable");
             Error::new(Kind::NotAcceptable, "tls_certificate_error", format!("tls_mode: {e}"))
-        })?;
+        };
+        let own = self.inner.config_tls.get(&record.uid);
+        let (cert, key) = match (own.and_then(|t| t.cert.clone()), &self.inner.default_cert) {
+            (Some(pair), _) => pair,
+            (None, Some(d)) => crate::admin::tls::cert_paths(&d.dir, d.cert.as_deref(), d.key.as_deref())
+                .map_err(|e| unusable(e.to_string()))?,
+            (None, None) => {
+                return Err(Error::bad_request(
+                    "invalid_parameter",
+                    "tls_mode: \"enabled\" needs a certificate, and none is configured",
+                ));
+            }
+        };
+        let client_ca = own.and_then(|t| t.client_ca.as_deref());
+        let config =
+            crate::tls::server_config(&cert, &key, client_ca).map_err(|e| unusable(e.to_string()))?;
         Ok(Some(config))
     }
 
