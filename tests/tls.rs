@@ -145,6 +145,8 @@ async fn client_certificates_required() {
         toml_path(&server.key),
         toml_path(&pki.ca)
     );
+    // Trace-level logs of every crate (rustls's included), checked for key material below.
+    std::fs::File::create(dir.path().join("turnstile.log")).unwrap();
     let p = Process::start_with(dir.path(), &format!("redis://{}", redis.addr()), "", &bdb, "").await;
     set_password(&p, 1).await;
     let addr = p.bdb(1);
@@ -177,6 +179,16 @@ async fn client_certificates_required() {
         (v["tls_mode"].as_str(), v["enforce_client_authentication"].as_str()),
         (Some("enabled"), Some("enabled"))
     );
+
+    let logs = std::fs::read_to_string(dir.path().join("turnstile.log")).unwrap();
+    assert!(logs.contains("TLS handshake failed"), "refused handshakes are logged (at debug)");
+    for key in [&server.key, &client.key, &stranger.key] {
+        let pem = std::fs::read_to_string(key).unwrap();
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!logs.contains(line), "key material from {} in the logs", key.display());
+        }
+    }
+    assert!(!logs.contains(PW), "the password in the logs");
 }
 
 /// Runs tests/clients/redis_py_tls.py; returns its stdout, failing on a non-zero exit.
