@@ -190,6 +190,49 @@ pub struct BdbConfig {
     /// 0 = unlimited.
     #[serde(default)]
     pub max_connections: usize,
+    /// RS's `tls_mode`: "disabled" (default) or "enabled" (the listener speaks TLS only).
+    #[serde(default)]
+    pub tls_mode: TlsMode,
+    /// PEM certificate chain and key of the listener; without them the admin API's
+    /// certificate is used (`admin.cert`/`admin.key`, or the generated one).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, clients must present a certificate it signed
+    /// (RS's `enforce_client_authentication`).
+    pub tls_client_ca: Option<PathBuf>,
+    /// For a `rediss://` upstream: the PEM CA that verifies the upstream's certificate.
+    pub upstream_tls_ca: Option<PathBuf>,
+    /// turnstile's client certificate and key, for an upstream that requires one.
+    pub upstream_tls_cert: Option<PathBuf>,
+    pub upstream_tls_key: Option<PathBuf>,
+}
+
+/// RS's `tls_mode` values turnstile supports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Disabled,
+    Enabled,
+}
+
+impl TlsMode {
+    /// RS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+}
+
+/// A database listener's TLS settings, checked at load (files readable and usable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Certificate chain and key; None: the admin API's certificate.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Client certificates required, verified against this CA.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// The dotted key (`bdbs[0].upstream`) of the line holding `offset`, or of the
@@ -242,6 +285,8 @@ pub struct Bdb {
     pub default_user: bool,
     pub default_password: Option<Zeroizing<String>>,
     pub max_connections: usize,
+    /// Some: the listener speaks TLS.
+    pub tls: Option<ListenerTls>,
 }
 
 /// A configuration that passed validation.
@@ -342,6 +387,8 @@ impl Config {
                     Some(Zeroizing::new(value))
                 }
             };
+            let tls = listener_tls(b, &key)?;
+            upstream.tls_config = upstream_tls(b, upstream.tls, &key)?;
             bdbs.push(Bdb {
                 uid: b.uid,
                 name: b.name.clone(),
@@ -350,11 +397,68 @@ impl Config {
                 default_user: b.default_user,
                 default_password,
                 max_connections: b.max_connections,
+                tls,
             });
         }
         let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
         Ok(Validated { config: self, admin_listen, bdbs, hash_params, verify, shutdown_grace })
     }
+}
+
+/// Checks a database's listener TLS keys; the files are loaded once here so that a
+/// bad one stops start-up with the key's name.
+fn listener_tls(b: &BdbConfig, key: &dyn Fn(&str) -> String) -> Result<Option<ListenerTls>, ConfigError> {
+    if b.tls_cert.is_some() != b.tls_key.is_some() {
+        return Err(err(key("tls_cert"), "tls_cert and tls_key go together: give both or neither"));
+    }
+    if b.tls_mode == TlsMode::Disabled {
+        for (k, v) in [("tls_cert", &b.tls_cert), ("tls_client_ca", &b.tls_client_ca)] {
+            if v.is_some() {
+                return Err(err(key(k), "set only with tls_mode = \"enabled\""));
+            }
+        }
+        return Ok(None);
+    }
+    let cert = b.tls_cert.clone().zip(b.tls_key.clone());
+    if let Some((c, k)) = &cert {
+        // Checked with the client CA left out, so an error names the right key.
+        crate::tls::server_config(c, k, None).map_err(|e| err(key("tls_cert"), e.to_string()))?;
+        if let Some(ca) = &b.tls_client_ca {
+            crate::tls::server_config(c, k, Some(ca))
+                .map_err(|e| err(key("tls_client_ca"), e.to_string()))?;
+        }
+    } else if let Some(ca) = &b.tls_client_ca {
+        crate::tls::load_certs(ca).map_err(|e| err(key("tls_client_ca"), e.to_string()))?;
+    }
+    Ok(Some(ListenerTls { cert, client_ca: b.tls_client_ca.clone() }))
+}
+
+/// Builds the TLS client configuration of a `rediss://` upstream.
+fn upstream_tls(
+    b: &BdbConfig,
+    rediss: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+    if b.upstream_tls_cert.is_some() != b.upstream_tls_key.is_some() {
+        return Err(err(
+            key("upstream_tls_cert"),
+            "upstream_tls_cert and upstream_tls_key go together: give both or neither",
+        ));
+    }
+    if !rediss {
+        for (k, v) in [("upstream_tls_ca", &b.upstream_tls_ca), ("upstream_tls_cert", &b.upstream_tls_cert)] {
+            if v.is_some() {
+                return Err(err(key(k), "set only with a rediss:// upstream"));
+            }
+        }
+        return Ok(None);
+    }
+    let ca = b.upstream_tls_ca.as_deref().ok_or_else(|| {
+        err(key("upstream_tls_ca"), "required with a rediss:// upstream (the CA that signed its certificate)")
+    })?;
+    crate::tls::load_certs(ca).map_err(|e| err(key("upstream_tls_ca"), e.to_string()))?;
+    let client = b.upstream_tls_cert.as_deref().zip(b.upstream_tls_key.as_deref());
+    crate::tls::client_config(ca, client).map(Some).map_err(|e| err(key("upstream_tls_cert"), e.to_string()))
 }
 
 #[cfg(test)]
@@ -414,6 +518,17 @@ upstream_password_env = "UP"
         assert_eq!(e.key, "bdbs[0].upstream");
         let e = Config::parse(&BASE.replace("uid = 1", "uid = \"one\"")).unwrap_err();
         assert_eq!(e.key, "bdbs[0].uid", "{e}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_plain_by_default() {
+        let text = include_str!("../examples/turnstile.toml");
+        let v = Config::parse(text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
+        assert_eq!(v.bdbs[0].tls, None);
+        assert!(!v.bdbs[0].upstream.tls);
+        let text = text.replace("tls_mode = \"disabled\"", "tls_mode = \"enabled\"");
+        let v = Config::parse(&text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
+        assert_eq!(v.bdbs[0].tls, Some(ListenerTls { cert: None, client_ca: None }), "the admin certificate");
     }
 
     #[test]

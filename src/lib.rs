@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML configuration, validated before anything binds.
 //! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
 //! - [`store`]: durable state (one atomically replaced JSON document) behind a trait.
+//! - [`tls`]: PEM files into rustls configurations for listeners and upstreams.
 //! - [`server`]: wires config, directory and listeners together; graceful shutdown.
 #![forbid(unsafe_code)]
 
@@ -20,3 +21,4 @@ pub mod proxy;
 pub mod resp;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use crate::config::Validated;
-use crate::control::{Control, Settings, StartError};
+use crate::control::{Control, DefaultCert, Settings, StartError};
 use crate::store::FileStore;
 
 /// Everything bound and the databases already serving; the admin API not yet.
@@ -61,8 +61,12 @@ pub async fn start(
     } else {
         None
     };
+    let a = &config.config.admin;
+    let default_cert =
+        DefaultCert { dir: store.dir().to_path_buf(), cert: a.cert.clone(), key: a.key.clone() };
     let tracker = TaskTracker::new();
     let settings = Settings {
+        default_cert: Some(default_cert),
         hash_params: config.hash_params,
         verify: config.verify.clone(),
         admin_name: config.config.bootstrap.admin_name.clone(),

@@ -208,6 +208,7 @@ async fn bdbs_create_list_get_partial_update_delete() {
             "disconnect_clients_on_password_removal",
             "max_connections",
             "tls_mode",
+            "enforce_client_authentication",
             "status"
         ])
     );
@@ -222,6 +223,7 @@ async fn bdbs_create_list_get_partial_update_delete() {
     assert_eq!(b["disconnect_clients_on_password_removal"], false);
     assert_eq!(b["max_connections"], 0);
     assert_eq!(b["tls_mode"], "disabled");
+    assert_eq!(b["enforce_client_authentication"], "disabled");
     assert_eq!(b["status"], "active");
 
     // RS style: `port` instead of `listen`, explicit uid; the next free uid follows it.

@@ -15,11 +15,22 @@ pub fn install_crypto_provider() {
 /// creating it the first time.
 pub async fn config(dir: &Path, cert: Option<&Path>, key: Option<&Path>) -> std::io::Result<RustlsConfig> {
     install_crypto_provider();
-    let (cert, key) = match (cert, key) {
-        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
-        _ => self_signed(dir)?,
-    };
+    let (cert, key) = cert_paths(dir, cert, key)?;
     RustlsConfig::from_pem_file(cert, key).await
+}
+
+/// The admin API's certificate and key files: the operator's, else the self-signed
+/// pair in `dir/tls` (made the first time). Database listeners with TLS and no
+/// certificate of their own use the same pair.
+pub fn cert_paths(
+    dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> std::io::Result<(PathBuf, PathBuf)> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok((c.to_path_buf(), k.to_path_buf())),
+        _ => self_signed(dir),
+    }
 }
 
 fn self_signed(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {

@@ -38,7 +38,8 @@ pub fn bdb(control: &Control, b: &BdbRecord) -> Value {
         "roles_permissions": b.roles_permissions,
         "disconnect_clients_on_password_removal": b.disconnect_clients_on_password_removal,
         "max_connections": b.max_connections,
-        "tls_mode": "disabled",
+        "tls_mode": b.tls_mode.as_str(),
+        "enforce_client_authentication": if control.client_auth(b.uid) { "enabled" } else { "disabled" },
         "status": if addr.is_some() { "active" } else { "inactive" },
     })
 }

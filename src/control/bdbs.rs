@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::endpoints::bind;
 use super::error::{Error, Kind, Result};
 use super::{Control, access_of};
+use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::State;
 use crate::store::state::{BdbRecord, RolePermission};
@@ -47,6 +48,12 @@ pub struct BdbPatch {
 fn check_upstream(url: &str) -> Result<()> {
     let u = Upstream::parse(url)
         .map_err(|why| Error::bad_request("invalid_parameter", format!("upstream: {why}")))?;
+    if u.tls {
+        return Err(Error::bad_request(
+            "invalid_parameter",
+            "upstream: a rediss:// upstream needs upstream_tls_ca, which is set in the config file; define this database there",
+        ));
+    }
     if u.password.is_some() {
         return Err(Error::bad_request(
             "invalid_parameter",
@@ -56,11 +63,14 @@ fn check_upstream(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_tls_mode(m: Option<&str>) -> Result<()> {
+/// RS's `tls_mode`; `replica_ssl` (TLS between replicas) has no meaning here.
+fn check_tls_mode(m: Option<&str>) -> Result<Option<TlsMode>> {
     match m {
-        None | Some("disabled") => Ok(()),
+        None => Ok(None),
+        Some("disabled") => Ok(Some(TlsMode::Disabled)),
+        Some("enabled") => Ok(Some(TlsMode::Enabled)),
         Some(_) => {
-            Err(Error::bad_request("invalid_parameter", "tls_mode: only \"disabled\" is supported so far"))
+            Err(Error::bad_request("invalid_parameter", "tls_mode: must be \"enabled\" or \"disabled\""))
         }
     }
 }
@@ -95,7 +105,7 @@ impl Control {
             return Err(Error::bad_request("invalid_parameter", "name must not be empty"));
         }
         check_upstream(&input.upstream)?;
-        check_tls_mode(input.tls_mode.as_deref())?;
+        let tls_mode = check_tls_mode(input.tls_mode.as_deref())?.unwrap_or_default();
         let listen = self
             .listen_of(input.listen, input.port)
             .ok_or_else(|| Error::bad_request("missing_parameter", "port (or listen) is required"))?;
@@ -129,8 +139,11 @@ impl Control {
                 .unwrap_or(false),
             max_connections: input.max_connections.unwrap_or(0),
             passwords: Vec::new(),
+            tls_mode,
         };
         self.upstream_of(&record)?;
+        // Checked before anything is bound or stored.
+        self.listener_tls(&record)?;
         // Bind before committing: a port that is taken is refused with nothing stored.
         let listener = bind(&record.listen).await?;
         if let Ok(addr) = listener.local_addr() {
@@ -162,7 +175,15 @@ impl Control {
             }
             record.name = n;
         }
-        check_tls_mode(patch.tls_mode.as_deref())?;
+        if let Some(mode) = check_tls_mode(patch.tls_mode.as_deref())? {
+            if from_config && mode != record.tls_mode {
+                return Err(Error::bad_request(
+                    "invalid_parameter",
+                    "this database's TLS comes from the config file; change it there",
+                ));
+            }
+            record.tls_mode = mode;
+        }
         let moving = patch.listen.is_some() || patch.port.is_some();
         if from_config && (moving || patch.upstream.is_some() || patch.upstream_password_env.is_some()) {
             return Err(Error::bad_request(
@@ -191,6 +212,7 @@ impl Control {
             record.max_connections = v;
         }
         let upstream = self.upstream_of(&record)?;
+        let tls = self.listener_tls(&record)?;
         let listener = match self.listen_of(patch.listen, patch.port) {
             Some(listen) if listen != record.listen => {
                 let l = bind(&listen).await?;
@@ -206,6 +228,8 @@ impl Control {
         if let Some(ctx) = self.inner.endpoints.ctx(uid) {
             ctx.set_upstream(upstream);
             ctx.set_max_connections(record.max_connections as usize);
+            // Connections accepted from now on; open ones keep what they have.
+            ctx.set_tls(tls);
         }
         match listener {
             Some(l) => self.start_endpoint(&record, l).await?,

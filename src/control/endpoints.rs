@@ -75,7 +75,8 @@ impl Endpoints {
             self.shutdown.clone(),
             self.tracker.clone(),
         ));
-        tracing::info!(bdb = uid, listen = %addr, upstream = %ctx.upstream().address, "database endpoint ready");
+        let tls = ctx.tls_enabled();
+        tracing::info!(bdb = uid, listen = %addr, tls, upstream = %ctx.upstream().address, "database endpoint ready");
         if let Some(old) = self.map.insert(uid, Running { ctx, stop, task, addr }) {
             old.halt().await;
         }
@@ -110,6 +111,7 @@ impl Control {
     /// Starts serving a database on an already bound listener.
     pub(super) async fn start_endpoint(&self, record: &BdbRecord, listener: TcpListener) -> Result<()> {
         let upstream = self.upstream_of(record)?;
+        let tls = self.listener_tls(record)?;
         let d = &self.inner.directory;
         d.set_bdb(record.uid, access_of(record));
         let ctx = match self.inner.endpoints.ctx(record.uid) {
@@ -119,6 +121,7 @@ impl Control {
             }
         };
         ctx.set_auth_timeout(self.inner.auth_timeout);
+        ctx.set_tls(tls);
         self.inner.endpoints.run(ctx, listener).await
     }
 }

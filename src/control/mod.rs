@@ -19,6 +19,7 @@ pub mod time;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use crate::auth::{BdbAccess, Directory, HashParams, PasswordSet, SetId, VerifyOptions};
+use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::state::{BdbRecord, UserRecord};
 use crate::store::{State, Store};
@@ -58,6 +60,19 @@ pub struct Settings {
     pub auth_timeout: Duration,
     /// Idle upstream connections kept for reuse.
     pub pool: crate::proxy::PoolLimits,
+    /// Where database listeners with TLS and no certificate of their own get one.
+    /// None: such listeners are refused.
+    pub default_cert: Option<DefaultCert>,
+}
+
+/// The admin API's certificate, shared with database listeners that have TLS and no
+/// certificate of their own: the operator's PEM files, or the self-signed pair in
+/// `dir/tls`, generated on first use (so nothing is made while no one needs it).
+#[derive(Debug, Clone)]
+pub struct DefaultCert {
+    pub dir: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// Cheap-to-clone handle. See the module documentation.
@@ -74,6 +89,9 @@ struct Inner {
     endpoints: endpoints::Endpoints,
     /// Upstreams of config-defined databases, secrets included (never stored).
     config_upstreams: HashMap<u32, Upstream>,
+    /// Listener TLS of config-defined databases that have it.
+    config_tls: HashMap<u32, crate::config::ListenerTls>,
+    default_cert: Option<DefaultCert>,
     default_bind_host: String,
     connect_timeout: Duration,
     auth_timeout: Duration,
@@ -148,8 +166,12 @@ impl Control {
             );
         }
         let mut config_upstreams = HashMap::new();
+        let mut config_tls = HashMap::new();
         for b in &settings.bdbs {
             config_upstreams.insert(b.uid, b.upstream.clone());
+            if let Some(t) = &b.tls {
+                config_tls.insert(b.uid, t.clone());
+            }
             let record = state.bdbs.entry(b.uid).or_insert_with(|| {
                 dirty = true;
                 BdbRecord {
@@ -163,12 +185,18 @@ impl Control {
                     disconnect_clients_on_password_removal: false,
                     max_connections: b.max_connections as u32,
                     passwords: Vec::new(),
+                    tls_mode: TlsMode::Disabled,
                 }
             });
             let shown = display_upstream(&b.upstream);
-            if record.upstream != shown || record.listen != b.listen.to_string() {
+            let tls_mode = if b.tls.is_some() { TlsMode::Enabled } else { TlsMode::Disabled };
+            if record.upstream != shown
+                || record.listen != b.listen.to_string()
+                || record.tls_mode != tls_mode
+            {
                 record.upstream = shown;
                 record.listen = b.listen.to_string();
+                record.tls_mode = tls_mode;
                 dirty = true;
             }
             if record.passwords.is_empty()
@@ -190,6 +218,8 @@ impl Control {
                 directory,
                 endpoints: endpoints::Endpoints::new(shutdown, tracker),
                 config_upstreams,
+                config_tls,
+                default_cert: settings.default_cert.clone(),
                 default_bind_host: settings.default_bind_host.clone(),
                 connect_timeout: settings.connect_timeout,
                 auth_timeout: settings.auth_timeout,
@@ -317,6 +347,41 @@ impl Control {
         Ok(u)
     }
 
+    /// The TLS a database's listener serves, built from its PEM files (None: plain
+    /// TCP). Config-defined databases use the file's settings; the others, the
+    /// default certificate.
+    fn listener_tls(&self, record: &BdbRecord) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        if record.tls_mode == TlsMode::Disabled {
+            return Ok(None);
+        }
+        let unusable = |e: String| {
+            tracing::error!(bdb = record.uid, error = %e, "database TLS certificate not usable");
+            Error::new(Kind::NotAcceptable, "tls_certificate_error", format!("tls_mode: {e}"))
+        };
+        let own = self.inner.config_tls.get(&record.uid);
+        let (cert, key) = match (own.and_then(|t| t.cert.clone()), &self.inner.default_cert) {
+            (Some(pair), _) => pair,
+            (None, Some(d)) => crate::admin::tls::cert_paths(&d.dir, d.cert.as_deref(), d.key.as_deref())
+                .map_err(|e| unusable(e.to_string()))?,
+            (None, None) => {
+                return Err(Error::bad_request(
+                    "invalid_parameter",
+                    "tls_mode: \"enabled\" needs a certificate, and none is configured",
+                ));
+            }
+        };
+        let client_ca = own.and_then(|t| t.client_ca.as_deref());
+        let config =
+            crate::tls::server_config(&cert, &key, client_ca).map_err(|e| unusable(e.to_string()))?;
+        Ok(Some(config))
+    }
+
+    /// Whether a database requires client certificates (RS's
+    /// `enforce_client_authentication`).
+    pub fn client_auth(&self, uid: u32) -> bool {
+        self.inner.config_tls.get(&uid).is_some_and(|t| t.client_ca.is_some())
+    }
+
     /// Closes, on every database, the connections `matches` selects, where the
     /// database's setting allows (`only_if_flagged`) or always.
     fn close_sessions(&self, only_if_flagged: bool, matches: impl Fn(&crate::auth::Identity) -> bool) {
@@ -341,10 +406,11 @@ fn access_of(b: &BdbRecord) -> BdbAccess {
     }
 }
 
-/// `redis://[user@]host:port`: the upstream without its password.
+/// `redis[s]://[user@]host:port`: the upstream without its password.
 fn display_upstream(u: &Upstream) -> String {
+    let scheme = if u.tls { "rediss" } else { "redis" };
     match &u.username {
-        Some(user) => format!("redis://{user}@{}", u.address),
-        None => format!("redis://{}", u.address),
+        Some(user) => format!("{scheme}://{user}@{}", u.address),
+        None => format!("{scheme}://{}", u.address),
     }
 }

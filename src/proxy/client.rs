@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
 use super::BdbContext;
 use super::Upstream;
 use super::hello;
+use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
 use crate::auth::Identity;
@@ -28,10 +28,6 @@ const STREAM_AT: usize = 64 * 1024;
 /// Requests turnstile answers itself must fit in this much (a 1 MiB password is
 /// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
 const MAX_WHOLE: usize = 1024 * 1024;
-/// Reads start small (most requests are tiny) and grow while they keep filling the
-/// buffer, so a 100 MB value moves in 64 KiB steps rather than 4 KiB ones.
-const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
 /// After the client stops sending (EOF, protocol error, shutdown), how long the
 /// replies it is still owed may take before the connection is dropped anyway.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -63,7 +59,7 @@ pub struct ClientHalf {
     peer: Option<IpAddr>,
     plan: Arc<Plan>,
     /// The upstream connection's writer, and which upstream it leads to.
-    upstream: Option<(OwnedWriteHalf, Arc<Upstream>)>,
+    upstream: Option<(UpstreamWrite, Arc<Upstream>)>,
     identity: Option<Identity>,
     reply_mode: ReplyMode,
     streaming: Option<Streamer>,
@@ -94,12 +90,12 @@ impl ClientHalf {
     ///
     /// Returns the upstream writer if the upstream was left between two commands
     /// (nothing half-sent, no write failed), so that the connection can be reused.
-    pub async fn run(
+    pub async fn run<R: ReadSome>(
         mut self,
-        reader: OwnedReadHalf,
+        mut reader: R,
         stop: CancellationToken,
         abort: CancellationToken,
-    ) -> Option<(OwnedWriteHalf, Arc<Upstream>)> {
+    ) -> Option<(UpstreamWrite, Arc<Upstream>)> {
         // Created once: a `cancelled()` future registers with its token, which is
         // not free to redo on every read of a busy connection.
         let aborted = abort.cancelled();
@@ -129,7 +125,7 @@ impl ClientHalf {
                 buf = BytesMut::new();
             }
             authenticated_once |= self.identity.is_some();
-            let ready = tokio::select! {
+            let read = tokio::select! {
                 biased;
                 _ = &mut aborted => return None,
                 _ = &mut stopped => {
@@ -141,22 +137,7 @@ impl ClientHalf {
                     self.push(Entry::Close);
                     break;
                 }
-                r = reader.readable() => r,
-            };
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(chunk);
-            }
-            let room = buf.capacity() - buf.len();
-            let read = match ready {
-                Ok(()) => match reader.try_read_buf(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    r => r,
-                },
-                Err(e) => Err(e),
-            };
-            chunk = match read {
-                Ok(n) if n == room => (chunk * 2).min(READ_MAX),
-                _ => READ_MIN,
+                r = reader.read_some(&mut buf, &mut chunk) => r,
             };
             match read {
                 Ok(n) if n > 0 => {}
@@ -368,6 +349,7 @@ impl ClientHalf {
                         self.push(Entry::Swallow);
                         if let Some((up, _)) = self.upstream.as_mut() {
                             up.write_all(&auth).await?;
+                            up.flush().await?;
                         }
                     }
                 } else {
@@ -509,6 +491,7 @@ impl ClientHalf {
         self.plan_entry(entry).await;
         if let Some((up, _)) = self.upstream.as_mut() {
             up.write_all(bytes).await?;
+            up.flush().await?;
         }
         Ok(true)
     }
@@ -527,8 +510,8 @@ impl ClientHalf {
         let upstream = self.ctx.upstream_full();
         // A connection a previous client left clean (reset and logged in already).
         if let Some(conn) = self.ctx.pool.take(&upstream) {
-            self.push(Entry::Attach(conn.reader));
-            self.upstream = Some((conn.writer, upstream));
+            self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
+            self.upstream = Some((UpstreamWrite::Tcp(conn.writer), upstream));
             return Ok(true);
         }
         match upstream.connect().await {
@@ -538,6 +521,7 @@ impl ClientHalf {
                 if let Some(auth) = upstream.auth_command() {
                     self.push(Entry::Swallow);
                     writer.write_all(&auth).await?;
+                    writer.flush().await?;
                 }
                 self.upstream = Some((writer, upstream));
                 Ok(true)
@@ -567,6 +551,8 @@ impl ClientHalf {
         }
         if let (Some(r), Some((up, _))) = (run.take(), self.upstream.as_mut()) {
             up.write_all(&buf[r]).await?;
+            // TLS may keep the tail of a write in its buffer; on TCP this is a no-op.
+            up.flush().await?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::BdbContext;
-use super::session::serve_connection;
+use super::session::{handshake, serve_tcp, serve_tls};
 use crate::resp::replies;
 
 /// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
@@ -59,25 +59,50 @@ pub async fn serve_until(
         let active = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = ConnectionGuard(Arc::clone(&ctx));
         let max = ctx.max_connections();
-        if max > 0 && active > max {
-            tracker.spawn(async move {
-                let _guard = guard;
-                let _ = stream.write_all(replies::MAX_CLIENTS).await;
-            });
-            continue;
-        }
+        let full = max > 0 && active > max;
         let span = tracing::info_span!("conn", bdb = ctx.uid, %peer);
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();
-        tracker.spawn(
-            async move {
-                let _guard = guard;
-                tracing::debug!("connected");
-                serve_connection(ctx, stream, shutdown).await;
-                tracing::debug!("disconnected");
+        // Read per connection: turning TLS on or off applies to the next one.
+        match ctx.tls_acceptor() {
+            None if full => {
+                tracker.spawn(async move {
+                    let _guard = guard;
+                    let _ = stream.write_all(replies::MAX_CLIENTS).await;
+                });
             }
-            .instrument(span),
-        );
+            None => {
+                tracker.spawn(
+                    async move {
+                        let _guard = guard;
+                        tracing::debug!("connected");
+                        serve_tcp(ctx, stream, shutdown).await;
+                        tracing::debug!("disconnected");
+                    }
+                    .instrument(span),
+                );
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, never in the accept loop.
+                tracker.spawn(
+                    async move {
+                        let _guard = guard;
+                        let Some(mut tls) = handshake(&ctx, acceptor, stream).await else {
+                            return;
+                        };
+                        if full {
+                            let _ = tls.write_all(replies::MAX_CLIENTS).await;
+                            let _ = tls.shutdown().await;
+                            return;
+                        }
+                        tracing::debug!("connected (TLS)");
+                        serve_tls(ctx, tls, shutdown).await;
+                        tracing::debug!("disconnected");
+                    }
+                    .instrument(span),
+                );
+            }
+        }
     }
 }
 

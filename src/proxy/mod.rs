@@ -3,6 +3,7 @@
 
 mod client;
 mod hello;
+pub mod io;
 pub mod listener;
 mod plan;
 pub mod pool;
@@ -37,6 +38,8 @@ pub struct BdbContext {
     auth_timeout_ms: std::sync::atomic::AtomicU64,
     /// Idle upstream connections, reused by the next clients.
     pub pool: pool::Pool,
+    /// Some: new connections must speak TLS with this configuration.
+    tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
 }
 
 impl BdbContext {
@@ -50,7 +53,23 @@ impl BdbContext {
             sessions: Sessions::default(),
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
+            tls: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Serves TLS (`Some`) or plain TCP (`None`) to connections accepted from now on.
+    pub fn set_tls(&self, config: Option<std::sync::Arc<rustls::ServerConfig>>) {
+        self.tls.store(config);
+    }
+
+    /// Whether new connections get TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.load().is_some()
+    }
+
+    /// The acceptor for a new connection, if the database serves TLS.
+    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.load_full().map(tokio_rustls::TlsAcceptor::from)
     }
 
     /// The upstream new connections go to.

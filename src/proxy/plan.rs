@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Notify;
 
+use super::io::UpstreamRead;
 use crate::resp::command::SubKind;
 
 /// What an upstream reply means for the relay's view of the connection.
@@ -41,7 +41,7 @@ pub enum Entry {
     /// A reply turnstile makes itself.
     Local(Bytes),
     /// The upstream connection was opened: read replies from here on.
-    Attach(OwnedReadHalf),
+    Attach(UpstreamRead),
     /// From here the upstream stream is not followed (replication): pass it through.
     Opaque,
     /// Flush and close the client connection.

@@ -5,17 +5,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio_util::sync::CancellationToken;
 
+use super::io::{READ_MIN, ReadSome, UpstreamRead};
 use super::plan::{Entry, Plan, Tag};
 use crate::resp::command::SubKind;
 use crate::resp::replies;
 use crate::resp::reply::{FrameInfo, ReplyScanner};
-
-/// As on the client side: small reads that grow while they keep filling the buffer.
-const READ_MIN: usize = 4 * 1024;
-const READ_MAX: usize = 64 * 1024;
 
 /// What the relay knows of the upstream connection's state.
 #[derive(Debug, Default)]
@@ -84,7 +80,7 @@ enum Flow {
 pub struct Relay<W> {
     plan: Arc<Plan>,
     client: W,
-    upstream: Option<OwnedReadHalf>,
+    upstream: Option<UpstreamRead>,
     buf: BytesMut,
     /// Size of the next read (see `READ_MIN`).
     chunk: usize,
@@ -121,7 +117,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     ///
     /// Returns the upstream reader if the client got everything it was owed and
     /// nothing else is in flight: the upstream connection can then be reused.
-    pub async fn run(mut self, abort: CancellationToken) -> Option<OwnedReadHalf> {
+    pub async fn run(mut self, abort: CancellationToken) -> Option<UpstreamRead> {
         let result = tokio::select! {
             r = self.pump() => r,
             _ = abort.cancelled() => Ok(false),
@@ -155,22 +151,21 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.plan.pushed().await;
                 continue;
             };
-            // As on the client side: no buffer is held while waiting.
-            let ready = tokio::select! {
+            // As on the client side: no buffer is held while waiting (plain TCP).
+            let read = tokio::select! {
                 biased;
-                r = upstream.readable() => r,
+                r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
                 _ = self.plan.pushed(), if self.current.is_none() => continue,
             };
-            ready?;
-            if self.buf.capacity() - self.buf.len() < 512 {
-                self.buf.reserve(self.chunk);
-            }
-            let room = self.buf.capacity() - self.buf.len();
-            let n = match upstream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                r => r?,
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    // A reset, or a TLS alert (e.g. the upstream refused turnstile's
+                    // client certificate after the handshake): the upstream is gone.
+                    tracing::debug!(error = %e, "upstream read failed");
+                    0
+                }
             };
-            self.chunk = if n == room { (self.chunk * 2).min(READ_MAX) } else { READ_MIN };
             if n == 0 {
                 self.upstream_gone().await?;
                 return Ok(false);
@@ -193,16 +188,20 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
 
     /// Runs the entries at the head of the plan that need no upstream bytes.
     async fn advance_plan(&mut self) -> std::io::Result<Flow> {
-        loop {
+        let mut wrote = false;
+        let flow = loop {
             let entry = match self.current.take() {
                 Some(e) => e,
                 None => match self.plan.pop() {
                     Some(e) => e,
-                    None => return Ok(Flow::Continue),
+                    None => break Flow::Continue,
                 },
             };
             match entry {
-                Entry::Local(bytes) => self.client.write_all(&bytes).await?,
+                Entry::Local(bytes) => {
+                    self.client.write_all(&bytes).await?;
+                    wrote = true;
+                }
                 Entry::Attach(reader) => self.upstream = Some(reader),
                 Entry::Opaque => self.opaque = true,
                 Entry::Close => {
@@ -213,16 +212,22 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 Entry::UnsubscribeAll { kind, silent } => {
                     let n = self.modes.count(kind).max(1) as u64;
                     self.current = Some(Entry::Replies { n, tag: Tag::Pubsub, silent });
-                    return Ok(Flow::Continue);
+                    break Flow::Continue;
                 }
                 // Replies the stream cannot be followed for are simply passed on.
                 Entry::Replies { .. } | Entry::AwaitReset | Entry::Swallow if self.opaque => {}
                 other => {
                     self.current = Some(other);
-                    return Ok(Flow::Continue);
+                    break Flow::Continue;
                 }
             }
+        };
+        if wrote {
+            // Our replies go out now, not with the next upstream bytes: TLS may hold
+            // the tail of a write in its buffer (on TCP this is a no-op).
+            self.client.flush().await?;
         }
+        Ok(flow)
     }
 
     /// Passes the buffered upstream bytes to the client, frame by frame.
@@ -291,6 +296,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             }
         }
         self.client.write_all(&self.buf[flushed..pos]).await?;
+        // TLS may keep the tail of a write in its buffer; on TCP this is a no-op.
+        self.client.flush().await?;
         // Every byte is passed on: give the buffer back (none is held while idle).
         self.buf = BytesMut::new();
         Ok(Flow::Continue)

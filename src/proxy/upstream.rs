@@ -1,5 +1,6 @@
 //! Where a database's upstream Redis is and how turnstile logs in to it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -7,6 +8,7 @@ use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
 use super::PoolLimits;
+use super::io::UpstreamStream;
 use crate::resp::encode;
 
 /// The upstream of one database. Its credentials are the proxy's own service
@@ -20,6 +22,11 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Idle connections kept for reuse (see [`super::pool`]).
     pub pool: PoolLimits,
+    /// `rediss://`: the connection is TLS, with SNI and verification for the host.
+    pub tls: bool,
+    /// For `rediss://`: the CA that verifies the upstream (and turnstile's own client
+    /// certificate, if it needs one). Set from the configuration, not the URL.
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -28,20 +35,23 @@ impl std::fmt::Debug for Upstream {
             .field("address", &self.address)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl Upstream {
-    /// Parses `redis://[user[:password]@]host:port`. User and password may be
-    /// percent-encoded. `rediss://` (TLS) is refused with a clear message for now.
+    /// Parses `redis[s]://[user[:password]@]host:port`. User and password may be
+    /// percent-encoded. `rediss://` needs [`Self::tls_config`] set before connecting.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = match url.split_once("://") {
-            Some(("redis", rest)) => rest,
-            Some(("rediss", _)) => {
-                return Err("rediss:// (TLS to the upstream) is not supported yet; use redis://".into());
+        let (tls, rest) = match url.split_once("://") {
+            Some(("redis", rest)) => (false, rest),
+            Some(("rediss", rest)) => (true, rest),
+            _ => {
+                return Err(
+                    "must look like redis://[user[:password]@]host:port (or rediss:// for TLS)".into()
+                );
             }
-            _ => return Err("must look like redis://[user[:password]@]host:port".into()),
         };
         let rest = rest.trim_end_matches('/');
         let (userinfo, hostport) = match rest.rsplit_once('@') {
@@ -69,6 +79,8 @@ impl Upstream {
             password,
             connect_timeout: Duration::from_secs(3),
             pool: PoolLimits::default(),
+            tls,
+            tls_config: None,
         })
     }
 
@@ -82,13 +94,33 @@ impl Upstream {
         })
     }
 
-    /// Opens a connection, bounded by the connect timeout.
-    pub async fn connect(&self) -> std::io::Result<TcpStream> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+    /// The host part of the address, for SNI and certificate verification.
+    pub fn host(&self) -> &str {
+        let host = self.address.rsplit_once(':').map_or(self.address.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// Opens a connection (and, for `rediss://`, completes the TLS handshake),
+    /// bounded by the connect timeout.
+    pub async fn connect(&self) -> std::io::Result<UpstreamStream> {
+        tokio::time::timeout(self.connect_timeout, self.open())
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+
+    async fn open(&self) -> std::io::Result<UpstreamStream> {
+        let stream = TcpStream::connect(&self.address).await?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        if !self.tls {
+            return Ok(UpstreamStream::Tcp(stream));
+        }
+        let config = self.tls_config.clone().ok_or_else(|| {
+            std::io::Error::other("rediss:// upstream without a CA to verify it (upstream_tls_ca)")
+        })?;
+        let name = rustls::pki_types::ServerName::try_from(self.host().to_string())
+            .map_err(|_| std::io::Error::other("the upstream host is not a valid TLS server name"))?;
+        let tls = tokio_rustls::TlsConnector::from(config).connect(name, stream).await?;
+        Ok(UpstreamStream::Tls(Box::new(tls)))
     }
 }
 
@@ -129,7 +161,11 @@ mod tests {
         assert!(Upstream::parse("http://x:1").is_err());
         assert!(Upstream::parse("redis://x").is_err());
         assert!(Upstream::parse("redis://x:99999").is_err());
-        assert!(Upstream::parse("rediss://x:1").unwrap_err().contains("TLS"));
+        let u = Upstream::parse("rediss://db.example:6380").unwrap();
+        assert!(u.tls && u.tls_config.is_none());
+        assert_eq!(u.host(), "db.example");
+        assert_eq!(Upstream::parse("rediss://[::1]:6380").unwrap().host(), "::1");
+        assert!(!Upstream::parse("redis://x:1").unwrap().tls);
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct BdbRecord {
     pub disconnect_clients_on_password_removal: bool,
     /// 0 = unlimited.
     pub max_connections: u32,
+    /// Whether the listener speaks TLS (absent in stores written before TLS).
+    #[serde(default)]
+    pub tls_mode: crate::config::TlsMode,
     /// The default user's password set, argon2id PHC strings.
     pub passwords: Vec<String>,
 }

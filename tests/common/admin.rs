@@ -90,6 +90,7 @@ pub async fn start_control(dir: &Path) -> Control {
         connect_timeout: Duration::from_secs(2),
         auth_timeout: Duration::ZERO,
         pool: Default::default(),
+        default_cert: None,
     };
     let store = Arc::new(FileStore::open(dir).unwrap());
     Control::start(settings, store, CancellationToken::new(), TaskTracker::new()).await.unwrap()
@@ -146,6 +147,30 @@ impl Process {
                 "[admin]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
                  [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n\
                  [[bdbs]]\nuid = 1\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        Self::spawn(dir, config).await
+    }
+
+    /// Like `start`, with `tables` (whole TOML tables, e.g. `[proxy]`) before the
+    /// database and `bdb_extra` (keys) inside database 1's table; `more_bdbs` (whole
+    /// `[[bdbs]]` tables) after it.
+    pub async fn start_with(
+        dir: &Path,
+        upstream: &str,
+        tables: &str,
+        bdb_extra: &str,
+        more_bdbs: &str,
+    ) -> Self {
+        let config = dir.join("turnstile.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
+                 [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n{tables}\n\
+                 [[bdbs]]\nuid = 1\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{bdb_extra}\n{more_bdbs}\n",
                 dir.join("data").display()
             ),
         )

@@ -1,0 +1,170 @@
+//! The byte streams a connection runs over — plain TCP or TLS — behind one small
+//! trait, so the connection code is generic (no boxing, no `dyn` on the hot path)
+//! and the plain TCP path keeps its zero-buffer-while-idle reads.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// Reads start small (most requests and replies are tiny) and grow while they keep
+/// filling the buffer, so a 100 MB value moves in 64 KiB steps rather than 4 KiB ones.
+pub const READ_MIN: usize = 4 * 1024;
+pub const READ_MAX: usize = 64 * 1024;
+
+/// The read side of a connection.
+pub trait ReadSome: Send + 'static {
+    /// Waits for bytes, then appends what is available to `buf` (growing it by
+    /// `*chunk` first if it is nearly full, and adapting `*chunk`). `Ok(0)` is EOF.
+    /// Cancel safe: when the future is dropped, no byte is lost.
+    fn read_some(
+        &mut self,
+        buf: &mut BytesMut,
+        chunk: &mut usize,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send;
+}
+
+/// Makes room for a read; returns the room.
+fn reserve(buf: &mut BytesMut, chunk: usize) -> usize {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(chunk);
+    }
+    buf.capacity() - buf.len()
+}
+
+/// Doubles the next read while reads fill the room, else back to the minimum.
+fn next_chunk(read: &std::io::Result<usize>, room: usize, chunk: usize) -> usize {
+    match read {
+        Ok(n) if *n == room => (chunk * 2).min(READ_MAX),
+        _ => READ_MIN,
+    }
+}
+
+impl ReadSome for OwnedReadHalf {
+    async fn read_some(&mut self, buf: &mut BytesMut, chunk: &mut usize) -> std::io::Result<usize> {
+        loop {
+            // Readiness first, memory second: an idle connection holds no buffer.
+            self.readable().await?;
+            let room = reserve(buf, *chunk);
+            let read = match self.try_read_buf(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => r,
+            };
+            *chunk = next_chunk(&read, room, *chunk);
+            return read;
+        }
+    }
+}
+
+/// A TLS stream has no readiness separate from reading (records must be decrypted),
+/// so its buffer is taken before waiting. rustls holds buffers of its own per
+/// connection anyway; this one is small next to them.
+async fn read_tls<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    chunk: &mut usize,
+) -> std::io::Result<usize> {
+    let room = reserve(buf, *chunk);
+    // `read_buf` is cancel safe: data not yet handed out stays inside rustls.
+    let read = r.read_buf(buf).await;
+    *chunk = next_chunk(&read, room, *chunk);
+    read
+}
+
+/// A client connection over TLS, read side.
+pub type TlsServerRead = ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>;
+/// A client connection over TLS, write side.
+pub type TlsServerWrite = WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>;
+
+impl ReadSome for TlsServerRead {
+    async fn read_some(&mut self, buf: &mut BytesMut, chunk: &mut usize) -> std::io::Result<usize> {
+        read_tls(self, buf, chunk).await
+    }
+}
+
+/// A connection to the upstream: plain or TLS, chosen per upstream at connect time
+/// (the upstream can be changed live), hence an enum rather than a type parameter.
+pub enum UpstreamStream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl UpstreamStream {
+    pub fn into_split(self) -> (UpstreamRead, UpstreamWrite) {
+        match self {
+            Self::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (UpstreamRead::Tcp(r), UpstreamWrite::Tcp(w))
+            }
+            Self::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (UpstreamRead::Tls(r), UpstreamWrite::Tls(w))
+            }
+        }
+    }
+}
+
+type TlsClient = tokio_rustls::client::TlsStream<TcpStream>;
+
+pub enum UpstreamRead {
+    Tcp(OwnedReadHalf),
+    Tls(ReadHalf<TlsClient>),
+}
+
+pub enum UpstreamWrite {
+    Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<TlsClient>),
+}
+
+impl ReadSome for UpstreamRead {
+    async fn read_some(&mut self, buf: &mut BytesMut, chunk: &mut usize) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(r) => r.read_some(buf, chunk).await,
+            Self::Tls(r) => read_tls(r, buf, chunk).await,
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamWrite {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(w) => Pin::new(w).poll_write(cx, b),
+            Self::Tls(w) => Pin::new(w).poll_write(cx, b),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            Self::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(w) => w.is_write_vectored(),
+            Self::Tls(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(w) => Pin::new(w).poll_flush(cx),
+            Self::Tls(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            Self::Tls(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
