@@ -23,7 +23,7 @@ cargo build --quiet --bin turnstile
 # Debian's python3 (docker-compose depends on python3-yaml there).
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-RESOLVED="$resolved" "$PY" - <<'PYEOF'
+TURNSTILE_BIN="${CARGO_TARGET_DIR:-target}/debug/turnstile" RESOLVED="$resolved" "$PY" - <<'PYEOF'
 import os, re, subprocess, sys, tomllib, yaml
 
 def fail(msg):
@@ -45,7 +45,7 @@ if not mounts.get(config_path, "").endswith("deploy/turnstile.toml"):
 
 # Only the service's environment (plus PATH): every variable the file names must be there.
 run_env = dict(env, PATH=os.environ["PATH"])
-out = subprocess.run(["target/debug/turnstile", "check-config", "--config", "deploy/turnstile.toml"],
+out = subprocess.run([os.environ["TURNSTILE_BIN"], "check-config", "--config", "deploy/turnstile.toml"],
                      env=run_env, capture_output=True, text=True)
 if out.returncode != 0:
     fail(f"turnstile check-config refused deploy/turnstile.toml:\n{out.stderr}")
