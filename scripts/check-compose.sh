@@ -71,6 +71,12 @@ if not wanted <= exposed:
 upstream_host = effective["bdbs"][0]["upstream"].split("@")[-1].split("//")[-1].rsplit(":", 1)[0]
 if upstream_host not in compose["services"]:
     fail(f"the upstream host {upstream_host} is not a service of the compose file")
+# Every file the build copies from the context exists and is not .dockerignored.
+ignored = {l.strip() for l in open(".dockerignore") if l.strip() and not l.startswith("#")}
+for line in re.findall(r"^COPY (?!--from)(.*)$", dockerfile, re.M):
+    for src in line.split()[:-1]:
+        if not os.path.exists(src) or src.split("/")[0] in ignored:
+            fail(f"the Dockerfile copies {src}, which is missing or .dockerignored")
 if "USER 65532" not in dockerfile:
     fail("the runtime image must run as the non-root user")
 print("check-compose: docker-compose.yml, Dockerfile and deploy/turnstile.toml agree")
