@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::auth::{HashParams, VerifyOptions};
@@ -25,7 +25,7 @@ fn err(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
 }
 
 /// The file as written. See the README for every key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub admin: AdminConfig,
@@ -40,7 +40,7 @@ pub struct Config {
     pub bdbs: Vec<BdbConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: String,
@@ -52,13 +52,13 @@ pub struct AdminConfig {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapConfig {
     #[serde(default = "default_admin_name")]
@@ -74,7 +74,7 @@ impl Default for BootstrapConfig {
 }
 
 /// Password hashing and verification (turnstile's own keys).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// argon2id memory cost, KiB.
@@ -133,7 +133,7 @@ impl AuthConfig {
 }
 
 /// Data-path timeouts (turnstile's own keys).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     pub upstream_connect_timeout_ms: u64,
@@ -170,7 +170,7 @@ impl Default for ProxyConfig {
 }
 
 /// One database endpoint (`[[bdbs]]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BdbConfig {
     pub uid: u32,

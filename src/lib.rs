@@ -7,6 +7,7 @@
 //!   databases and users.
 //! - [`proxy`]: listeners and connections: AUTH at the proxy, forwarding, ordering.
 //! - [`config`]: the TOML configuration, validated before anything binds.
+//! - [`effective`]: the effective configuration `turnstile check-config` prints.
 //! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
 //! - [`store`]: durable state (one atomically replaced JSON document) behind a trait.
 //! - [`tls`]: PEM files into rustls configurations for listeners and upstreams.
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod effective;
 pub mod proxy;
 pub mod resp;
 pub mod server;

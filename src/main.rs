@@ -3,29 +3,71 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use turnstile::config::Config;
 use zeroize::Zeroizing;
 
 /// An authenticating proxy for Redis: applications AUTH against password sets that
 /// rotate live; everything else is forwarded to the real Redis unchanged.
-///
-/// Secrets never come from the command line: upstream and seed passwords are read
-/// from the environment variables the config file names.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about = LONG_ABOUT, after_long_help = AFTER_HELP)]
 struct Args {
-    /// Path to the TOML configuration file.
-    #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The TOML configuration file (see examples/turnstile.toml for every key).
+    #[arg(long, short, value_name = "FILE", env = "TURNSTILE_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `turnstile=debug`.
-    #[arg(long, env = "TURNSTILE_LOG", default_value = "info")]
+    #[arg(long, env = "TURNSTILE_LOG", default_value = "info", global = true)]
     log: String,
     /// Emit logs as JSON lines instead of human-readable text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_json: bool,
 }
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy and the admin API (what `turnstile --config FILE` does).
+    Run,
+    /// Validate the configuration file and print the effective configuration
+    /// (every default filled in, secrets never printed), then exit.
+    ///
+    /// Validation is the one the server does before binding anything, environment
+    /// variables included: exit 0 if the server would accept the file, 64 with the
+    /// message naming the key if not. Nothing is bound and the store is not opened.
+    CheckConfig,
+}
+
+const LONG_ABOUT: &str = "\
+An authenticating proxy for the Redis protocol (RESP2 and RESP3).
+
+Applications connect with any Redis client. turnstile answers AUTH and HELLO ... AUTH
+itself against sets of passwords (one set per database's default user, one per named
+user) and forwards everything else, byte for byte, to the real Redis. An admin REST API
+(Redis Enterprise's password endpoints) adds and removes passwords live: rotation
+without a restart and without dropping a connected client.
+
+Secrets never come from the command line: upstream and seed passwords are read from
+the environment variables the config file names.";
+
+const AFTER_HELP: &str = "\
+Environment:
+  TURNSTILE_CONFIG          the config file, if --config is not given
+  TURNSTILE_LOG             the log filter, if --log is not given
+  TURNSTILE_ADMIN_PASSWORD  the bootstrap admin's password (needed while the store is empty)
+  and the variables the config file names (upstream_password_env, default_password_env)
+
+Exit status:
+  0   clean shutdown (SIGTERM or SIGINT), or check-config found the file valid
+  1   start-up failed after the configuration was accepted (a port taken, the store unreadable)
+  2   bad command line
+  64  invalid configuration file (the message names the key)
+
+Examples:
+  turnstile --config /etc/turnstile/turnstile.toml
+  turnstile check-config --config /etc/turnstile/turnstile.toml
+  TURNSTILE_LOG=turnstile=debug turnstile --config turnstile.toml --log-json";
 
 /// mimalloc instead of glibc's malloc: with glibc, the mix of short-lived buffers and
 /// long-lived per-connection state fragments the heap, and an idle authenticated
@@ -39,6 +81,11 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let Some(config_path) = args.config.clone() else {
+        Args::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, "--config <FILE> is required")
+            .exit();
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if args.log_json {
@@ -47,13 +94,16 @@ fn main() -> ExitCode {
         builder.init();
     }
 
-    let config = match Config::load(&args.config) {
+    let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("turnstile: invalid configuration {}: {e}", args.config.display());
+            eprintln!("turnstile: invalid configuration {}: {e}", config_path.display());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(Command::CheckConfig) = args.command {
+        return check_config(&config_path, &config);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -62,7 +112,7 @@ fn main() -> ExitCode {
         }
     };
     // Only needed on first start (empty store), to create the `[bootstrap]` admin.
-    let admin_password = std::env::var("TURNSTILE_ADMIN_PASSWORD").ok().map(Zeroizing::new);
+    let admin_password = std::env::var(turnstile::effective::ADMIN_PASSWORD_ENV).ok().map(Zeroizing::new);
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         // Registered before anything is announced, so a SIGTERM sent the moment the
@@ -91,6 +141,21 @@ fn main() -> ExitCode {
         running.run().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `turnstile check-config`: the file was valid; print what turnstile will use.
+fn check_config(path: &std::path::Path, config: &turnstile::config::Validated) -> ExitCode {
+    let is_set = |var: &str| std::env::var_os(var).is_some();
+    match turnstile::effective::render(config, &is_set) {
+        Ok(text) => {
+            announce(&format!("# turnstile: {} is valid.\n{text}", path.display()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("turnstile: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Writes a line to stdout. Unlike `println!`, a closed stdout (the reader went

@@ -7,6 +7,7 @@ mod extract;
 mod objects;
 mod passwords;
 pub mod tls;
+mod trace;
 mod views;
 
 use axum::Router;
@@ -53,6 +54,7 @@ pub fn app(control: Control) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(trace::span))
         .with_state(control)
 }
 
