@@ -50,6 +50,17 @@ pub struct AdminConfig {
     /// first start and kept in the store directory.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Whether `GET /metrics` needs admin API credentials (off: Prometheus scrapers
+    /// usually have none, and the metrics hold no secret).
+    #[serde(default)]
+    pub metrics_auth: bool,
+    /// Events kept in each ring of the event log (`GET /v1/logs`).
+    #[serde(default = "default_event_log_capacity")]
+    pub event_log_capacity: usize,
+}
+
+fn default_event_log_capacity() -> usize {
+    crate::store::events::DEFAULT_CAPACITY
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +273,9 @@ impl Config {
         let admin_listen = self.admin.listen.parse().map_err(|_| {
             err("admin.listen", format!("{:?} is not an address like 127.0.0.1:9443", self.admin.listen))
         })?;
+        if !(1..=100_000).contains(&self.admin.event_log_capacity) {
+            return Err(err("admin.event_log_capacity", "must be between 1 and 100000"));
+        }
         if self.admin.cert.is_some() != self.admin.key.is_some() {
             return Err(err("admin.cert", "admin.cert and admin.key go together: give both or neither"));
         }

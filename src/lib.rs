@@ -8,6 +8,8 @@
 //! - [`proxy`]: listeners and connections: AUTH at the proxy, forwarding, ordering.
 //! - [`config`]: the TOML configuration, validated before anything binds.
 //! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
+//! - [`metrics`]: Prometheus counters (relaxed atomics on the data path) and their
+//!   text exposition.
 //! - [`store`]: durable state (one atomically replaced JSON document) behind a trait.
 //! - [`server`]: wires config, directory and listeners together; graceful shutdown.
 #![forbid(unsafe_code)]
@@ -16,6 +18,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod metrics;
 pub mod proxy;
 pub mod resp;
 pub mod server;

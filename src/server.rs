@@ -72,6 +72,8 @@ pub async fn start(
         default_bind_host: config.admin_listen.ip().to_string(),
         connect_timeout: Duration::from_millis(config.config.proxy.upstream_connect_timeout_ms),
         auth_timeout: Duration::from_secs(config.config.proxy.auth_timeout_secs),
+        event_log_capacity: config.config.admin.event_log_capacity,
+        metrics_auth: config.config.admin.metrics_auth,
     };
     let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
     Ok(Running { control, admin, admin_addr, tls, tracker, shutdown, grace: config.shutdown_grace })

@@ -15,6 +15,7 @@ mod login;
 pub mod objects;
 mod passwords;
 pub mod roles;
+mod telemetry;
 pub mod time;
 
 use std::collections::HashMap;
@@ -56,6 +57,10 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Deadline for a new database connection's first AUTH (zero: none).
     pub auth_timeout: Duration,
+    /// Events kept in each ring of the event log.
+    pub event_log_capacity: usize,
+    /// Whether `GET /metrics` requires admin API credentials.
+    pub metrics_auth: bool,
 }
 
 /// Cheap-to-clone handle. See the module documentation.
@@ -80,6 +85,10 @@ struct Inner {
     /// Last successful admin login per user uid, written to the store with the next
     /// change rather than on every request.
     last_login: DashMap<u32, u64>,
+    /// Rotation counters and admin request latency.
+    metrics: crate::metrics::AdminMetrics,
+    event_log_capacity: usize,
+    metrics_auth: bool,
 }
 
 impl std::fmt::Debug for Control {
@@ -192,6 +201,9 @@ impl Control {
                 auth_timeout: settings.auth_timeout,
                 failures: DashMap::new(),
                 last_login: DashMap::new(),
+                metrics: crate::metrics::AdminMetrics::default(),
+                event_log_capacity: settings.event_log_capacity,
+                metrics_auth: settings.metrics_auth,
             }),
         };
         control.load_directory(&state, settings.hash_params)?;
@@ -213,6 +225,7 @@ impl Control {
                 Err(e) => tracing::error!(bdb = record.uid, error = %e, "database endpoint not started"),
             }
         }
+        control.spawn_event_flusher();
         Ok(control)
     }
 
@@ -270,6 +283,9 @@ impl Control {
                 u.last_login = Some(*e.value());
             }
         }
+        // Failed AUTHs waiting in memory ride along with this write.
+        let drained = self.inner.directory.failures().take();
+        self.append_failures(&mut next, &drained);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
@@ -279,6 +295,7 @@ impl Control {
             Err(e) => Some(e.to_string()),
         };
         if let Some(e) = failure {
+            self.inner.directory.failures().restore(drained);
             tracing::error!(error = %e, "store write failed; change not applied");
             return Err(Error::new(
                 Kind::Unavailable,

@@ -392,6 +392,8 @@ impl ClientHalf {
             && !throttle.allows(ip)
         {
             // Refused without spending argon2: the same reply as a wrong password.
+            // Counted only: a storm of these must not reach the event log one by one.
+            crate::metrics::inc(&self.ctx.stats.auth_throttled);
             tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
             return false;
         }
@@ -403,16 +405,24 @@ impl ClientHalf {
                 self.slot.set_identity(Some(id.clone()));
                 if !self.ctx.directory.is_current(&id) {
                     self.slot.set_identity(self.identity.clone());
+                    crate::metrics::inc(&self.ctx.stats.auth_failure);
                     tracing::info!(user = id.name(), "AUTH raced with the removal of its password");
                     return false;
                 }
+                crate::metrics::inc(&self.ctx.stats.auth_success);
                 tracing::debug!(user = id.name(), "authenticated");
                 self.identity = Some(id);
                 true
             }
             None => {
-                if let Some(ip) = self.peer {
-                    self.ctx.directory.throttle().failed(ip);
+                crate::metrics::inc(&self.ctx.stats.auth_failure);
+                let d = &self.ctx.directory;
+                let now = crate::control::time::now();
+                d.failures().auth_failed(self.ctx.uid, self.peer, user, now);
+                if let Some(ip) = self.peer
+                    && d.throttle().failed(ip)
+                {
+                    d.failures().throttled(self.ctx.uid, ip, now);
                 }
                 let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
                 tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
@@ -517,6 +527,7 @@ impl ClientHalf {
                 Ok(true)
             }
             Err(e) => {
+                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
                 tracing::warn!(error = %e, upstream = %self.ctx.upstream().address, "upstream unavailable");
                 self.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
                 self.push(Entry::Close);

@@ -97,6 +97,8 @@ pub struct Relay<W> {
     dropping: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
+    /// Where upstream failures are counted (the database this connection serves).
+    ctx: Option<Arc<super::BdbContext>>,
 }
 
 impl<W: AsyncWrite + Unpin> Relay<W> {
@@ -113,6 +115,19 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             swallowing: false,
             dropping: false,
             opaque: false,
+            ctx: None,
+        }
+    }
+
+    /// Counts upstream failures on `ctx`'s metrics.
+    pub fn counting(mut self, ctx: Arc<super::BdbContext>) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    fn upstream_failed(&self) {
+        if let Some(ctx) = &self.ctx {
+            crate::metrics::inc(&ctx.stats.upstream_lost);
         }
     }
 
@@ -167,6 +182,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     async fn upstream_gone(&mut self) -> std::io::Result<()> {
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
+            self.upstream_failed();
             self.client.write_all(replies::UPSTREAM_LOST).await?;
         }
         tracing::debug!(owed, "upstream closed the connection");
@@ -257,6 +273,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.swallowing = false;
                 if !(info.kind == b'+' && info.head.eq_ignore_case(b"OK")) {
                     tracing::warn!("upstream refused the service credentials");
+                    self.upstream_failed();
                     self.client.write_all(replies::UPSTREAM_AUTH_FAILED).await?;
                     return Ok(Flow::Close);
                 }

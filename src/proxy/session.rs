@@ -27,7 +27,7 @@ pub async fn serve_connection(ctx: Arc<BdbContext>, stream: TcpStream, shutdown:
     // user deleted, database deleted): cancelling `abort` ends both halves.
     let registration = ctx.sessions.register(abort.clone());
     let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
-    let relay = Relay::new(plan, writer);
+    let relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
     tokio::join!(client.run(reader, shutdown, abort.clone()), async {
         relay.run(abort.clone()).await;
         abort.cancel();

@@ -89,6 +89,8 @@ pub async fn start_control(dir: &Path) -> Control {
         default_bind_host: "127.0.0.1".into(),
         connect_timeout: Duration::from_secs(2),
         auth_timeout: Duration::ZERO,
+        event_log_capacity: turnstile::store::events::DEFAULT_CAPACITY,
+        metrics_auth: false,
     };
     let store = Arc::new(FileStore::open(dir).unwrap());
     Control::start(settings, store, CancellationToken::new(), TaskTracker::new()).await.unwrap()
