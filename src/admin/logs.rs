@@ -59,7 +59,10 @@ pub async fn get_logs(
     let mut events: Vec<Event> = control
         .events()
         .into_iter()
-        .filter(|e| stime.is_none_or(|s| e.time >= s) && etime.is_none_or(|t| e.time <= t))
+        .filter(|e| {
+            let t = e.time_ms / 1000;
+            stime.is_none_or(|s| t >= s) && etime.is_none_or(|end| t <= end)
+        })
         .collect();
     if descending {
         events.reverse();
@@ -75,7 +78,7 @@ pub fn view(e: &Event) -> Value {
         _ => "INFO",
     };
     let mut m = Map::new();
-    m.insert("time".into(), json!(time::iso8601(e.time)));
+    m.insert("time".into(), json!(time::iso8601(e.time_ms / 1000)));
     m.insert("type".into(), json!(e.kind));
     m.insert("severity".into(), json!(severity));
     let mut opt = |k: &str, v: Option<Value>| {
@@ -90,6 +93,6 @@ pub fn view(e: &Event) -> Value {
     opt("user_uid", e.user_uid.map(|v| json!(v)));
     opt("address", e.address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
-    opt("last_time", e.last_time.map(|v| json!(time::iso8601(v))));
+    opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
     Value::Object(m)
 }

@@ -38,7 +38,7 @@ pub struct FailureKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Aggregate {
     pub count: u64,
-    /// Unix seconds of the first and the last failure.
+    /// Unix milliseconds of the first and the last failure.
     pub first: u64,
     pub last: u64,
 }

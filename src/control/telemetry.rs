@@ -67,7 +67,7 @@ impl Control {
 
     /// An event of `kind`, now, made by `actor`.
     pub(super) fn event_by(kind: &str, actor: Option<&Caller>) -> Event {
-        let mut e = Event::new(kind, time::now());
+        let mut e = Event::new(kind, time::now_ms());
         if let Some(c) = actor {
             e.actor = Some(c.name.clone());
             e.actor_uid = Some(c.uid);
@@ -139,12 +139,12 @@ fn failure_events(drained: &Drained) -> Vec<Event> {
         if k.kind == FailureKind::AuthFailed {
             e.user = Some(k.user.to_string());
             e.count = Some(a.count);
-            e.last_time = Some(a.last);
+            e.last_time_ms = Some(a.last);
         }
         out.push(e);
     }
     if drained.dropped > 0 {
-        let mut e = Event::new("auth_failures_dropped", time::now());
+        let mut e = Event::new("auth_failures_dropped", time::now_ms());
         e.count = Some(drained.dropped);
         out.push(e);
     }

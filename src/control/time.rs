@@ -6,6 +6,10 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn iso8601(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -417,7 +417,7 @@ impl ClientHalf {
             None => {
                 crate::metrics::inc(&self.ctx.stats.auth_failure);
                 let d = &self.ctx.directory;
-                let now = crate::control::time::now();
+                let now = crate::control::time::now_ms();
                 d.failures().auth_failed(self.ctx.uid, self.peer, user, now);
                 if let Some(ip) = self.peer
                     && d.throttle().failed(ip)

@@ -44,7 +44,7 @@ impl EventLog {
     /// Every event, oldest first.
     pub fn all(&self) -> Vec<Event> {
         let mut v: Vec<Event> = self.admin.iter().chain(self.security.iter()).cloned().collect();
-        v.sort_by_key(|e| (e.time, e.seq));
+        v.sort_by_key(|e| (e.time_ms, e.seq));
         v
     }
 }
@@ -62,8 +62,9 @@ fn push_bounded(ring: &mut VecDeque<Event>, event: Event, capacity: usize) {
 pub struct Event {
     #[serde(default)]
     pub seq: u64,
-    /// Unix seconds (shown as ISO 8601).
-    pub time: u64,
+    /// Unix milliseconds (shown as ISO 8601 seconds). Milliseconds order a failed
+    /// AUTH written with a later change before that change.
+    pub time_ms: u64,
     /// `password_added`, `password_removed`, `passwords_replaced`, `user_locked`,
     /// `auth_failed`, `address_throttled`, `auth_failures_dropped`.
     #[serde(rename = "type")]
@@ -87,12 +88,12 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_time: Option<u64>,
+    pub last_time_ms: Option<u64>,
 }
 
 impl Event {
-    pub fn new(kind: &str, time: u64) -> Self {
-        Self { kind: kind.to_string(), time, ..Self::default() }
+    pub fn new(kind: &str, time_ms: u64) -> Self {
+        Self { kind: kind.to_string(), time_ms, ..Self::default() }
     }
 }
 
@@ -110,12 +111,12 @@ mod tests {
             log.push_security(Event::new("auth_failed", t), 10);
         }
         assert_eq!(log.admin.len(), 10);
-        assert_eq!(log.admin.front().unwrap().time, 5, "the oldest go first");
+        assert_eq!(log.admin.front().unwrap().time_ms, 5, "the oldest go first");
         assert_eq!(log.security.len(), 10);
         assert_eq!(log.next_seq, 115);
         let all = log.all();
         assert_eq!(all.len(), 20);
-        assert!(all.windows(2).all(|w| (w[0].time, w[0].seq) <= (w[1].time, w[1].seq)));
+        assert!(all.windows(2).all(|w| (w[0].time_ms, w[0].seq) <= (w[1].time_ms, w[1].seq)));
     }
 
     #[test]
