@@ -79,9 +79,11 @@ async fn changes_failures_and_lockouts_are_logged_in_order() {
 
     let all = logs(&c, "").await;
     let expected = [
+        json!({"type": "bdb_created", "severity": "INFO", "actor": "admin", "actor_uid": 1, "bdb_uid": 1}),
         json!({"type": "passwords_replaced", "severity": "INFO", "actor": "admin", "actor_uid": 1, "bdb_uid": 1}),
         json!({"type": "password_added", "severity": "INFO", "actor": "admin", "actor_uid": 1, "bdb_uid": 1}),
         json!({"type": "password_removed", "severity": "INFO", "actor": "admin", "actor_uid": 1, "bdb_uid": 1}),
+        json!({"type": "user_created", "severity": "INFO", "actor": "admin", "actor_uid": 1, "user": "viewer", "user_uid": 2}),
         json!({"type": "password_added", "severity": "INFO", "actor": "admin", "actor_uid": 1, "user": "viewer", "user_uid": 2}),
         json!({"type": "auth_failed", "severity": "WARNING", "bdb_uid": 1, "user": "default", "address": "127.0.0.1", "count": 2}),
         json!({"type": "auth_failed", "severity": "WARNING", "bdb_uid": 1, "user": "mallory", "address": "127.0.0.1", "count": 1}),
@@ -91,12 +93,12 @@ async fn changes_failures_and_lockouts_are_logged_in_order() {
     assert_eq!(got, expected, "{all:#?}");
     // RS's query parameters.
     let desc = logs(&c, "?order=desc&limit=2").await;
-    assert_eq!(desc.iter().map(timeless).collect::<Vec<_>>(), [expected[6].clone(), expected[5].clone()]);
+    assert_eq!(desc.iter().map(timeless).collect::<Vec<_>>(), [expected[8].clone(), expected[7].clone()]);
     let page = logs(&c, "?order=asc&offset=1&limit=1").await;
     assert_eq!(page.iter().map(timeless).collect::<Vec<_>>(), [expected[1].clone()]);
     assert_eq!(logs(&c, "?stime=2999-01-01T00:00:00Z").await, Vec::<Value>::new());
     assert_eq!(logs(&c, "?etime=2000-01-01T00:00:00Z").await, Vec::<Value>::new());
-    assert_eq!(logs(&c, "?stime=2000-01-01T00:00:00Z&etime=2999-01-01").await.len(), 7);
+    assert_eq!(logs(&c, "?stime=2000-01-01T00:00:00Z&etime=2999-01-01").await.len(), 9);
     for (query, field) in [
         ("?order=up", "order"),
         ("?stime=yesterday", "stime"),
@@ -116,10 +118,14 @@ async fn changes_failures_and_lockouts_are_logged_in_order() {
     let security = stored()["events"]["security"].as_array().unwrap().clone();
     assert_eq!(security.len(), 2);
     assert_eq!((&security[0]["type"], &security[0]["count"]), (&json!("auth_failed"), &json!(2)));
-    assert_eq!(logs(&c, "").await.len(), 7, "written, not duplicated");
+    assert_eq!(logs(&c, "").await.len(), 9, "written, not duplicated");
     // A restart reads the same log back.
     let again = common::admin::start_control(dir.path()).await;
     assert_eq!(logs(&again, "").await, all);
+    ok(admin(&c, "DELETE", "/v1/users/2", Value::Null).await);
+    let last = logs(&c, "?order=desc&limit=1").await;
+    let deleted = json!({"type": "user_deleted", "severity": "INFO", "actor": "admin", "actor_uid": 1, "user": "viewer", "user_uid": 2});
+    assert_eq!(timeless(&last[0]), deleted);
 
     // No password or hash anywhere in the log, as served or as stored.
     let served = serde_json::to_string(&logs(&c, "").await).unwrap();
@@ -187,10 +193,17 @@ async fn the_log_survives_kill_9() {
     assert_eq!(body[2]["actor"], "admin");
     let (status, ready) = p.curl("GET", "/ready", creds, None).await;
     assert_eq!((status, ready), (200, json!({"status": "ready"})));
+    // A failure with no change after it is written at a graceful shutdown.
+    let mut conn = Conn::connect(&p.bdb(1)).await;
+    assert_eq!(show(&conn.cmd(&["AUTH", "intruder", "guess-2"]).await), WRONGPASS);
+    drop(conn);
+    let p = p.stop_and_restart().await;
+    let (_, body) = p.curl("GET", "/v1/logs?order=desc&limit=1", creds, None).await;
+    assert_eq!((&body[0]["type"], &body[0]["user"]), (&json!("auth_failed"), &json!("intruder")), "{body}");
     // Neither the trace-level log nor the store holds a password.
     let log = std::fs::read_to_string(dir.path().join("turnstile.log")).unwrap();
     let store = std::fs::read_to_string(dir.path().join("data/state.json")).unwrap();
-    for secret in ["pw-one", "pw-two", "guess-1", ADMIN_PW] {
+    for secret in ["pw-one", "pw-two", "guess-1", "guess-2", ADMIN_PW] {
         assert!(!log.contains(secret) && !store.contains(secret), "{secret} leaked");
     }
 }

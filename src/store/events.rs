@@ -65,8 +65,9 @@ pub struct Event {
     /// Unix milliseconds (shown as ISO 8601 seconds). Milliseconds order a failed
     /// AUTH written with a later change before that change.
     pub time_ms: u64,
-    /// `password_added`, `password_removed`, `passwords_replaced`, `user_locked`,
-    /// `auth_failed`, `address_throttled`, `auth_failures_dropped`.
+    /// `password_added`, `password_removed`, `passwords_replaced`, `bdb_created`,
+    /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`, `auth_failed`,
+    /// `address_throttled`, `auth_failures_dropped`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The admin API user who made the change.
