@@ -144,6 +144,12 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     // repeated success came from the cache; the throttled attempt cost nothing.
     assert_eq!(value(&m, "turnstile_argon2_evaluations_total") - evaluations, 6.0);
     assert_eq!(value(&m, "turnstile_auth_cache_hits_total") - hits, 1.0);
+    // The event log has the block, once, with the address.
+    let events = ok(admin(&c, "GET", "/v1/logs", Value::Null).await);
+    let blocks: Vec<&Value> =
+        events.as_array().unwrap().iter().filter(|e| e["type"] == "address_throttled").collect();
+    assert_eq!(blocks.len(), 1, "{events}");
+    assert_eq!((&blocks[0]["address"], &blocks[0]["bdb_uid"]), (&json!("127.0.0.2"), &json!(1)));
     // A name from the network that is no user's never becomes a label; no secret shows.
     for absent in ["nosuchuser", "pw-1", "pw-2", "user-pw", "wrong", "argon2id$", "/v1/bdbs/1/"] {
         assert!(!m.contains(absent), "{absent} in the scrape");
