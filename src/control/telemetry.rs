@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Control, Inner, login::Caller, time};
+use super::{Control, login::Caller, time};
 use crate::auth::SetChange;
 use crate::auth::failures::{Drained, FailureKind};
 use crate::metrics::AdminMetrics;
@@ -117,7 +117,7 @@ impl Control {
                     _ = tokio::time::sleep(FLUSH_EVERY) => false,
                 };
                 let Some(inner) = weak.upgrade() else { return };
-                Control { inner: inner as Arc<Inner> }.flush_events().await;
+                Control { inner }.flush_events().await;
                 if stopping {
                     return;
                 }
