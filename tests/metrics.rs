@@ -225,3 +225,30 @@ async fn ready_flips_with_unbound_databases_and_shutdown() {
     assert_eq!(get(a.clone(), "/ready").await, (StatusCode::SERVICE_UNAVAILABLE, expected));
     assert_eq!(get(a.clone(), "/live").await.0, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_lost_mid_request_is_counted() {
+    let mut redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_control_with(dir.path(), settings(), CancellationToken::new()).await;
+    let up = format!("redis://{}", redis.addr());
+    ok(admin(&c, "POST", "/v1/bdbs", json!({"name": "app", "listen": "127.0.0.1:0", "upstream": up})).await);
+    ok(admin(&c, "PUT", "/v1/bdbs/1/passwords", json!({"password": "pw"})).await);
+    let mut conn = Conn::connect(&c.bdb_addr(1).unwrap().to_string()).await;
+    assert_eq!(conn.cmd(&["AUTH", "pw"]).await, b"+OK\r\n");
+    assert_eq!(conn.cmd(&["PING"]).await, b"+PONG\r\n");
+    // Owed a reply when Redis dies.
+    conn.send(&common::cmd_bytes(&["BLPOP", "nothing", "0"])).await;
+    let series = "turnstile_bdb_upstream_errors_total{bdb=\"1\",kind=\"lost\"}";
+    assert_eq!(value(&scrape(&c).await, series), 0.0);
+    // BLPOP is in Redis before it dies: wait until Redis reports the blocked client.
+    let mut direct = redis.connect().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !show(&direct.cmd(&["INFO", "clients"]).await).contains("blocked_clients:1") {
+        assert!(tokio::time::Instant::now() < deadline, "BLPOP never reached Redis");
+        tokio::task::yield_now().await;
+    }
+    redis.kill();
+    assert_eq!(show(&conn.read_to_close().await), "-ERR upstream Redis closed the connection\r\n");
+    assert_eq!(value(&scrape(&c).await, series), 1.0);
+}
