@@ -377,6 +377,21 @@ upstream_password_env = "UP"
         assert!(v.config.admin.tls, "TLS is on by default");
         assert_eq!(v.bdbs[0].upstream.password.as_deref().map(String::as_str), Some("s3cret"));
         assert_eq!(v.hash_params, HashParams::default());
+        assert!(!v.config.admin.metrics_auth, "/metrics is open by default");
+        assert_eq!(v.config.admin.event_log_capacity, 1000);
+    }
+
+    #[test]
+    fn event_log_capacity_is_bounded() {
+        let with = |n: &str| BASE.replacen("[admin]\n", &format!("[admin]\nevent_log_capacity = {n}\n"), 1);
+        for bad in ["0", "100001"] {
+            let e = Config::parse(&with(bad)).unwrap().validate(&env).unwrap_err();
+            assert_eq!(e.key, "admin.event_log_capacity");
+        }
+        assert_eq!(
+            Config::parse(&with("5")).unwrap().validate(&env).unwrap().config.admin.event_log_capacity,
+            5
+        );
     }
 
     #[test]
