@@ -50,6 +50,17 @@ pub struct AdminConfig {
     /// first start and kept in the store directory.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Whether `GET /metrics` needs admin API credentials (off: Prometheus scrapers
+    /// usually have none, and the metrics hold no secret).
+    #[serde(default)]
+    pub metrics_auth: bool,
+    /// Events kept in each ring of the event log (`GET /v1/logs`).
+    #[serde(default = "default_event_log_capacity")]
+    pub event_log_capacity: usize,
+}
+
+fn default_event_log_capacity() -> usize {
+    crate::store::events::DEFAULT_CAPACITY
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -327,6 +338,9 @@ impl Config {
         let admin_listen = self.admin.listen.parse().map_err(|_| {
             err("admin.listen", format!("{:?} is not an address like 127.0.0.1:9443", self.admin.listen))
         })?;
+        if !(1..=100_000).contains(&self.admin.event_log_capacity) {
+            return Err(err("admin.event_log_capacity", "must be between 1 and 100000"));
+        }
         if self.admin.cert.is_some() != self.admin.key.is_some() {
             return Err(err("admin.cert", "admin.cert and admin.key go together: give both or neither"));
         }
@@ -488,6 +502,21 @@ upstream_password_env = "UP"
         assert!(v.config.admin.tls, "TLS is on by default");
         assert_eq!(v.bdbs[0].upstream.password.as_deref().map(String::as_str), Some("s3cret"));
         assert_eq!(v.hash_params, HashParams::default());
+        assert!(!v.config.admin.metrics_auth, "/metrics is open by default");
+        assert_eq!(v.config.admin.event_log_capacity, 1000);
+    }
+
+    #[test]
+    fn event_log_capacity_is_bounded() {
+        let with = |n: &str| BASE.replacen("[admin]\n", &format!("[admin]\nevent_log_capacity = {n}\n"), 1);
+        for bad in ["0", "100001"] {
+            let e = Config::parse(&with(bad)).unwrap().validate(&env).unwrap_err();
+            assert_eq!(e.key, "admin.event_log_capacity");
+        }
+        assert_eq!(
+            Config::parse(&with("5")).unwrap().validate(&env).unwrap().config.admin.event_log_capacity,
+            5
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`config`]: the TOML configuration, validated before anything binds.
 //! - [`effective`]: the effective configuration `turnstile check-config` prints.
 //! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
+//! - [`metrics`]: Prometheus counters (relaxed atomics on the data path) and their
+//!   text exposition.
 //! - [`store`]: durable state (one atomically replaced JSON document) behind a trait.
 //! - [`tls`]: PEM files into rustls configurations for listeners and upstreams.
 //! - [`server`]: wires config, directory and listeners together; graceful shutdown.
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod effective;
+pub mod metrics;
 pub mod proxy;
 pub mod resp;
 pub mod server;

@@ -77,6 +77,8 @@ pub async fn start(
         connect_timeout: Duration::from_millis(config.config.proxy.upstream_connect_timeout_ms),
         auth_timeout: Duration::from_secs(config.config.proxy.auth_timeout_secs),
         pool: config.config.proxy.pool_limits(),
+        event_log_capacity: config.config.admin.event_log_capacity,
+        metrics_auth: config.config.admin.metrics_auth,
     };
     let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
     Ok(Running { control, admin, admin_addr, tls, tracker, shutdown, grace: config.shutdown_grace })

@@ -4,6 +4,8 @@
 mod caller;
 pub mod error;
 mod extract;
+mod logs;
+mod metrics;
 mod objects;
 mod passwords;
 pub mod tls;
@@ -46,15 +48,20 @@ pub fn app(control: Control) -> Router {
                 .post(passwords::cluster_rotation)
                 .delete(passwords::cluster_rotation),
         )
-        .route("/cluster/policy", get(objects::get_policy).put(objects::put_policy));
+        .route("/cluster/policy", get(objects::get_policy).put(objects::put_policy))
+        .route("/logs", get(logs::get_logs));
     Router::new()
         .nest("/v1", v1)
         // The seed's own example line says `PUT /bdbs/1/passwords`, without /v1.
         .route("/bdbs/{uid}/passwords", bdb_passwords)
+        .route("/metrics", get(metrics::metrics))
+        .route("/live", get(metrics::live))
+        .route("/ready", get(metrics::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(axum::middleware::from_fn(trace::span))
+        .layer(axum::middleware::from_fn_with_state(control.clone(), metrics::track))
         .with_state(control)
 }
 

@@ -50,7 +50,7 @@ pub async fn create_user(
 ) -> ApiResult<Json<Value>> {
     let who = caller.require(Permission::CreateUser)?;
     admin_only(who, makes_admin(&c.snapshot(), body.role.as_deref(), &body.role_uids))?;
-    let u = c.create_user(body).await?;
+    let u = c.create_user_by(Some(who), body).await?;
     Ok(Json(views::user(&c, &u)))
 }
 
@@ -86,7 +86,7 @@ pub async fn delete_user(
     if let Some(target) = snap.users.get(&uid) {
         admin_only(who, makes_admin(&snap, Some(&target.role), &target.role_uids))?;
     }
-    c.delete_user(uid).await?;
+    c.delete_user_by(Some(who), uid).await?;
     Ok(Json(json!({})))
 }
 
@@ -116,8 +116,8 @@ pub async fn create_bdb(
     caller: Authed,
     JsonBody(body): JsonBody<bdbs::NewBdb>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::CreateBdb)?;
-    let b = c.create_bdb(body).await?;
+    let who = caller.require(Permission::CreateBdb)?;
+    let b = c.create_bdb_by(Some(who), body).await?;
     Ok(Json(views::bdb(&c, &b)))
 }
 
@@ -138,9 +138,9 @@ pub async fn delete_bdb(
     caller: Authed,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Permission::DeleteBdb)?;
+    let who = caller.require(Permission::DeleteBdb)?;
     let uid = uid(&raw, "bdb_not_exist", "database")?;
-    c.delete_bdb(uid).await?;
+    c.delete_bdb_by(Some(who), uid).await?;
     Ok(Json(json!({})))
 }
 

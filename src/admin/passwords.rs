@@ -14,6 +14,7 @@ use super::views;
 use crate::auth::SetChange;
 use crate::control::Control;
 use crate::control::roles::Permission;
+use crate::metrics::RotationEndpoint;
 
 fn op(method: &Method) -> SetChange {
     match *method {
@@ -39,7 +40,8 @@ pub async fn bdb_passwords(
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::UpdateBdb)?;
     let uid = uid(&raw, "bdb_not_exist", "database")?;
-    control.bdb_password(uid, op(&method), &body.password).await?;
+    control.bdb_password_by(Some(&caller.0), uid, op(&method), &body.password).await?;
+    control.admin_metrics().rotation(RotationEndpoint::BdbPasswords, op(&method));
     Ok(Json(json!({})))
 }
 
@@ -71,6 +73,7 @@ pub async fn user_password(
         _ => required(&body.new_password, "new_password")?,
     };
     control.user_password(&caller, body.username.as_deref(), op, password, None).await?;
+    control.admin_metrics().rotation(RotationEndpoint::UsersPassword, op);
     Ok(Json(json!({})))
 }
 
@@ -108,6 +111,7 @@ async fn legacy(
             control.user_password(&caller.0, Some(&body.username), op, new, Some(old)).await?;
         }
     }
+    control.admin_metrics().rotation(RotationEndpoint::Cluster, op);
     Ok(Json(json!({})))
 }
 

@@ -6,6 +6,7 @@
 //! ever visible, and the next `AUTH` after a change returns sees the change.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -13,6 +14,7 @@ use dashmap::DashMap;
 use zeroize::Zeroizing;
 
 use super::cache::{SetId, VerifyCache};
+use super::failures::FailureLog;
 use super::hasher::{Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
 use super::throttle::{Throttle, ThrottlePolicy};
@@ -68,6 +70,9 @@ struct BdbAuth {
 struct UserAuth {
     roles: ArcSwap<Vec<u32>>,
     passwords: ArcSwap<PasswordSet>,
+    /// AUTHs as this user on any database (metrics; only names that exist count).
+    auth_success: AtomicU64,
+    auth_failure: AtomicU64,
 }
 
 /// Who a connection authenticated as, and with which password (by digest), so a
@@ -129,6 +134,10 @@ struct Inner {
     users: DashMap<Arc<str>, Arc<UserAuth>>,
     writes: tokio::sync::Mutex<()>,
     throttle: Throttle,
+    /// Failed AUTHs naming a user that does not exist (never a metric label).
+    unknown_user_failures: AtomicU64,
+    /// Failed AUTHs waiting to enter the event log.
+    failures: FailureLog,
     /// Evaluated when there is no set to check against (unknown user, no password),
     /// so that a failure costs the same time whatever the reason.
     decoy: PasswordSet,
@@ -155,6 +164,8 @@ impl Directory {
                 users: DashMap::new(),
                 writes: tokio::sync::Mutex::new(()),
                 throttle: Throttle::new(options.throttle.clone()),
+                unknown_user_failures: AtomicU64::new(0),
+                failures: FailureLog::default(),
                 decoy: PasswordSet::empty(params),
             }),
         }
@@ -173,6 +184,31 @@ impl Directory {
     /// Brute-force throttling shared by every database endpoint.
     pub fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+
+    /// Failed AUTHs not yet in the event log.
+    pub fn failures(&self) -> &FailureLog {
+        &self.inner.failures
+    }
+
+    /// AUTH outcomes per existing user, by name: (name, successes, failures); and
+    /// failures that named no existing user.
+    pub fn user_auth_counts(&self) -> (Vec<(Arc<str>, u64, u64)>, u64) {
+        let mut v: Vec<_> = self
+            .inner
+            .users
+            .iter()
+            .map(|e| {
+                let u = e.value();
+                (
+                    Arc::clone(e.key()),
+                    crate::metrics::get(&u.auth_success),
+                    crate::metrics::get(&u.auth_failure),
+                )
+            })
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        (v, crate::metrics::get(&self.inner.unknown_user_failures))
     }
 
     /// Creates a database (with an empty default-user set) or updates its policy.
@@ -207,6 +243,8 @@ impl Directory {
                 let u = UserAuth {
                     roles: ArcSwap::from_pointee(roles),
                     passwords: ArcSwap::from_pointee(PasswordSet::empty(self.inner.params)),
+                    auth_success: AtomicU64::new(0),
+                    auth_failure: AtomicU64::new(0),
                 };
                 self.inner.users.insert(Arc::from(name), Arc::new(u));
             }
@@ -348,11 +386,21 @@ impl Directory {
     /// `default` means the database's default user. Costs at most one argon2
     /// evaluation, and none for a password verified recently.
     pub async fn authenticate(&self, bdb: u32, user: Option<&[u8]>, password: &[u8]) -> Option<Identity> {
-        let Some((id, slot)) = self.resolve(bdb, user) else {
-            self.decoy_evaluation(password).await;
-            return None;
+        let (target, named) = self.resolve(bdb, user);
+        let result = match target {
+            Some((id, slot)) => self.check(id, slot, password).await,
+            None => {
+                self.decoy_evaluation(password).await;
+                None
+            }
         };
-        self.check(id, slot, password).await
+        match named {
+            Named::Default => {}
+            Named::User(u) if result.is_some() => crate::metrics::inc(&u.auth_success),
+            Named::User(u) => crate::metrics::inc(&u.auth_failure),
+            Named::Unknown => crate::metrics::inc(&self.inner.unknown_user_failures),
+        }
+        result
     }
 
     async fn check(&self, id: SetId, slot: Arc<dyn SetSlot>, password: &[u8]) -> Option<Identity> {
@@ -387,24 +435,34 @@ impl Directory {
         self.slot(&identity.set).is_some_and(|s| s.cell().load().contains(&identity.digest))
     }
 
-    fn resolve(&self, bdb: u32, user: Option<&[u8]>) -> Option<(SetId, Arc<dyn SetSlot>)> {
-        let b = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b))?;
-        let access = b.access.load();
-        let default = |b: Arc<BdbAuth>| -> Option<(SetId, Arc<dyn SetSlot>)> {
-            if access.default_user { Some((SetId::BdbDefault(bdb), b)) } else { None }
-        };
-        match user {
-            None => default(b),
-            Some(name) if name == DEFAULT_USER.as_bytes() => default(b),
+    /// The set `AUTH [user]` checks on database `bdb` (if any), and whom to count
+    /// the outcome for.
+    fn resolve(&self, bdb: u32, user: Option<&[u8]>) -> (Option<Target>, Named) {
+        let named = match user {
+            None => None,
+            Some(name) if name == DEFAULT_USER.as_bytes() => None,
             Some(name) => {
-                let name = std::str::from_utf8(name).ok()?;
-                let (key, u) =
-                    self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))?;
-                if u.roles.load().iter().any(|r| access.roles.contains(r)) {
-                    Some((SetId::User(key), u))
-                } else {
-                    None
+                let found = std::str::from_utf8(name).ok().and_then(|n| {
+                    self.inner.users.get(n).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))
+                });
+                match found {
+                    Some(found) => Some(found),
+                    None => return (None, Named::Unknown),
                 }
+            }
+        };
+        let Some(b) = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b)) else {
+            let counted = named.map_or(Named::Default, |(_, u)| Named::User(u));
+            return (None, counted);
+        };
+        let access = b.access.load();
+        match named {
+            None if access.default_user => (Some((SetId::BdbDefault(bdb), b)), Named::Default),
+            None => (None, Named::Default),
+            Some((key, u)) => {
+                let admitted = u.roles.load().iter().any(|r| access.roles.contains(r));
+                let target = admitted.then(|| (SetId::User(key), Arc::clone(&u) as Arc<dyn SetSlot>));
+                (target, Named::User(u))
             }
         }
     }
@@ -421,6 +479,18 @@ fn identity(set: SetId, digest: Digest) -> Identity {
         SetId::User(n) => Arc::clone(n),
     };
     Identity { name, set, digest }
+}
+
+/// The set an AUTH is checked against.
+type Target = (SetId, Arc<dyn SetSlot>);
+
+/// Whose AUTH counters an attempt counts toward.
+enum Named {
+    /// The database's default user (counted per database only).
+    Default,
+    User(Arc<UserAuth>),
+    /// A name no user has: counted without the name, which came from the network.
+    Unknown,
 }
 
 /// Anything that holds a swappable password set.

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod directory;
+pub mod failures;
 pub mod hasher;
 pub mod set;
 pub mod throttle;

@@ -46,11 +46,13 @@ pub struct Throttle {
     policy: ThrottlePolicy,
     map: DashMap<IpAddr, Entry>,
     refused: AtomicU64,
+    /// Times an address crossed the threshold and was blocked.
+    blocks: AtomicU64,
 }
 
 impl Throttle {
     pub fn new(policy: ThrottlePolicy) -> Self {
-        Self { policy, map: DashMap::new(), refused: AtomicU64::new(0) }
+        Self { policy, map: DashMap::new(), refused: AtomicU64::new(0), blocks: AtomicU64::new(0) }
     }
 
     /// Whether `ip` may try to authenticate now. Counts refusals.
@@ -65,10 +67,10 @@ impl Throttle {
         !blocked
     }
 
-    /// Records a failed AUTH from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+    /// Records a failed AUTH from `ip`. True if this failure got the address blocked.
+    pub fn failed(&self, ip: IpAddr) -> bool {
         if self.policy.failures == 0 {
-            return;
+            return false;
         }
         let now = Instant::now();
         if !self.map.contains_key(&ip) && self.map.len() >= MAX_TRACKED {
@@ -76,7 +78,7 @@ impl Throttle {
                 now.duration_since(e.since) < self.policy.window || e.blocked_until.is_some_and(|t| t > now)
             });
             if self.map.len() >= MAX_TRACKED {
-                return;
+                return false;
             }
         }
         let mut e = self.map.entry(ip).or_insert(Entry { count: 0, since: now, blocked_until: None });
@@ -86,8 +88,22 @@ impl Throttle {
         e.count += 1;
         if e.count >= self.policy.failures && e.blocked_until.is_none_or(|t| t <= now) {
             e.blocked_until = Some(now + self.policy.block);
+            self.blocks.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%ip, failures = e.count, block_secs = self.policy.block.as_secs(), "throttling AUTH from this address");
+            return true;
         }
+        false
+    }
+
+    /// Times an address was blocked so far.
+    pub fn blocks(&self) -> u64 {
+        self.blocks.load(Ordering::Relaxed)
+    }
+
+    /// Addresses blocked right now (walks the table: for scrapes, not the data path).
+    pub fn blocked_now(&self) -> usize {
+        let now = Instant::now();
+        self.map.iter().filter(|e| e.blocked_until.is_some_and(|t| t > now)).count()
     }
 
     /// AUTH attempts refused by throttling so far.
@@ -113,10 +129,11 @@ mod tests {
             t.failed(a);
             assert!(t.allows(a));
         }
-        t.failed(a);
+        assert!(t.failed(a), "the third failure blocks");
         assert!(!t.allows(a));
         assert!(t.allows(b));
         assert_eq!(t.refused(), 1);
+        assert_eq!((t.blocks(), t.blocked_now()), (1, 1));
         let off = Throttle::new(ThrottlePolicy::off());
         for _ in 0..1000 {
             off.failed(a);

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::endpoints::bind;
 use super::error::{Error, Kind, Result};
-use super::{Control, access_of};
+use super::{Caller, Control, access_of};
 use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::State;
@@ -101,6 +101,11 @@ impl Control {
     }
 
     pub async fn create_bdb(&self, input: NewBdb) -> Result<BdbRecord> {
+        self.create_bdb_by(None, input).await
+    }
+
+    /// Creates a database; the event log names `actor`.
+    pub async fn create_bdb_by(&self, actor: Option<&Caller>, input: NewBdb) -> Result<BdbRecord> {
         if input.name.trim().is_empty() {
             return Err(Error::bad_request("invalid_parameter", "name must not be empty"));
         }
@@ -151,6 +156,9 @@ impl Control {
         }
         let mut next = state.clone();
         next.bdbs.insert(uid, record.clone());
+        let mut event = Self::event_by("bdb_created", actor);
+        event.bdb_uid = Some(uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.start_endpoint(&record, listener).await?;
         Ok(record)
@@ -241,6 +249,11 @@ impl Control {
 
     /// Deletes a database: its listener stops and its connections are closed.
     pub async fn delete_bdb(&self, uid: u32) -> Result<()> {
+        self.delete_bdb_by(None, uid).await
+    }
+
+    /// Deletes a database; the event log names `actor`.
+    pub async fn delete_bdb_by(&self, actor: Option<&Caller>, uid: u32) -> Result<()> {
         let mut state = self.lock().await;
         if !state.bdbs.contains_key(&uid) {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
@@ -253,6 +266,9 @@ impl Control {
         }
         let mut next = state.clone();
         next.bdbs.remove(&uid);
+        let mut event = Self::event_by("bdb_deleted", actor);
+        event.bdb_uid = Some(uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.inner.endpoints.stop(uid).await;
         self.inner.directory.remove_bdb(uid);

@@ -41,6 +41,15 @@ impl Endpoints {
         Self { map: DashMap::new(), shutdown, tracker }
     }
 
+    /// Fires when the process is shutting down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
     pub fn addrs(&self) -> Vec<(u32, SocketAddr)> {
         let mut v: Vec<_> = self.map.iter().map(|e| (*e.key(), e.addr)).collect();
         v.sort_unstable();

@@ -111,6 +111,10 @@ impl Control {
         if let Some(u) = next.users.get_mut(&uid) {
             u.locked_until = Some(until);
             tracing::warn!(user = %u.name, "locked after repeated failed admin logins");
+            let mut event = crate::store::events::Event::new("user_locked", time::now_ms());
+            event.user = Some(u.name.clone());
+            event.user_uid = Some(uid);
+            self.record(&mut next, event);
         }
         if let Err(e) = self.commit(&mut state, next).await {
             tracing::error!(error = %e, "could not store a lockout");

@@ -15,6 +15,7 @@ mod login;
 pub mod objects;
 mod passwords;
 pub mod roles;
+mod telemetry;
 pub mod time;
 
 use std::collections::HashMap;
@@ -63,6 +64,10 @@ pub struct Settings {
     /// Where database listeners with TLS and no certificate of their own get one.
     /// None: such listeners are refused.
     pub default_cert: Option<DefaultCert>,
+    /// Events kept in each ring of the event log.
+    pub event_log_capacity: usize,
+    /// Whether `GET /metrics` requires admin API credentials.
+    pub metrics_auth: bool,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -101,6 +106,10 @@ struct Inner {
     /// Last successful admin login per user uid, written to the store with the next
     /// change rather than on every request.
     last_login: DashMap<u32, u64>,
+    /// Rotation counters and admin request latency.
+    metrics: crate::metrics::AdminMetrics,
+    event_log_capacity: usize,
+    metrics_auth: bool,
 }
 
 impl std::fmt::Debug for Control {
@@ -226,6 +235,9 @@ impl Control {
                 pool: settings.pool,
                 failures: DashMap::new(),
                 last_login: DashMap::new(),
+                metrics: crate::metrics::AdminMetrics::default(),
+                event_log_capacity: settings.event_log_capacity,
+                metrics_auth: settings.metrics_auth,
             }),
         };
         control.load_directory(&state, settings.hash_params)?;
@@ -247,6 +259,7 @@ impl Control {
                 Err(e) => tracing::error!(bdb = record.uid, error = %e, "database endpoint not started"),
             }
         }
+        control.spawn_event_flusher();
         Ok(control)
     }
 
@@ -304,6 +317,9 @@ impl Control {
                 u.last_login = Some(*e.value());
             }
         }
+        // Failed AUTHs waiting in memory ride along with this write.
+        let drained = self.inner.directory.failures().take();
+        self.append_failures(&mut next, &drained);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
@@ -313,6 +329,7 @@ impl Control {
             Err(e) => Some(e.to_string()),
         };
         if let Some(e) = failure {
+            self.inner.directory.failures().restore(drained);
             tracing::error!(error = %e, "store write failed; change not applied");
             return Err(Error::new(
                 Kind::Unavailable,

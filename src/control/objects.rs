@@ -120,6 +120,11 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Control {
     pub async fn create_user(&self, input: NewUser) -> Result<UserRecord> {
+        self.create_user_by(None, input).await
+    }
+
+    /// Creates a user; the event log names `actor`.
+    pub async fn create_user_by(&self, actor: Option<&super::Caller>, input: NewUser) -> Result<UserRecord> {
         check_name(&input.name)?;
         let role = input.role.unwrap_or_else(|| "db_viewer".into());
         check_role(&role)?;
@@ -147,6 +152,9 @@ impl Control {
         };
         let mut next = state.clone();
         next.users.insert(uid, record.clone());
+        let mut event = Self::event_by("user_created", actor);
+        (event.user, event.user_uid) = (Some(record.name.clone()), Some(uid));
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         let d = &self.inner.directory;
         d.set_user(&record.name, record.role_uids.clone())
@@ -222,6 +230,11 @@ impl Control {
     /// Deletes a user and closes its database connections (as Redis does on
     /// `ACL DELUSER`). The last admin cannot be deleted.
     pub async fn delete_user(&self, uid: u32) -> Result<()> {
+        self.delete_user_by(None, uid).await
+    }
+
+    /// Deletes a user; the event log names `actor`.
+    pub async fn delete_user_by(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
         let mut state = self.lock().await;
         let Some(user) = state.users.get(&uid).cloned() else {
             return Err(Error::not_found("user_not_exist", format!("user {uid} does not exist")));
@@ -235,6 +248,9 @@ impl Control {
         }
         let mut next = state.clone();
         next.users.remove(&uid);
+        let mut event = Self::event_by("user_deleted", actor);
+        (event.user, event.user_uid) = (Some(user.name.clone()), Some(uid));
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.inner.directory.remove_user(&user.name);
         drop(state);

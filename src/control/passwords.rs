@@ -39,8 +39,19 @@ fn refused(e: ChangeError, kind: Kind) -> Error {
 }
 
 impl Control {
-    /// `PUT|POST|DELETE /v1/bdbs/{uid}/passwords`.
+    /// `PUT|POST|DELETE /v1/bdbs/{uid}/passwords`, with no caller to log.
     pub async fn bdb_password(&self, uid: u32, op: PasswordOp, password: &str) -> Result<()> {
+        self.bdb_password_by(None, uid, op, password).await
+    }
+
+    /// `PUT|POST|DELETE /v1/bdbs/{uid}/passwords`; the event log names `actor`.
+    pub async fn bdb_password_by(
+        &self,
+        actor: Option<&Caller>,
+        uid: u32,
+        op: PasswordOp,
+        password: &str,
+    ) -> Result<()> {
         let mut state = self.lock().await;
         if !state.bdbs.contains_key(&uid) {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
@@ -60,6 +71,9 @@ impl Control {
         if let Some(b) = next.bdbs.get_mut(&uid) {
             b.passwords = set.to_phc();
         }
+        let mut event = Self::event_by(super::telemetry::password_event(op), actor);
+        event.bdb_uid = Some(uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.inner
             .directory
@@ -122,6 +136,10 @@ impl Control {
                 }
             }
         }
+        let mut event = Self::event_by(super::telemetry::password_event(op), Some(caller));
+        event.user = Some(user.name.clone());
+        event.user_uid = Some(user.uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.inner
             .directory

@@ -90,83 +90,92 @@ impl ClientHalf {
     ///
     /// Returns the upstream writer if the upstream was left between two commands
     /// (nothing half-sent, no write failed), so that the connection can be reused.
-    pub async fn run<R: ReadSome>(
+    ///
+    /// Not an `async fn`: an async fn moves its arguments into locals, so `self`
+    /// would be stored twice in a future every idle connection carries.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    pub fn run<R: ReadSome>(
         mut self,
         mut reader: R,
         stop: CancellationToken,
         abort: CancellationToken,
-    ) -> Option<(UpstreamWrite, Arc<Upstream>)> {
-        // Created once: a `cancelled()` future registers with its token, which is
-        // not free to redo on every read of a busy connection.
-        let aborted = abort.cancelled();
-        let stopped = stop.cancelled();
-        // An unauthenticated client is bounded in time: it must AUTH by this deadline.
-        let deadline = self.ctx.auth_timeout().map(|t| tokio::time::Instant::now() + t);
-        let first_auth = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
-        let mut authenticated_once = deadline.is_none();
-        tokio::pin!(aborted, stopped, first_auth);
-        // No buffer while the connection is idle: one is taken when bytes arrive and
-        // given back once they are all handled, so thousands of idle connections
-        // cost little more than their sockets.
-        let mut buf = BytesMut::new();
-        let mut chunk = READ_MIN;
-        loop {
-            match self.process(&mut buf).await {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Stop) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "upstream write failed");
-                    self.push(Entry::Close);
-                    self.upstream = None;
-                    break;
-                }
-            }
-            if buf.is_empty() {
-                buf = BytesMut::new();
-            }
-            authenticated_once |= self.identity.is_some();
-            let read = tokio::select! {
-                biased;
-                _ = &mut aborted => return None,
-                _ = &mut stopped => {
-                    self.push(Entry::Close);
-                    break;
-                }
-                _ = &mut first_auth, if !authenticated_once => {
-                    tracing::debug!("no AUTH before the deadline; closing");
-                    self.push(Entry::Close);
-                    break;
-                }
-                r = reader.read_some(&mut buf, &mut chunk) => r,
-            };
-            match read {
-                Ok(n) if n > 0 => {}
-                _ => {
-                    // A half-sent request that was being streamed leaves the upstream
-                    // mid-command: nothing more will be answered, so end right away.
-                    if self.streaming.is_some() {
-                        abort.cancel();
-                        return None;
+    ) -> impl Future<Output = Option<(UpstreamWrite, Arc<Upstream>)>> {
+        async move {
+            // Created once: a `cancelled()` future registers with its token, which is
+            // not free to redo on every read of a busy connection.
+            let aborted = abort.cancelled();
+            let stopped = stop.cancelled();
+            // An unauthenticated client is bounded in time: it must AUTH by this deadline.
+            let deadline = self.ctx.auth_timeout().map(|t| tokio::time::Instant::now() + t);
+            // Boxed, and dropped once authenticated: an idle authenticated
+            // connection carries no timer.
+            let mut first_auth = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+            tokio::pin!(aborted, stopped);
+            // No buffer while the connection is idle: one is taken when bytes arrive and
+            // given back once they are all handled, so thousands of idle connections
+            // cost little more than their sockets.
+            let mut buf = BytesMut::new();
+            let mut chunk = READ_MIN;
+            loop {
+                match self.process(&mut buf).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upstream write failed");
+                        self.push(Entry::Close);
+                        self.upstream = None;
+                        break;
                     }
-                    self.push(Entry::Close);
-                    break;
+                }
+                if buf.is_empty() {
+                    buf = BytesMut::new();
+                }
+                if self.identity.is_some() {
+                    first_auth = None;
+                }
+                let read = tokio::select! {
+                    biased;
+                    _ = &mut aborted => return None,
+                    _ = &mut stopped => {
+                        self.push(Entry::Close);
+                        break;
+                    }
+                    _ = async { first_auth.as_mut().expect("guarded").await }, if first_auth.is_some() => {
+                        tracing::debug!("no AUTH before the deadline; closing");
+                        self.push(Entry::Close);
+                        break;
+                    }
+                    r = reader.read_some(&mut buf, &mut chunk) => r,
+                };
+                match read {
+                    Ok(n) if n > 0 => {}
+                    _ => {
+                        // A half-sent request that was being streamed leaves the upstream
+                        // mid-command: nothing more will be answered, so end right away.
+                        if self.streaming.is_some() {
+                            abort.cancel();
+                            return None;
+                        }
+                        self.push(Entry::Close);
+                        break;
+                    }
                 }
             }
-        }
-        // Keep the upstream writer open while draining: dropping it sends a FIN,
-        // and Redis drops a client (and its pending replies) on EOF.
-        tokio::select! {
-            _ = &mut aborted => {}
-            _ = tokio::time::sleep(DRAIN) => {
-                abort.cancel();
+            // Keep the upstream writer open while draining: dropping it sends a FIN,
+            // and Redis drops a client (and its pending replies) on EOF.
+            tokio::select! {
+                _ = &mut aborted => {}
+                _ = tokio::time::sleep(DRAIN) => {
+                    abort.cancel();
+                    return None;
+                }
+            }
+            // A protocol error in the middle of a streamed value leaves half a command upstream.
+            if self.streaming.is_some() {
                 return None;
             }
+            self.upstream.take()
         }
-        // A protocol error in the middle of a streamed value leaves half a command upstream.
-        if self.streaming.is_some() {
-            return None;
-        }
-        self.upstream.take()
     }
 
     /// Handles every complete request in `buf`, then drops what it consumed.
@@ -393,6 +402,8 @@ impl ClientHalf {
             && !throttle.allows(ip)
         {
             // Refused without spending argon2: the same reply as a wrong password.
+            // Counted only: a storm of these must not reach the event log one by one.
+            crate::metrics::inc(&self.ctx.stats.auth_throttled);
             tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
             return false;
         }
@@ -404,16 +415,24 @@ impl ClientHalf {
                 self.slot.set_identity(Some(id.clone()));
                 if !self.ctx.directory.is_current(&id) {
                     self.slot.set_identity(self.identity.clone());
+                    crate::metrics::inc(&self.ctx.stats.auth_failure);
                     tracing::info!(user = id.name(), "AUTH raced with the removal of its password");
                     return false;
                 }
+                crate::metrics::inc(&self.ctx.stats.auth_success);
                 tracing::debug!(user = id.name(), "authenticated");
                 self.identity = Some(id);
                 true
             }
             None => {
-                if let Some(ip) = self.peer {
-                    self.ctx.directory.throttle().failed(ip);
+                crate::metrics::inc(&self.ctx.stats.auth_failure);
+                let d = &self.ctx.directory;
+                let now = crate::control::time::now_ms();
+                d.failures().auth_failed(self.ctx.uid, self.peer, user, now);
+                if let Some(ip) = self.peer
+                    && d.throttle().failed(ip)
+                {
+                    d.failures().throttled(self.ctx.uid, ip, now);
                 }
                 let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
                 tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
@@ -527,6 +546,7 @@ impl ClientHalf {
                 Ok(true)
             }
             Err(e) => {
+                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
                 tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
                 self.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
                 self.push(Entry::Close);

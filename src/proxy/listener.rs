@@ -56,6 +56,7 @@ pub async fn serve_until(
                 continue;
             }
         };
+        crate::metrics::inc(&ctx.stats.accepted);
         let active = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = ConnectionGuard(Arc::clone(&ctx));
         let max = ctx.max_connections();

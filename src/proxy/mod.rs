@@ -34,6 +34,8 @@ pub struct BdbContext {
     pub connections: AtomicUsize,
     /// Authenticated connections, for targeted disconnects.
     pub sessions: Sessions,
+    /// Counters for `/metrics`.
+    pub stats: crate::metrics::BdbStats,
     /// How long a new connection may stay unauthenticated (zero: no limit), in ms.
     auth_timeout_ms: std::sync::atomic::AtomicU64,
     /// Idle upstream connections, reused by the next clients.
@@ -51,6 +53,7 @@ impl BdbContext {
             max_connections: AtomicUsize::new(max_connections),
             connections: AtomicUsize::new(0),
             sessions: Sessions::default(),
+            stats: crate::metrics::BdbStats::default(),
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
             tls: arc_swap::ArcSwapOption::empty(),

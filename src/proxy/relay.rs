@@ -93,6 +93,8 @@ pub struct Relay<W> {
     dropping: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
+    /// Where upstream failures are counted (the database this connection serves).
+    ctx: Option<Arc<super::BdbContext>>,
 }
 
 impl<W: AsyncWrite + Unpin> Relay<W> {
@@ -109,6 +111,19 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             swallowing: false,
             dropping: false,
             opaque: false,
+            ctx: None,
+        }
+    }
+
+    /// Counts upstream failures on `ctx`'s metrics.
+    pub fn counting(mut self, ctx: Arc<super::BdbContext>) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    fn upstream_failed(&self) {
+        if let Some(ctx) = &self.ctx {
+            crate::metrics::inc(&ctx.stats.upstream_lost);
         }
     }
 
@@ -117,28 +132,34 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     ///
     /// Returns the upstream reader if the client got everything it was owed and
     /// nothing else is in flight: the upstream connection can then be reused.
-    pub async fn run(mut self, abort: CancellationToken) -> Option<UpstreamRead> {
-        let result = tokio::select! {
-            r = self.pump() => r,
-            _ = abort.cancelled() => Ok(false),
-        };
-        let planned_close = match result {
-            Ok(planned) => planned,
-            Err(e) => {
-                tracing::debug!(error = %e, "connection ended");
-                false
-            }
-        };
-        let _ = self.client.shutdown().await;
-        let idle = planned_close
-            && !self.opaque
-            && !self.swallowing
-            && !self.dropping
-            && self.current.is_none()
-            && self.buf.is_empty()
-            && self.scanner.at_boundary()
-            && self.plan.is_empty();
-        if idle { self.upstream.take() } else { None }
+    ///
+    /// Not an `async fn`, so that `self` is stored once in the future (see
+    /// `ClientHalf::run`).
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = Option<UpstreamRead>> {
+        async move {
+            let result = tokio::select! {
+                r = self.pump() => r,
+                _ = abort.cancelled() => Ok(false),
+            };
+            let planned_close = match result {
+                Ok(planned) => planned,
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection ended");
+                    false
+                }
+            };
+            let _ = self.client.shutdown().await;
+            let idle = planned_close
+                && !self.opaque
+                && !self.swallowing
+                && !self.dropping
+                && self.current.is_none()
+                && self.buf.is_empty()
+                && self.scanner.at_boundary()
+                && self.plan.is_empty();
+            if idle { self.upstream.take() } else { None }
+        }
     }
 
     /// True if it ended at the plan's `Close`, false if the upstream went away.
@@ -180,6 +201,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     async fn upstream_gone(&mut self) -> std::io::Result<()> {
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
+            self.upstream_failed();
             self.client.write_all(replies::UPSTREAM_LOST).await?;
         }
         tracing::debug!(owed, "upstream closed the connection");
@@ -280,6 +302,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.swallowing = false;
                 if !(info.kind == b'+' && info.head.eq_ignore_case(b"OK")) {
                     tracing::warn!("upstream refused the service credentials");
+                    self.upstream_failed();
                     self.client.write_all(replies::UPSTREAM_AUTH_FAILED).await?;
                     // Never reused: it is not logged in.
                     self.upstream = None;

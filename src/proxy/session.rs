@@ -75,38 +75,45 @@ pub fn serve_tls(
 /// never deadlocks the connection. Both live in one task (one allocation) because
 /// they never need two cores at once. Generic over the stream so plain TCP pays
 /// nothing for TLS being possible.
-pub async fn serve_connection<R, W>(
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn serve_connection<R, W>(
     ctx: Arc<BdbContext>,
     reader: R,
     writer: W,
     peer: Option<IpAddr>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     R: ReadSome,
     W: AsyncWrite + Unpin + Send,
 {
-    let plan = Arc::new(Plan::default());
-    let abort = CancellationToken::new();
-    // Registered so the admin side can close this connection (password removed,
-    // user deleted, database deleted): cancelling `abort` ends both halves.
-    let registration = ctx.sessions.register(abort.clone());
-    let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
-    let relay = Relay::new(plan, writer);
-    let (writer, reader) = tokio::join!(client.run(reader, shutdown, abort.clone()), async {
-        let reader = relay.run(abort.clone()).await;
-        abort.cancel();
-        reader
-    });
-    drop(registration);
-    // Both halves ended with the upstream between commands: the client is gone
-    // (its socket is closed by now), the upstream connection can serve the next one.
-    // (TLS upstream connections are not kept: their liveness cannot be probed
-    // without reading.)
-    if let (Some((UpstreamWrite::Tcp(writer), upstream)), Some(UpstreamRead::Tcp(reader))) = (writer, reader)
-    {
-        // Boxed: once per connection, and it would otherwise enlarge every
-        // connection's future for its whole life.
-        Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream)).await;
+    // Not an `async fn`: the arguments are then stored once in the future.
+    async move {
+        let plan = Arc::new(Plan::default());
+        let abort = CancellationToken::new();
+        // Registered so the admin side can close this connection (password removed,
+        // user deleted, database deleted): cancelling `abort` ends both halves.
+        let registration = ctx.sessions.register(abort.clone());
+        let client =
+            ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
+        let relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
+        let (writer, reader) = tokio::join!(client.run(reader, shutdown, abort.clone()), async {
+            let reader = relay.run(abort.clone()).await;
+            abort.cancel();
+            reader
+        });
+        drop(registration);
+        // Both halves ended with the upstream between commands: the client is gone
+        // (its socket is closed by now), the upstream connection can serve the next one.
+        // (TLS upstream connections are not kept: their liveness cannot be probed
+        // without reading.)
+        if let (Some((UpstreamWrite::Tcp(writer), upstream)), Some(UpstreamRead::Tcp(reader))) =
+            (writer, reader)
+        {
+            // Boxed: once per connection, and it would otherwise enlarge every
+            // connection's future for its whole life.
+            Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream)).await;
+        }
     }
 }
 

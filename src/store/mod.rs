@@ -1,6 +1,7 @@
 //! Durable state behind a small interface, so a shared backend for a fleet of
 //! turnstile nodes can replace the embedded file store.
 
+pub mod events;
 pub mod file;
 pub mod state;
 

@@ -17,6 +17,9 @@ pub struct State {
     pub roles: BTreeMap<u32, RoleRecord>,
     pub redis_acls: BTreeMap<u32, AclRecord>,
     pub bdbs: BTreeMap<u32, BdbRecord>,
+    /// The event log (`GET /v1/logs`); absent in stores written before it existed.
+    #[serde(default)]
+    pub events: super::events::EventLog,
 }
 
 impl Default for State {
@@ -29,6 +32,7 @@ impl Default for State {
             roles: BTreeMap::new(),
             redis_acls: BTreeMap::new(),
             bdbs: BTreeMap::new(),
+            events: super::events::EventLog::default(),
         }
     }
 }

@@ -75,7 +75,12 @@ impl Drop for Admin {
 }
 
 pub async fn start_control(dir: &Path) -> Control {
-    let settings = Settings {
+    start_control_with(dir, settings(), CancellationToken::new()).await
+}
+
+/// The settings `start_control` uses, for tests that change one.
+pub fn settings() -> Settings {
+    Settings {
         hash_params: FAST,
         verify: turnstile::auth::VerifyOptions {
             concurrency: 2,
@@ -91,9 +96,15 @@ pub async fn start_control(dir: &Path) -> Control {
         auth_timeout: Duration::ZERO,
         pool: Default::default(),
         default_cert: None,
-    };
+        event_log_capacity: turnstile::store::events::DEFAULT_CAPACITY,
+        metrics_auth: false,
+    }
+}
+
+/// A control plane on the store in `dir`, stopped by `shutdown`.
+pub async fn start_control_with(dir: &Path, settings: Settings, shutdown: CancellationToken) -> Control {
     let store = Arc::new(FileStore::open(dir).unwrap());
-    Control::start(settings, store, CancellationToken::new(), TaskTracker::new()).await.unwrap()
+    Control::start(settings, store, shutdown, TaskTracker::new()).await.unwrap()
 }
 
 pub async fn call(
@@ -277,4 +288,26 @@ pub async fn curl(
         serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.into()))
     };
     (code.trim().parse().unwrap_or(0), value)
+}
+
+/// One request through the router, body as text (for `/metrics`).
+pub async fn call_text(
+    control: &Control,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(path);
+    if let Some((user, pw)) = auth {
+        req = req.header(
+            "authorization",
+            format!("Basic {}", Base64::encode_string(format!("{user}:{pw}").as_bytes())),
+        );
+    }
+    let resp =
+        turnstile::admin::app(control.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }

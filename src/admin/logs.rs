@@ -1,0 +1,98 @@
+//! `GET /v1/logs`: the event log, with Redis Enterprise's query parameters
+//! (`stime`, `etime`, `order`, `limit`, `offset`).
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::caller::Authed;
+use super::error::{ApiError, ApiResult};
+use crate::control::Control;
+use crate::control::roles::Permission;
+use crate::control::time;
+use crate::store::events::Event;
+
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    stime: Option<String>,
+    etime: Option<String>,
+    order: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+fn invalid(name: &str, why: &str) -> ApiError {
+    ApiError::bad_request("invalid_parameter", format!("{name}: {why}"))
+}
+
+fn instant(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
+    v.map(|s| {
+        time::parse_iso8601(s).ok_or_else(|| invalid(name, "must be ISO 8601, like 2024-01-31T08:58:01Z"))
+    })
+    .transpose()
+}
+
+fn count(name: &str, v: Option<&str>) -> ApiResult<Option<usize>> {
+    v.map(|s| s.parse::<usize>().map_err(|_| invalid(name, "must be a non-negative integer"))).transpose()
+}
+
+/// Everyone with admin API access may read the log (RS's `view_logged_events`); it
+/// never holds a password or a hash.
+pub async fn get_logs(
+    State(control): State<Control>,
+    caller: Authed,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ViewCluster)?;
+    let Query(q) = query.map_err(|_| ApiError::bad_request("invalid_parameter", "malformed query string"))?;
+    let stime = instant("stime", q.stime.as_deref())?;
+    let etime = instant("etime", q.etime.as_deref())?;
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(invalid("order", "must be asc or desc")),
+    };
+    let limit = count("limit", q.limit.as_deref())?;
+    let offset = count("offset", q.offset.as_deref())?.unwrap_or(0);
+    let mut events: Vec<Event> = control
+        .events()
+        .into_iter()
+        .filter(|e| {
+            let t = e.time_ms / 1000;
+            stime.is_none_or(|s| t >= s) && etime.is_none_or(|end| t <= end)
+        })
+        .collect();
+    if descending {
+        events.reverse();
+    }
+    let shown = events.iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(view).collect();
+    Ok(Json(Value::Array(shown)))
+}
+
+/// An event as RS shows one: `time` (ISO 8601), `type`, `severity`, then its fields.
+pub fn view(e: &Event) -> Value {
+    let severity = match e.kind.as_str() {
+        "auth_failed" | "address_throttled" | "user_locked" | "auth_failures_dropped" => "WARNING",
+        _ => "INFO",
+    };
+    let mut m = Map::new();
+    m.insert("time".into(), json!(time::iso8601(e.time_ms / 1000)));
+    m.insert("type".into(), json!(e.kind));
+    m.insert("severity".into(), json!(severity));
+    let mut opt = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
+        }
+    };
+    opt("actor", e.actor.as_ref().map(|v| json!(v)));
+    opt("actor_uid", e.actor_uid.map(|v| json!(v)));
+    opt("bdb_uid", e.bdb_uid.map(|v| json!(v)));
+    opt("user", e.user.as_ref().map(|v| json!(v)));
+    opt("user_uid", e.user_uid.map(|v| json!(v)));
+    opt("address", e.address.as_ref().map(|v| json!(v)));
+    opt("count", e.count.map(|v| json!(v)));
+    opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
+    Value::Object(m)
+}

@@ -1,0 +1,152 @@
+//! The control plane's side of observability: readiness, the event log (recorded in
+//! the same store write as the change it describes, failed AUTHs flushed from
+//! memory), and the admin metrics it owns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Control, login::Caller, time};
+use crate::auth::SetChange;
+use crate::auth::failures::{Drained, FailureKind};
+use crate::metrics::AdminMetrics;
+use crate::store::State;
+use crate::store::events::Event;
+
+/// How often failed AUTHs waiting in memory are written when no admin change
+/// writes them first. One store write per period at most, whatever the AUTH rate.
+const FLUSH_EVERY: Duration = Duration::from_secs(30);
+
+/// Why `GET /ready` says no.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("database endpoints not listening: {0:?}")]
+    Unbound(Vec<u32>),
+}
+
+/// The event type of a password change.
+pub fn password_event(op: SetChange) -> &'static str {
+    match op {
+        SetChange::Add => "password_added",
+        SetChange::Remove => "password_removed",
+        SetChange::Replace => "passwords_replaced",
+    }
+}
+
+impl Control {
+    pub fn admin_metrics(&self) -> &AdminMetrics {
+        &self.inner.metrics
+    }
+
+    /// Whether `GET /metrics` requires credentials (`admin.metrics_auth`).
+    pub fn metrics_auth(&self) -> bool {
+        self.inner.metrics_auth
+    }
+
+    /// Ready: the store is loaded (a `Control` exists only after that), every
+    /// database has a bound listener, and the process is not shutting down.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.inner.endpoints.shutdown().is_cancelled() {
+            return Err(NotReady::ShuttingDown);
+        }
+        let unbound: Vec<u32> = self
+            .snapshot()
+            .bdbs
+            .keys()
+            .copied()
+            .filter(|uid| self.inner.endpoints.addr(*uid).is_none())
+            .collect();
+        if unbound.is_empty() { Ok(()) } else { Err(NotReady::Unbound(unbound)) }
+    }
+
+    /// Adds an administrative event to `next`, the state about to be committed.
+    pub(super) fn record(&self, next: &mut State, event: Event) {
+        next.events.push_admin(event, self.inner.event_log_capacity);
+    }
+
+    /// An event of `kind`, now, made by `actor`.
+    pub(super) fn event_by(kind: &str, actor: Option<&Caller>) -> Event {
+        let mut e = Event::new(kind, time::now_ms());
+        if let Some(c) = actor {
+            e.actor = Some(c.name.clone());
+            e.actor_uid = Some(c.uid);
+        }
+        e
+    }
+
+    /// Turns pending failed AUTHs into security events of `next`.
+    pub(super) fn append_failures(&self, next: &mut State, drained: &Drained) {
+        for e in failure_events(drained) {
+            next.events.push_security(e, self.inner.event_log_capacity);
+        }
+    }
+
+    /// The whole log, oldest first: what is stored plus the failed AUTHs not yet
+    /// written (so the log is current without a store write per failure).
+    pub fn events(&self) -> Vec<Event> {
+        let mut log = self.snapshot().events.clone();
+        for e in failure_events(&self.inner.directory.failures().peek()) {
+            log.push_security(e, self.inner.event_log_capacity);
+        }
+        log.all()
+    }
+
+    /// Writes pending failed AUTHs, if any (a commit of the unchanged state carries
+    /// them).
+    pub async fn flush_events(&self) {
+        if self.inner.directory.failures().peek().is_empty() {
+            return;
+        }
+        let mut state = self.lock().await;
+        let next = state.clone();
+        if let Err(e) = self.commit(&mut state, next).await {
+            tracing::warn!(error = %e, "could not write the event log; will retry");
+        }
+    }
+
+    /// Flushes pending events every [`FLUSH_EVERY`] and once at shutdown. Holds the
+    /// control plane weakly: a dropped control plane stops flushing.
+    pub(super) fn spawn_event_flusher(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let shutdown = self.inner.endpoints.shutdown().clone();
+        self.inner.endpoints.tracker().spawn(async move {
+            loop {
+                let stopping = tokio::select! {
+                    _ = shutdown.cancelled() => true,
+                    _ = tokio::time::sleep(FLUSH_EVERY) => false,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                Control { inner }.flush_events().await;
+                if stopping {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn failure_events(drained: &Drained) -> Vec<Event> {
+    let mut out = Vec::with_capacity(drained.entries.len() + 1);
+    for (k, a) in &drained.entries {
+        let kind = match k.kind {
+            FailureKind::AuthFailed => "auth_failed",
+            FailureKind::Throttled => "address_throttled",
+        };
+        let mut e = Event::new(kind, a.first);
+        e.bdb_uid = Some(k.bdb);
+        e.address = k.address.map(|a| a.to_string());
+        if k.kind == FailureKind::AuthFailed {
+            e.user = Some(k.user.to_string());
+            e.count = Some(a.count);
+            e.last_time_ms = Some(a.last);
+        }
+        out.push(e);
+    }
+    if drained.dropped > 0 {
+        let mut e = Event::new("auth_failures_dropped", time::now_ms());
+        e.count = Some(drained.dropped);
+        out.push(e);
+    }
+    out
+}

@@ -1,0 +1,139 @@
+//! What `GET /metrics` says: every family, read from the counters where they live
+//! (databases' contexts, the directory, the throttle, the control plane).
+
+use super::text::Exposition;
+use super::{OPS, RotationEndpoint, get, histogram};
+use crate::auth::SetChange;
+use crate::control::Control;
+
+/// Users that get a label of their own; the others (and names that are no user's)
+/// share `user="other"`, so the number of series stays bounded.
+pub const MAX_USER_LABELS: usize = 100;
+
+pub fn render(control: &Control) -> String {
+    let mut e = Exposition::default();
+    bdbs(control, &mut e);
+    users(control, &mut e);
+    let d = control.directory();
+    e.family(
+        "turnstile_argon2_evaluations_total",
+        "counter",
+        "argon2id evaluations (AUTHs, admin logins, password changes).",
+    );
+    e.sample("turnstile_argon2_evaluations_total", &[], d.evaluations());
+    e.family(
+        "turnstile_auth_cache_hits_total",
+        "counter",
+        "Successful AUTHs answered from the verification cache.",
+    );
+    e.sample("turnstile_auth_cache_hits_total", &[], d.cache_hits());
+    let t = d.throttle();
+    e.family(
+        "turnstile_throttle_refused_total",
+        "counter",
+        "AUTHs refused unchecked because the address was throttled.",
+    );
+    e.sample("turnstile_throttle_refused_total", &[], t.refused());
+    e.family(
+        "turnstile_throttle_blocks_total",
+        "counter",
+        "Times an address was throttled after repeated failed AUTHs.",
+    );
+    e.sample("turnstile_throttle_blocks_total", &[], t.blocks());
+    e.family("turnstile_throttled_addresses", "gauge", "Addresses throttled right now.");
+    e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
+    rotations(control, &mut e);
+    latency(control, &mut e);
+    e.finish()
+}
+
+fn bdbs(control: &Control, e: &mut Exposition) {
+    let ctxs: Vec<_> =
+        control.endpoint_addrs().into_iter().filter_map(|(uid, _)| control.endpoint(uid)).collect();
+    let uids: Vec<String> = ctxs.iter().map(|c| c.uid.to_string()).collect();
+    e.family("turnstile_bdb_connections", "gauge", "Client connections open now, per database.");
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        e.sample(
+            "turnstile_bdb_connections",
+            &[("bdb", uid)],
+            c.connections.load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+    e.family(
+        "turnstile_bdb_connections_accepted_total",
+        "counter",
+        "Client connections accepted, per database.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        e.sample("turnstile_bdb_connections_accepted_total", &[("bdb", uid)], get(&c.stats.accepted));
+    }
+    e.family("turnstile_bdb_auth_total", "counter", "AUTH and HELLO AUTH outcomes, per database.");
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        let s = &c.stats;
+        for (result, v) in
+            [("success", &s.auth_success), ("failure", &s.auth_failure), ("throttled", &s.auth_throttled)]
+        {
+            e.sample("turnstile_bdb_auth_total", &[("bdb", uid), ("result", result)], get(v));
+        }
+    }
+    e.family(
+        "turnstile_bdb_upstream_errors_total",
+        "counter",
+        "Upstream failures seen by clients, per database.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        let s = &c.stats;
+        for (kind, v) in [("connect", &s.upstream_connect_errors), ("lost", &s.upstream_lost)] {
+            e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
+        }
+    }
+}
+
+fn users(control: &Control, e: &mut Exposition) {
+    let (users, unknown) = control.directory().user_auth_counts();
+    e.family("turnstile_user_auth_total", "counter", "AUTH outcomes per named user (the first 100 users by name; the rest, and names of no user, as \"other\").");
+    let (mut other_ok, mut other_failed) = (0, unknown);
+    for (i, (name, ok, failed)) in users.iter().enumerate() {
+        if i < MAX_USER_LABELS {
+            e.sample("turnstile_user_auth_total", &[("user", name), ("result", "success")], ok);
+            e.sample("turnstile_user_auth_total", &[("user", name), ("result", "failure")], failed);
+        } else {
+            other_ok += ok;
+            other_failed += failed;
+        }
+    }
+    e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "success")], other_ok);
+    e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "failure")], other_failed);
+}
+
+fn rotations(control: &Control, e: &mut Exposition) {
+    let m = control.admin_metrics();
+    e.family(
+        "turnstile_password_rotations_total",
+        "counter",
+        "Successful password changes, per admin endpoint and operation.",
+    );
+    for endpoint in RotationEndpoint::ALL {
+        for (op, label) in [SetChange::Add, SetChange::Remove, SetChange::Replace].into_iter().zip(OPS) {
+            let labels = [("endpoint", endpoint.label()), ("op", label)];
+            e.sample("turnstile_password_rotations_total", &labels, m.rotations(endpoint, op));
+        }
+    }
+}
+
+fn latency(control: &Control, e: &mut Exposition) {
+    const NAME: &str = "turnstile_admin_request_duration_seconds";
+    e.family(NAME, "histogram", "Admin API request latency, per route template, method and status class.");
+    for ((route, method, class), h) in control.admin_metrics().latency_snapshot() {
+        let status = format!("{class}xx");
+        let (buckets, sum, count) = h.snapshot();
+        let base = [("route", route.as_str()), ("method", method), ("status", status.as_str())];
+        for (i, n) in buckets.iter().enumerate() {
+            let le = histogram::BOUNDS.get(i).map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let labels = [base[0], base[1], base[2], ("le", le.as_str())];
+            e.sample(&format!("{NAME}_bucket"), &labels, n);
+        }
+        e.sample(&format!("{NAME}_sum"), &base, sum);
+        e.sample(&format!("{NAME}_count"), &base, count);
+    }
+}
