@@ -175,3 +175,41 @@ async fn the_pool_is_bounded_and_can_be_turned_off() {
     let mut b = proxy.authed(PW).await;
     assert_ne!(integer(&b.cmd(&["CLIENT", "ID"]).await), id_a);
 }
+
+/// Calls of `cmd` Redis has executed, from `INFO commandstats`.
+async fn calls(redis: &Redis, cmd: &str) -> u64 {
+    let mut c = redis.connect().await;
+    let info = show(&c.cmd(&["INFO", "commandstats"]).await);
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_connection_that_may_hold_state_is_reset() {
+    let redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &[PW]).await;
+    // Stateless commands only: back into the pool as it is, no RESET sent.
+    let mut a = proxy.authed(PW).await;
+    let id = integer(&a.cmd(&["CLIENT", "ID"]).await);
+    drop(a);
+    eventually("back in the pool", || proxy.ctx.pool.len() == 1).await;
+    assert_eq!(calls(&redis, "reset").await, 1, "CLIENT ID is not on the stateless list");
+    let mut b = proxy.authed(PW).await;
+    assert_eq!(b.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+    assert_eq!(b.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n");
+    assert_eq!(b.cmd(&["HSET", "h", "f", "1"]).await, b":1\r\n");
+    drop(b);
+    eventually("back in the pool", || proxy.ctx.pool.len() == 1).await;
+    assert_eq!(calls(&redis, "reset").await, 1, "no RESET after stateless commands");
+    // SELECT leaves state: the next client must not inherit database 2.
+    let mut c = proxy.authed(PW).await;
+    assert_eq!(integer(&c.cmd(&["CLIENT", "ID"]).await), id, "still the same connection");
+    assert_eq!(c.cmd(&["SELECT", "2"]).await, b"+OK\r\n");
+    drop(c);
+    eventually("reset and back in the pool", || proxy.ctx.pool.len() == 1).await;
+    assert_eq!(calls(&redis, "reset").await, 2);
+    let mut d = proxy.authed(PW).await;
+    assert_eq!(d.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n", "database 0 again");
+}

@@ -51,6 +51,14 @@ enum Decision {
     TooBig,
 }
 
+/// What the client half leaves of a connection whose upstream can be reused.
+pub struct Handback {
+    pub writer: UpstreamWrite,
+    pub upstream: Arc<Upstream>,
+    /// Something but stateless commands was sent: a `RESET` is due before reuse.
+    pub dirty: bool,
+}
+
 pub struct ClientHalf {
     ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
@@ -63,6 +71,9 @@ pub struct ClientHalf {
     identity: Option<Identity>,
     reply_mode: ReplyMode,
     streaming: Option<Streamer>,
+    /// The upstream connection may hold state a later client must not inherit
+    /// (anything but [`Command::Stateless`] was sent): reusing it takes a `RESET`.
+    dirty: bool,
     /// Plain replies owed for requests forwarded since the last push to the plan:
     /// counted here and pushed as one entry before their bytes go upstream, so a
     /// pipeline costs one plan update per read rather than one per request.
@@ -80,6 +91,7 @@ impl ClientHalf {
             identity: None,
             reply_mode: ReplyMode::On,
             streaming: None,
+            dirty: false,
             pending: 0,
         }
     }
@@ -99,7 +111,7 @@ impl ClientHalf {
         mut reader: R,
         stop: CancellationToken,
         abort: CancellationToken,
-    ) -> impl Future<Output = Option<(UpstreamWrite, Arc<Upstream>)>> {
+    ) -> impl Future<Output = Option<Handback>> {
         async move {
             // Created once: a `cancelled()` future registers with its token, which is
             // not free to redo on every read of a busy connection.
@@ -174,7 +186,8 @@ impl ClientHalf {
             if self.streaming.is_some() {
                 return None;
             }
-            self.upstream.take()
+            let dirty = self.dirty;
+            self.upstream.take().map(|(writer, upstream)| Handback { writer, upstream, dirty })
         }
     }
 
@@ -225,6 +238,7 @@ impl ClientHalf {
                                 return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
                             }
                             Decision::Stream(cmd) => {
+                                self.dirty = true;
                                 let entry = self.expectation(cmd, p.argc as usize);
                                 if !self.ensure_upstream().await? {
                                     return Ok(Flow::Stop);
@@ -261,6 +275,7 @@ impl ClientHalf {
                 cmd = Command::Other;
             }
             if authenticated && forwarded(cmd) {
+                self.dirty |= cmd != Command::Stateless;
                 let entry = self.expectation(cmd, argc);
                 if !self.ensure_upstream().await? {
                     return Ok(Flow::Stop);
@@ -504,6 +519,7 @@ impl ClientHalf {
     /// Sends a request of turnstile's own making upstream. False if the upstream
     /// could not be reached (the client was told and the connection is closing).
     async fn forward_own(&mut self, entry: Entry, bytes: &Bytes) -> std::io::Result<bool> {
+        self.dirty = true;
         if !self.ensure_upstream().await? {
             return Ok(false);
         }

@@ -2,7 +2,8 @@
 //! sends one command and leaves (the connection churn of PHP, serverless and CLI
 //! workloads) does not cost a TCP connect, a service AUTH and a close to Redis.
 //!
-//! A connection enters the pool only when its client left with nothing owed, and only
+//! A connection enters the pool only when its client left with nothing owed. If that
+//! client sent anything but stateless data commands (GET, SET, HSET…), it enters only
 //! after Redis confirmed `RESET` (which clears everything a client can leave behind:
 //! MULTI, WATCH, SELECT, subscriptions, tracking, MONITOR, the name, RESP3) and the
 //! service AUTH again. So the next client gets a connection exactly as fresh as a new
@@ -115,19 +116,22 @@ impl Pool {
         drop(dropped);
     }
 
-    /// Resets `conn`, logs it back in, and keeps it if Redis confirmed both and
-    /// there is room. Runs after the client has gone, off its latency path.
-    pub async fn give_back(&self, mut conn: Conn, upstream: Arc<Upstream>) {
+    /// Keeps `conn` if there is room: at once if its client sent only stateless
+    /// commands, else once Redis has confirmed `RESET` and the service AUTH. Runs
+    /// after the client has gone, off its latency path.
+    pub async fn give_back(&self, mut conn: Conn, upstream: Arc<Upstream>, needs_reset: bool) {
         if upstream.pool.size == 0 || self.len() >= upstream.pool.size {
             return;
         }
-        match tokio::time::timeout(RECYCLE_TIMEOUT, reset(&mut conn, &upstream)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "upstream connection not reusable");
-                return;
+        if needs_reset {
+            match tokio::time::timeout(RECYCLE_TIMEOUT, reset(&mut conn, &upstream)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "upstream connection not reusable");
+                    return;
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
         }
         let mut idle = self.lock();
         if idle.len() < upstream.pool.size {

@@ -24,6 +24,10 @@ pub enum Command {
     Exec,
     /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
     Replication,
+    /// A common data command that leaves nothing behind on the connection (no
+    /// database selected, no transaction, subscription, name or mode): a connection
+    /// that only ever sent these can serve the next client without a `RESET`.
+    Stateless,
     Other,
 }
 
@@ -58,6 +62,16 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"monitor" => Command::Monitor,
         b"exec" => Command::Exec,
         b"sync" | b"psync" => Command::Replication,
+        // An allowlist, not a denylist: a command missing here merely costs a RESET.
+        b"get" | b"set" | b"mget" | b"mset" | b"del" | b"unlink" | b"exists" | b"incr" | b"incrby"
+        | b"decr" | b"decrby" | b"incrbyfloat" | b"append" | b"strlen" | b"getdel" | b"getex" | b"getset"
+        | b"setex" | b"psetex" | b"setnx" | b"getrange" | b"setrange" | b"expire" | b"pexpire"
+        | b"expireat" | b"persist" | b"ttl" | b"pttl" | b"type" | b"hget" | b"hset" | b"hmget" | b"hmset"
+        | b"hgetall" | b"hdel" | b"hexists" | b"hincrby" | b"hlen" | b"hkeys" | b"hvals" | b"lpush"
+        | b"rpush" | b"lpop" | b"rpop" | b"llen" | b"lrange" | b"lindex" | b"ltrim" | b"sadd" | b"srem"
+        | b"smembers" | b"sismember" | b"scard" | b"spop" | b"zadd" | b"zrem" | b"zrange" | b"zscore"
+        | b"zcard" | b"zincrby" | b"zrank" | b"zrevrange" | b"zrangebyscore" | b"xadd" | b"xlen"
+        | b"xrange" | b"ping" | b"echo" | b"time" | b"dbsize" => Command::Stateless,
         _ => Command::Other,
     }
 }
@@ -84,6 +98,8 @@ mod tests {
         assert_eq!(classify(b"acl", None), Command::Other);
         assert_eq!(classify(b"PSUBSCRIBE", None), Command::Subscribe(SubKind::Pattern));
         assert_eq!(classify(&[b'a'; 100], None), Command::Other);
-        assert_eq!(classify(b"GET", None), Command::Other);
+        assert_eq!(classify(b"GET", None), Command::Stateless);
+        assert_eq!(classify(b"select", None), Command::Other);
+        assert_eq!(classify(b"client", Some(b"setname")), Command::Other);
     }
 }
