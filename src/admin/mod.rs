@@ -26,6 +26,10 @@ use utoipa_axum::routes;
 use crate::control::Control;
 use error::ApiError;
 
+/// Paths also served without the `/v1` prefix: the seed's own example line says
+/// `PUT /bdbs/1/passwords`.
+const UNVERSIONED: [&str; 1] = ["/bdbs/{uid}/passwords"];
+
 /// Every route with its documentation. A new endpoint is one `.routes(routes!(…))`
 /// line here plus its handler's `#[utoipa::path]`.
 fn routes() -> OpenApiRouter<Control> {
@@ -55,10 +59,7 @@ fn routes() -> OpenApiRouter<Control> {
         ))
         .routes(routes!(cluster::get_policy, cluster::put_policy))
         .routes(routes!(openapi::document));
-    OpenApiRouter::with_openapi(openapi::frame())
-        .nest("/v1", v1)
-        // The seed's own example line says `PUT /bdbs/1/passwords`, without /v1.
-        .routes(bdb_passwords())
+    OpenApiRouter::with_openapi(openapi::frame()).nest("/v1", v1).routes(bdb_passwords()) // UNVERSIONED
 }
 
 /// The admin API router.
@@ -74,7 +75,7 @@ pub fn app(control: Control) -> Router {
 /// The OpenAPI 3.1 document of every route of `app`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes().split_for_parts();
-    openapi::rename_aliases(&mut doc);
+    openapi::rename_aliases(&mut doc, &UNVERSIONED);
     doc
 }
 

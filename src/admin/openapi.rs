@@ -57,13 +57,10 @@ pub fn frame() -> Document {
     doc
 }
 
-/// Paths outside `/v1` are aliases of `/v1` ones with the same handlers; operation
-/// ids must be unique in a document, so the aliases' get a suffix.
-pub fn rename_aliases(doc: &mut Document) {
-    for (path, item) in doc.paths.paths.iter_mut() {
-        if path.starts_with("/v1/") {
-            continue;
-        }
+/// `aliases` are paths also served without `/v1`, by the same handlers; operation ids
+/// must be unique in a document, so the aliases' get a suffix.
+pub fn rename_aliases(doc: &mut Document, aliases: &[&str]) {
+    for (path, item) in doc.paths.paths.iter_mut().filter(|(p, _)| aliases.contains(&p.as_str())) {
         let ops = [
             &mut item.get,
             &mut item.put,
@@ -78,7 +75,8 @@ pub fn rename_aliases(doc: &mut Document) {
             if let Some(id) = op.operation_id.as_mut() {
                 id.push_str("_unversioned");
             }
-            op.description = Some(format!("An alias of `/v1{path}`, kept because RS's own examples use it."));
+            let own = op.description.take().map(|d| format!("\n\n{d}")).unwrap_or_default();
+            op.description = Some(format!("An alias of `/v1{path}`, as RS's own examples use it.{own}"));
         }
     }
 }
