@@ -236,7 +236,7 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// A real response object has exactly the schema's properties, all of them required,
-/// each with a value of an allowed type.
+/// each with a value of an allowed type (and among the allowed values, if listed).
 fn assert_matches(doc: &Value, schema_name: &str, value: &Value) {
     let schema = &doc["components"]["schemas"][schema_name];
     let properties = schema["properties"].as_object().unwrap_or_else(|| panic!("no schema {schema_name}"));
@@ -256,6 +256,13 @@ fn assert_matches(doc: &Value, schema_name: &str, value: &Value) {
             allowed_types(property).iter().any(|a| a == t),
             "{schema_name}.{field}: {t} not in {property}"
         );
+        if let Some(values) = property["enum"].as_array() {
+            assert!(
+                values.contains(&value[field]),
+                "{schema_name}.{field}: {} not in {values:?}",
+                value[field]
+            );
+        }
     }
 }
 
@@ -278,6 +285,9 @@ async fn object_schemas_name_exactly_the_fields_the_api_sends() {
         r#"{"name": "app-user", "email": "app@example.com", "password": "user-pw-1", "role_uids": [1]}"#;
     assert_matches(&doc, "User", &ok(a.admin("POST", "/v1/users", Some(user)).await));
 
+    let user_schema = &doc["components"]["schemas"]["User"]["properties"];
+    assert_eq!(user_schema["status"]["enum"], json!(["active", "locked", "password_expired"]));
+    assert_eq!(user_schema["role"]["enum"].as_array().map(Vec::len), Some(7), "the management roles");
     let users = ok(a.admin("GET", "/v1/users", None).await);
     // Both users: one who has logged in (last_login a string) and one who has not (null).
     assert_eq!(users.as_array().unwrap().len(), 2);

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
+use crate::control::roles::ROLES;
 use crate::control::time::{iso8601, now};
 use crate::control::{Control, user_status};
 use crate::store::state::{
@@ -18,13 +20,12 @@ pub struct UserView {
     pub uid: u32,
     pub name: String,
     pub email: String,
-    /// Management role: admin, cluster_member, cluster_viewer, db_member, db_viewer,
-    /// user_manager or none.
+    #[schema(schema_with = management_role)]
     pub role: String,
     pub role_uids: Vec<u32>,
-    /// Always `regular`.
+    #[schema(schema_with = auth_method)]
     pub auth_method: String,
-    /// `active`, `locked` or `password_expired`.
+    #[schema(schema_with = user_status_values)]
     pub status: &'static str,
     /// When the newest password was set (ISO 8601, UTC).
     pub password_issue_date: String,
@@ -55,9 +56,9 @@ pub struct BdbView {
     pub disconnect_clients_on_password_removal: bool,
     /// 0 = unlimited.
     pub max_connections: u32,
-    /// Always `disabled`.
+    #[schema(schema_with = tls_mode)]
     pub tls_mode: &'static str,
-    /// `active` when its listener is up, else `inactive`.
+    #[schema(schema_with = bdb_status)]
     pub status: &'static str,
 }
 
@@ -67,6 +68,7 @@ pub struct BdbView {
 pub struct RoleView {
     pub uid: u32,
     pub name: String,
+    #[schema(schema_with = management_role)]
     pub management: String,
 }
 
@@ -100,6 +102,36 @@ pub struct PolicyView {
     pub login_lockout_counter_reset_after: u64,
     /// Seconds a lock lasts; 0 = until an admin sets a new password.
     pub login_lockout_duration: u64,
+}
+
+/// A string field the code fills from a fixed set of values.
+fn one_of(values: &[&str], description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(description))
+        .build()
+}
+
+fn management_role() -> Object {
+    one_of(&ROLES, "Management role (what the admin API allows; `none`: database access only)")
+}
+
+fn auth_method() -> Object {
+    one_of(&["regular"], "Always `regular`")
+}
+
+/// `crate::control::user_status`'s values.
+fn user_status_values() -> Object {
+    one_of(&["active", "locked", "password_expired"], "Whether the user can log in to the admin API")
+}
+
+fn tls_mode() -> Object {
+    one_of(&["disabled"], "Always `disabled` (TLS towards clients is not supported yet)")
+}
+
+fn bdb_status() -> Object {
+    one_of(&["active", "inactive"], "`active` when its listener is up")
 }
 
 /// The empty object `{}` that changes without a resulting object answer.
