@@ -66,3 +66,11 @@ impl Authed {
         }
     }
 }
+
+/// Admin-level users and roles are only for admins to grant, change or remove.
+pub fn admin_only(caller: &Caller, touches_admin: bool) -> Result<(), ApiError> {
+    if touches_admin && !caller.is_admin() {
+        return Err(Error::forbidden("only an admin may grant, change or remove admin rights").into());
+    }
+    Ok(())
+}

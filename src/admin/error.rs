@@ -3,9 +3,22 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::control::{Error, Kind};
+
+/// The JSON body of every error response.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// RS's machine-readable code, e.g. `password_not_complex`, `user_not_exist`.
+    pub error_code: &'static str,
+    /// What is wrong, for a human; never quotes a password.
+    pub description: String,
+    /// The same text as `description` (RS's documents use both names).
+    pub message: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -45,8 +58,11 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({ "error_code": self.code, "description": self.description, "message": self.description });
+        let body = ErrorBody {
+            error_code: self.code,
+            message: self.description.clone(),
+            description: self.description,
+        };
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()

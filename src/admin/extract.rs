@@ -2,9 +2,12 @@
 //! mistyped body names the field or the byte position (never echoing a value, which
 //! could be a password), a non-numeric uid is a 404.
 
+use std::convert::Infallible;
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -99,10 +102,26 @@ fn describe_data_error(msg: &str, path: &str, at: &str) -> String {
     }
 }
 
+/// A path's `{uid}` as sent, `None` if it is not UTF-8 once percent-decoded (`%FF`):
+/// axum's own rejection would be a plain-text 400, and such a uid names no object.
+pub struct RawUid(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RawUid {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        Ok(Self(Path::<String>::from_request_parts(parts, state).await.ok().map(|Path(raw)| raw)))
+    }
+}
+
 /// Parses a path uid; anything but a number names no object, hence 404.
-pub fn uid(raw: &str, code: &'static str, what: &str) -> Result<u32, ApiError> {
-    raw.parse::<u32>()
-        .map_err(|_| ApiError::not_found(code, format!("{what} {raw:?} does not exist (uids are integers)")))
+pub fn uid(raw: &RawUid, code: &'static str, what: &str) -> Result<u32, ApiError> {
+    let not_found =
+        |shown: &str| ApiError::not_found(code, format!("{what} {shown} does not exist (uids are integers)"));
+    match &raw.0 {
+        Some(raw) => raw.parse::<u32>().map_err(|_| not_found(&format!("{raw:?}"))),
+        None => Err(not_found("(not UTF-8)")),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::caller::Authed;
 use super::error::{ApiError, ApiResult};
+use super::responses::{Auth, Invalid};
 use crate::control::Control;
 use crate::control::roles::Permission;
 use crate::control::time;
@@ -40,6 +41,16 @@ fn count(name: &str, v: Option<&str>) -> ApiResult<Option<usize>> {
 
 /// Everyone with admin API access may read the log (RS's `view_logged_events`); it
 /// never holds a password or a hash.
+#[utoipa::path(get, path = "/logs", tag = "logs",
+    params(
+        ("stime" = Option<String>, Query, description = "Only events at or after this time (ISO 8601)"),
+        ("etime" = Option<String>, Query, description = "Only events at or before this time (ISO 8601)"),
+        ("order" = Option<String>, Query, description = "`asc` (default) or `desc`"),
+        ("limit" = Option<String>, Query, description = "At most this many events"),
+        ("offset" = Option<String>, Query, description = "Skip this many events first"),
+    ),
+    responses((status = 200, description = "Events: `time`, `type`, `severity` and what they concern; never a password",
+        body = Vec<Object>), Invalid, Auth))]
 pub async fn get_logs(
     State(control): State<Control>,
     caller: Authed,

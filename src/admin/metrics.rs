@@ -12,11 +12,15 @@ use serde_json::json;
 
 use super::caller::Authed;
 use super::error::ApiResult;
+use super::responses::Auth;
 use crate::control::Control;
 use crate::control::roles::Permission;
 
 /// The Prometheus exposition. Without `admin.metrics_auth` no credentials are asked
 /// for: it holds counts, database uids and user names only, never a secret.
+#[utoipa::path(get, path = "/metrics", tag = "health", security((), ("basic" = [])),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+        Auth))]
 pub async fn metrics(State(control): State<Control>, mut parts: Parts) -> ApiResult<Response> {
     if control.metrics_auth() {
         Authed::from_request_parts(&mut parts, &control).await?.require(Permission::ViewCluster)?;
@@ -26,12 +30,17 @@ pub async fn metrics(State(control): State<Control>, mut parts: Parts) -> ApiRes
 }
 
 /// 200 while the process serves requests at all.
+#[utoipa::path(get, path = "/live", tag = "health", security(()),
+    responses((status = 200, description = "The process serves", body = Object)))]
 pub async fn live() -> Response {
     axum::Json(json!({"status": "live"})).into_response()
 }
 
 /// 200 once the store is loaded and every database listens; 503 (saying why) while
 /// one does not, or during shutdown.
+#[utoipa::path(get, path = "/ready", tag = "health", security(()),
+    responses((status = 200, description = "Store loaded, every database listening", body = Object),
+        (status = 503, description = "Not ready: `reason` says why", body = Object)))]
 pub async fn ready(State(control): State<Control>) -> Response {
     match control.readiness() {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),

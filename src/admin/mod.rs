@@ -1,68 +1,93 @@
 //! The admin REST API: Redis Enterprise's password endpoints and the objects around
 //! them. `app(control)` builds the whole router, so tests drive it with `oneshot`.
+//! Routes are declared once, with their handlers' OpenAPI annotations (`routes!`), so
+//! the document served at `/v1/openapi.json` (`openapi()`) cannot drift from them.
 
+mod acls;
+mod bdbs;
 mod caller;
+mod cluster;
 pub mod error;
 mod extract;
 mod logs;
 mod metrics;
-mod objects;
+mod openapi;
 mod passwords;
+mod responses;
+mod roles;
 pub mod tls;
 mod trace;
+mod users;
 mod views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::control::Control;
 use error::ApiError;
 
+/// Paths also served without the `/v1` prefix: the seed's own example line says
+/// `PUT /bdbs/1/passwords`.
+const UNVERSIONED: [&str; 1] = ["/bdbs/{uid}/passwords"];
+
+/// Every route with its documentation. A new endpoint is one `.routes(routes!(…))`
+/// line here plus its handler's `#[utoipa::path]`.
+fn routes() -> OpenApiRouter<Control> {
+    let bdb_passwords = || {
+        routes!(passwords::replace_bdb_passwords, passwords::add_bdb_password, passwords::remove_bdb_password)
+    };
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(bdbs::list_bdbs, bdbs::create_bdb))
+        .routes(routes!(bdbs::get_bdb, bdbs::update_bdb, bdbs::delete_bdb))
+        .routes(bdb_passwords())
+        .routes(routes!(
+            passwords::add_user_password,
+            passwords::replace_user_passwords,
+            passwords::remove_user_password
+        ))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user, users::update_user, users::delete_user))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::get_role, roles::update_role, roles::delete_role))
+        .routes(routes!(acls::list_acls, acls::create_acl))
+        .routes(routes!(acls::get_acl, acls::update_acl, acls::delete_acl))
+        .routes(routes!(
+            cluster::get_cluster,
+            passwords::cluster_put,
+            passwords::legacy_add_password,
+            passwords::legacy_remove_password
+        ))
+        .routes(routes!(cluster::get_policy, cluster::put_policy))
+        .routes(routes!(logs::get_logs))
+        .routes(routes!(openapi::document));
+    OpenApiRouter::with_openapi(openapi::frame())
+        .nest("/v1", v1)
+        .routes(bdb_passwords()) // UNVERSIONED
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(metrics::live))
+        .routes(routes!(metrics::ready))
+}
+
 /// The admin API router.
 pub fn app(control: Control) -> Router {
-    let bdb_passwords =
-        put(passwords::bdb_passwords).post(passwords::bdb_passwords).delete(passwords::bdb_passwords);
-    let v1 = Router::new()
-        .route("/bdbs", get(objects::list_bdbs).post(objects::create_bdb))
-        .route("/bdbs/{uid}", get(objects::get_bdb).put(objects::update_bdb).delete(objects::delete_bdb))
-        .route("/bdbs/{uid}/passwords", bdb_passwords.clone())
-        .route(
-            "/users/password",
-            put(passwords::user_password).post(passwords::user_password).delete(passwords::user_password),
-        )
-        .route("/users", get(objects::list_users).post(objects::create_user))
-        .route("/users/{uid}", get(objects::get_user).put(objects::update_user).delete(objects::delete_user))
-        .route("/roles", get(objects::list_roles).post(objects::create_role))
-        .route("/roles/{uid}", get(objects::get_role).put(objects::update_role).delete(objects::delete_role))
-        .route("/redis_acls", get(objects::list_acls).post(objects::create_acl))
-        .route(
-            "/redis_acls/{uid}",
-            get(objects::get_acl).put(objects::update_acl).delete(objects::delete_acl),
-        )
-        .route(
-            "/cluster",
-            get(objects::get_cluster)
-                .put(passwords::cluster_put)
-                .post(passwords::cluster_rotation)
-                .delete(passwords::cluster_rotation),
-        )
-        .route("/cluster/policy", get(objects::get_policy).put(objects::put_policy))
-        .route("/logs", get(logs::get_logs));
-    Router::new()
-        .nest("/v1", v1)
-        // The seed's own example line says `PUT /bdbs/1/passwords`, without /v1.
-        .route("/bdbs/{uid}/passwords", bdb_passwords)
-        .route("/metrics", get(metrics::metrics))
-        .route("/live", get(metrics::live))
-        .route("/ready", get(metrics::ready))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(axum::middleware::from_fn(trace::span))
         .layer(axum::middleware::from_fn_with_state(control.clone(), metrics::track))
         .with_state(control)
+}
+
+/// The OpenAPI 3.1 document of every route of `app`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes().split_for_parts();
+    openapi::rename_aliases(&mut doc, &UNVERSIONED);
+    doc
 }
 
 async fn not_found() -> ApiError {

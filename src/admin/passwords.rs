@@ -1,54 +1,94 @@
 //! The password endpoints: databases' default users (`/v1/bdbs/{uid}/passwords`),
-//! users (`/v1/users/password`) and the legacy `/v1/cluster` rotation calls.
+//! users (`/v1/users/password`) and the legacy `/v1/cluster` rotation calls. One
+//! handler per method, so each has its own operation in the OpenAPI document.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::Method;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::caller::{Authed, AuthedMayBeExpired};
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, RawBody, parse, uid};
-use super::views;
+use super::extract::{JsonBody, RawBody, RawUid, parse, uid};
+use super::responses::{Auth, BadBody, NotFound, Refused, Unavailable};
+use super::views::{self, ClusterView, Empty};
 use crate::auth::SetChange;
-use crate::control::Control;
 use crate::control::roles::Permission;
+use crate::control::{Control, objects};
 use crate::metrics::RotationEndpoint;
 
-fn op(method: &Method) -> SetChange {
-    match *method {
-        Method::POST => SetChange::Add,
-        Method::DELETE => SetChange::Remove,
-        _ => SetChange::Replace,
-    }
-}
-
-#[derive(Deserialize)]
+/// A database's default-user password.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"password": "rotated-pw-2"}))]
 #[serde(deny_unknown_fields)]
 pub struct BdbPasswordBody {
     password: String,
 }
 
-/// `PUT` replaces the set, `POST` adds, `DELETE` removes. Permission `update_bdb`.
-pub async fn bdb_passwords(
-    State(control): State<Control>,
-    method: Method,
+async fn bdb_password(
+    control: Control,
     caller: Authed,
-    Path(raw): Path<String>,
-    JsonBody(body): JsonBody<BdbPasswordBody>,
-) -> ApiResult<Json<Value>> {
+    raw: &RawUid,
+    op: SetChange,
+    body: BdbPasswordBody,
+) -> ApiResult<Json<Empty>> {
     caller.require(Permission::UpdateBdb)?;
-    let uid = uid(&raw, "bdb_not_exist", "database")?;
-    control.bdb_password_by(Some(&caller.0), uid, op(&method), &body.password).await?;
-    control.admin_metrics().rotation(RotationEndpoint::BdbPasswords, op(&method));
-    Ok(Json(json!({})))
+    let uid = uid(raw, "bdb_not_exist", "database")?;
+    control.bdb_password_by(Some(&caller.0), uid, op, &body.password).await?;
+    control.admin_metrics().rotation(RotationEndpoint::BdbPasswords, op);
+    Ok(Json(Empty {}))
 }
 
-#[derive(Deserialize)]
+/// Replace all of a database's default-user passwords with this one.
+#[utoipa::path(put, path = "/bdbs/{uid}/passwords", tag = "passwords", request_body = BdbPasswordBody,
+    params(("uid" = u32, Path, description = "The database's uid")),
+    responses((status = 200, description = "Replaced", body = Empty), Auth, BadBody, NotFound, Refused, Unavailable))]
+pub async fn replace_bdb_passwords(
+    State(c): State<Control>,
+    caller: Authed,
+    raw: RawUid,
+    JsonBody(body): JsonBody<BdbPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    bdb_password(c, caller, &raw, SetChange::Replace, body).await
+}
+
+/// Add a password to a database's default-user set (406 `new_password_same_as_current`
+/// if it is in the set already).
+#[utoipa::path(post, path = "/bdbs/{uid}/passwords", tag = "passwords", request_body = BdbPasswordBody,
+    params(("uid" = u32, Path, description = "The database's uid")),
+    responses((status = 200, description = "Added", body = Empty), Auth, BadBody, NotFound, Refused, Unavailable))]
+pub async fn add_bdb_password(
+    State(c): State<Control>,
+    caller: Authed,
+    raw: RawUid,
+    JsonBody(body): JsonBody<BdbPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    bdb_password(c, caller, &raw, SetChange::Add, body).await
+}
+
+/// Remove a password from a database's default-user set; the last one cannot be
+/// removed (406 `cannot_delete_last_password`).
+#[utoipa::path(delete, path = "/bdbs/{uid}/passwords", tag = "passwords", request_body = BdbPasswordBody,
+    params(("uid" = u32, Path, description = "The database's uid")),
+    responses((status = 200, description = "Removed", body = Empty), Auth, BadBody, NotFound, Refused, Unavailable))]
+pub async fn remove_bdb_password(
+    State(c): State<Control>,
+    caller: Authed,
+    raw: RawUid,
+    JsonBody(body): JsonBody<BdbPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    bdb_password(c, caller, &raw, SetChange::Remove, body).await
+}
+
+/// A user's password change; `username` absent means the caller.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"username": "app-user", "new_password": "user-pw-2"}))]
 #[serde(deny_unknown_fields)]
 pub struct UserPasswordBody {
+    /// The user's name; absent = the caller. Only admins may name another user.
     username: Option<String>,
+    /// Required by POST and PUT.
     new_password: Option<String>,
     /// Required by DELETE; accepted and ignored by POST/PUT (deprecated in RS).
     old_password: Option<String>,
@@ -58,48 +98,78 @@ fn required<'a>(v: &'a Option<String>, name: &str) -> ApiResult<&'a str> {
     v.as_deref().ok_or_else(|| ApiError::bad_request("missing_parameter", format!("{name} is required")))
 }
 
-/// `POST` adds `new_password`, `PUT` replaces all with it, `DELETE` removes
-/// `old_password`. Users may rotate their own passwords (even expired ones);
-/// admins anyone's.
-pub async fn user_password(
-    State(control): State<Control>,
-    method: Method,
-    AuthedMayBeExpired(caller): AuthedMayBeExpired,
-    JsonBody(body): JsonBody<UserPasswordBody>,
-) -> ApiResult<Json<Value>> {
-    let op = op(&method);
+async fn user_password(
+    control: Control,
+    caller: AuthedMayBeExpired,
+    op: SetChange,
+    body: UserPasswordBody,
+) -> ApiResult<Json<Empty>> {
     let password = match op {
         SetChange::Remove => required(&body.old_password, "old_password")?,
         _ => required(&body.new_password, "new_password")?,
     };
-    control.user_password(&caller, body.username.as_deref(), op, password, None).await?;
+    control.user_password(&caller.0, body.username.as_deref(), op, password, None).await?;
     control.admin_metrics().rotation(RotationEndpoint::UsersPassword, op);
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
-#[derive(Deserialize)]
+/// Add `new_password` to a user's passwords. Works with an expired password, so
+/// that a user can rotate it.
+#[utoipa::path(post, path = "/users/password", tag = "passwords", request_body = UserPasswordBody,
+    responses((status = 200, description = "Added", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+pub async fn add_user_password(
+    State(c): State<Control>,
+    caller: AuthedMayBeExpired,
+    JsonBody(body): JsonBody<UserPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    user_password(c, caller, SetChange::Add, body).await
+}
+
+/// Replace all of a user's passwords with `new_password`.
+#[utoipa::path(put, path = "/users/password", tag = "passwords", request_body = UserPasswordBody,
+    responses((status = 200, description = "Replaced", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+pub async fn replace_user_passwords(
+    State(c): State<Control>,
+    caller: AuthedMayBeExpired,
+    JsonBody(body): JsonBody<UserPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    user_password(c, caller, SetChange::Replace, body).await
+}
+
+/// Remove `old_password` from a user's passwords; the last one cannot be removed
+/// (400 `cannot_delete_last_password`).
+#[utoipa::path(delete, path = "/users/password", tag = "passwords", request_body = UserPasswordBody,
+    responses((status = 200, description = "Removed", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+pub async fn remove_user_password(
+    State(c): State<Control>,
+    caller: AuthedMayBeExpired,
+    JsonBody(body): JsonBody<UserPasswordBody>,
+) -> ApiResult<Json<Empty>> {
+    user_password(c, caller, SetChange::Remove, body).await
+}
+
+/// The older RS rotation form (seed 000), for admins.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"username": "app-user", "old_password": "user-pw-3", "new_password": "user-pw-4"}))]
 #[serde(deny_unknown_fields)]
 pub struct LegacyBody {
+    /// The user's name.
     username: String,
+    /// DELETE: the password to remove; POST/PUT: must be one of the current passwords.
     old_password: Option<String>,
+    /// POST: the password to add; PUT: the one password to keep. Required by both.
     new_password: Option<String>,
 }
 
 /// The older RS rotation calls on `/v1/cluster` (seed 000), for admins: `POST` adds
 /// `new_password`, `DELETE` removes `old_password`, `PUT` replaces all with
 /// `new_password`; on `POST`/`PUT`, `old_password` must be a current password.
-async fn legacy(
-    control: &Control,
-    method: &Method,
-    caller: Authed,
-    body: LegacyBody,
-) -> ApiResult<Json<Value>> {
+async fn legacy(control: &Control, op: SetChange, caller: Authed, body: LegacyBody) -> ApiResult<()> {
     if !caller.0.is_admin() {
         return Err(
             crate::control::Error::forbidden("password rotation through /v1/cluster is for admins").into()
         );
     }
-    let op = op(method);
     match op {
         SetChange::Remove => {
             let old = required(&body.old_password, "old_password")?;
@@ -112,31 +182,66 @@ async fn legacy(
         }
     }
     control.admin_metrics().rotation(RotationEndpoint::Cluster, op);
-    Ok(Json(json!({})))
+    Ok(())
 }
 
-/// `POST|DELETE /v1/cluster`: the legacy rotation calls.
-pub async fn cluster_rotation(
-    State(control): State<Control>,
-    method: Method,
+/// Legacy rotation (admins): add `new_password` to user `username`'s passwords;
+/// `old_password` must be one of its current ones.
+#[utoipa::path(post, path = "/cluster", tag = "passwords", request_body = LegacyBody,
+    responses((status = 200, description = "Added", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+pub async fn legacy_add_password(
+    State(c): State<Control>,
     caller: Authed,
     JsonBody(body): JsonBody<LegacyBody>,
-) -> ApiResult<Json<Value>> {
-    legacy(&control, &method, caller, body).await
+) -> ApiResult<Json<Empty>> {
+    legacy(&c, SetChange::Add, caller, body).await.map(|()| Json(Empty {}))
 }
 
-/// `PUT /v1/cluster`: with a `username`, the legacy "replace all passwords"; without,
-/// the cluster settings update.
+/// Legacy rotation (admins): remove `old_password` from user `username`'s passwords.
+#[utoipa::path(delete, path = "/cluster", tag = "passwords", request_body = LegacyBody,
+    responses((status = 200, description = "Removed", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+pub async fn legacy_remove_password(
+    State(c): State<Control>,
+    caller: Authed,
+    JsonBody(body): JsonBody<LegacyBody>,
+) -> ApiResult<Json<Empty>> {
+    legacy(&c, SetChange::Remove, caller, body).await.map(|()| Json(Empty {}))
+}
+
+/// `PUT /v1/cluster`'s body: settings, or (with `username`) the legacy rotation.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the body for the document; `cluster_put` dispatches itself
+enum ClusterPutBody {
+    Settings(objects::ClusterPatch),
+    Rotation(LegacyBody),
+}
+
+/// What `PUT /v1/cluster` answers: the new settings, or `{}` for a rotation.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClusterPutReply {
+    Settings(ClusterView),
+    Rotation(Empty),
+}
+
+/// Without `username`: change the cluster settings (only the fields given). With
+/// `username` (admins): the legacy "replace all of the user's passwords with
+/// `new_password`", `old_password` being one of its current ones.
+#[utoipa::path(put, path = "/cluster", tag = "cluster", request_body = ClusterPutBody,
+    responses((status = 200, description = "The new settings, or `{}` after a rotation", body = ClusterPutReply),
+        Auth, BadBody, NotFound, Unavailable))]
 pub async fn cluster_put(
     State(control): State<Control>,
     caller: Authed,
     RawBody(raw): RawBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ClusterPutReply>> {
     let body: Value = parse(&raw)?;
     if body.get("username").is_some() {
-        return legacy(&control, &Method::PUT, caller, parse(&raw)?).await;
+        legacy(&control, SetChange::Replace, caller, parse(&raw)?).await?;
+        return Ok(Json(ClusterPutReply::Rotation(Empty {})));
     }
     caller.require(Permission::UpdateCluster)?;
     let settings = control.update_cluster(parse(&raw)?).await?;
-    Ok(Json(views::cluster(&settings)))
+    Ok(Json(ClusterPutReply::Settings(views::cluster(&settings))))
 }

@@ -1,6 +1,7 @@
 //! Databases (bdbs): created, changed and deleted live, listeners included.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::endpoints::bind;
 use super::error::{Error, Kind, Result};
@@ -13,7 +14,8 @@ use crate::store::state::{BdbRecord, RolePermission};
 /// `POST /v1/bdbs`. turnstile's own fields: `listen` (or RS's `port`), `upstream`
 /// (`redis://[user@]host:port`) and `upstream_password_env`: the upstream password is
 /// never sent or stored, only the name of the environment variable that holds it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "cache", "port": 12001, "upstream": "redis://127.0.0.1:6379"}))]
 #[serde(deny_unknown_fields)]
 pub struct NewBdb {
     pub uid: Option<u32>,
@@ -30,7 +32,8 @@ pub struct NewBdb {
 }
 
 /// `PUT /v1/bdbs/{uid}`: only the fields given change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"roles_permissions": [{"role_uid": 1, "redis_acl_uid": 1}]}))]
 #[serde(deny_unknown_fields)]
 pub struct BdbPatch {
     pub name: Option<String>,

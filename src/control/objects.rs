@@ -1,6 +1,7 @@
 //! Users, roles, Redis ACLs, cluster settings and lockout policy.
 
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::{Error, Kind, Result};
 use super::{Control, complexity, roles, time};
@@ -9,7 +10,8 @@ use crate::store::State;
 use crate::store::state::{AclRecord, ClusterSettings, LockoutPolicy, RoleRecord, UserRecord};
 
 /// `POST /v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "app-user", "email": "app@example.com", "password": "user-pw-1", "role_uids": [1]}))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub name: String,
@@ -23,7 +25,8 @@ pub struct NewUser {
 }
 
 /// `PUT /v1/users/{uid}`: only the fields given change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "app-team@example.com", "role": "db_viewer"}))]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub name: Option<String>,
@@ -36,7 +39,8 @@ pub struct UserPatch {
 }
 
 /// `POST /v1/roles`, `PUT /v1/roles/{uid}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "app", "management": "db_viewer"}))]
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
     pub name: Option<String>,
@@ -44,15 +48,17 @@ pub struct RoleInput {
 }
 
 /// `POST /v1/redis_acls`, `PUT /v1/redis_acls/{uid}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "all", "acl": "+@all ~*"}))]
 #[serde(deny_unknown_fields)]
 pub struct AclInput {
     pub name: Option<String>,
     pub acl: Option<String>,
 }
 
-/// `PUT /v1/cluster`.
-#[derive(Debug, Default, Deserialize)]
+/// `PUT /v1/cluster`: only the fields given change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"password_complexity": true, "password_min_length": 12}))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterPatch {
     pub name: Option<String>,
@@ -61,8 +67,9 @@ pub struct ClusterPatch {
     pub password_expiration_duration: Option<u32>,
 }
 
-/// `PUT /v1/cluster/policy`.
-#[derive(Debug, Default, Deserialize)]
+/// `PUT /v1/cluster/policy`: only the fields given change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = json!({"login_lockout_threshold": 10, "login_lockout_duration": 600}))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
     pub login_lockout_threshold: Option<u32>,

@@ -114,7 +114,8 @@ pub struct AclRecord {
     pub acl: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Grants a role access to a database, under a Redis ACL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolePermission {
     pub role_uid: u32,
     pub redis_acl_uid: u32,
