@@ -3,8 +3,9 @@
 //! could be a password), a non-numeric uid is a 404.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -96,6 +97,22 @@ fn describe_data_error(msg: &str, path: &str, at: &str) -> String {
     } else {
         // missing field / unknown field / duplicate field: these name fields only.
         format!("{field}{msg} (at {at})")
+    }
+}
+
+/// A path's `{uid}` segment, percent-decoded. A segment that does not decode (`%FF`,
+/// not UTF-8) names no object either: it becomes a string no uid parses from, so the
+/// handler answers its usual JSON 404 instead of axum's plain-text 400.
+pub struct RawUid(pub String);
+
+impl FromRequestParts<Control> for RawUid {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Control) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(raw)) => Ok(Self(raw)),
+            Err(_) => Ok(Self("\u{fffd}".into())),
+        }
     }
 }
 

@@ -2,12 +2,12 @@
 //! policy. Creates answer 200 with the created object, as RS does.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::caller::Authed;
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, uid};
+use super::extract::{JsonBody, RawUid, uid};
 use super::views;
 use crate::control::roles::{Permission, makes_admin};
 use crate::control::{Caller, Error};
@@ -34,7 +34,7 @@ pub async fn list_users(State(c): State<Control>, caller: Authed) -> ApiResult<J
 pub async fn get_user(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ViewUser)?;
     let uid = uid(&raw, "user_not_exist", "user")?;
@@ -57,7 +57,7 @@ pub async fn create_user(
 pub async fn update_user(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
     JsonBody(body): JsonBody<objects::UserPatch>,
 ) -> ApiResult<Json<Value>> {
     let who = caller.require(Permission::UpdateUser)?;
@@ -78,7 +78,7 @@ pub async fn update_user(
 pub async fn delete_user(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     let who = caller.require(Permission::DeleteUser)?;
     let uid = uid(&raw, "user_not_exist", "user")?;
@@ -99,7 +99,7 @@ pub async fn list_bdbs(State(c): State<Control>, caller: Authed) -> ApiResult<Js
 pub async fn get_bdb(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ViewBdb)?;
     let uid = uid(&raw, "bdb_not_exist", "database")?;
@@ -124,7 +124,7 @@ pub async fn create_bdb(
 pub async fn update_bdb(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
     JsonBody(body): JsonBody<bdbs::BdbPatch>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::UpdateBdb)?;
@@ -136,7 +136,7 @@ pub async fn update_bdb(
 pub async fn delete_bdb(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::DeleteBdb)?;
     let uid = uid(&raw, "bdb_not_exist", "database")?;
@@ -152,7 +152,7 @@ pub async fn list_roles(State(c): State<Control>, caller: Authed) -> ApiResult<J
 pub async fn get_role(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ViewCluster)?;
     let uid = uid(&raw, "role_not_exist", "role")?;
@@ -177,7 +177,7 @@ pub async fn create_role(
 pub async fn update_role(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
     JsonBody(body): JsonBody<objects::RoleInput>,
 ) -> ApiResult<Json<Value>> {
     let who = caller.require(Permission::ManageRoles)?;
@@ -190,7 +190,7 @@ pub async fn update_role(
 pub async fn delete_role(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     let who = caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "role_not_exist", "role")?;
@@ -207,7 +207,7 @@ pub async fn list_acls(State(c): State<Control>, caller: Authed) -> ApiResult<Js
 pub async fn get_acl(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ViewCluster)?;
     let uid = uid(&raw, "redis_acl_not_exist", "redis ACL")?;
@@ -230,7 +230,7 @@ pub async fn create_acl(
 pub async fn update_acl(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
     JsonBody(body): JsonBody<objects::AclInput>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ManageRoles)?;
@@ -241,7 +241,7 @@ pub async fn update_acl(
 pub async fn delete_acl(
     State(c): State<Control>,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "redis_acl_not_exist", "redis ACL")?;

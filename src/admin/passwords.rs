@@ -2,14 +2,14 @@
 //! users (`/v1/users/password`) and the legacy `/v1/cluster` rotation calls.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Authed, AuthedMayBeExpired};
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, RawBody, parse, uid};
+use super::extract::{JsonBody, RawBody, RawUid, parse, uid};
 use super::views;
 use crate::auth::SetChange;
 use crate::control::Control;
@@ -34,7 +34,7 @@ pub async fn bdb_passwords(
     State(control): State<Control>,
     method: Method,
     caller: Authed,
-    Path(raw): Path<String>,
+    RawUid(raw): RawUid,
     JsonBody(body): JsonBody<BdbPasswordBody>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::UpdateBdb)?;
