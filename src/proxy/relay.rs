@@ -151,7 +151,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             let room = self.buf.capacity() - self.buf.len();
             let n = match upstream.try_read_buf(&mut self.buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                r => r?,
+                Ok(n) => n,
+                // A Redis killed with our request still unread resets the connection
+                // instead of closing it: the client is owed an explanation all the same.
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream read failed");
+                    return self.upstream_gone().await;
+                }
             };
             self.chunk = if n == room { (self.chunk * 2).min(READ_MAX) } else { READ_MIN };
             if n == 0 {
