@@ -25,7 +25,7 @@ pub struct NewBdb {
     pub upstream: String,
     pub upstream_password_env: Option<String>,
     pub default_user: Option<bool>,
-    pub roles_permissions: Option<Vec<RolePermission>>,
+    pub roles_permissions: Option<Vec<PermissionInput>>,
     pub disconnect_clients_on_password_removal: Option<bool>,
     pub max_connections: Option<u32>,
     pub tls_mode: Option<String>,
@@ -42,10 +42,30 @@ pub struct BdbPatch {
     pub upstream: Option<String>,
     pub upstream_password_env: Option<String>,
     pub default_user: Option<bool>,
-    pub roles_permissions: Option<Vec<RolePermission>>,
+    pub roles_permissions: Option<Vec<PermissionInput>>,
     pub disconnect_clients_on_password_removal: Option<bool>,
     pub max_connections: Option<u32>,
     pub tls_mode: Option<String>,
+}
+
+/// One `roles_permissions` entry as the API accepts it: strict about unknown fields
+/// like every other request body, while the store's [`RolePermission`] stays lenient
+/// so that a newer store file still loads.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionInput {
+    pub role_uid: u32,
+    pub redis_acl_uid: u32,
+}
+
+impl From<PermissionInput> for RolePermission {
+    fn from(p: PermissionInput) -> Self {
+        Self { role_uid: p.role_uid, redis_acl_uid: p.redis_acl_uid }
+    }
+}
+
+fn strict(perms: Vec<PermissionInput>) -> Vec<RolePermission> {
+    perms.into_iter().map(Into::into).collect()
 }
 
 fn check_upstream(url: &str) -> Result<()> {
@@ -132,7 +152,7 @@ impl Control {
                 format!("a database named {:?} exists", input.name),
             ));
         }
-        let perms = input.roles_permissions.unwrap_or_default();
+        let perms = strict(input.roles_permissions.unwrap_or_default());
         check_permissions(&state, &perms)?;
         let mut record = BdbRecord {
             uid,
@@ -212,7 +232,7 @@ impl Control {
         if let Some(v) = patch.default_user {
             record.default_user = v;
         }
-        if let Some(p) = patch.roles_permissions {
+        if let Some(p) = patch.roles_permissions.map(strict) {
             check_permissions(&state, &p)?;
             record.roles_permissions = p;
         }
