@@ -110,6 +110,9 @@ async fn changes_failures_and_lockouts_are_logged_in_order() {
         assert_eq!(v["error_code"], "invalid_parameter");
         assert!(v["description"].as_str().unwrap().starts_with(&format!("{field}: ")), "{v}");
     }
+    // A misspelt filter is refused rather than ignored (found by schemathesis).
+    let (s, v) = admin(&c, "GET", "/v1/logs?limt=1", Value::Null).await;
+    assert_eq!((s, &v["error_code"]), (StatusCode::BAD_REQUEST, &Value::from("invalid_parameter")), "{v}");
     // Everyone with API access may read it; no credentials, no log.
     let (s, _, _) = call(&c, "GET", "/v1/logs", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);

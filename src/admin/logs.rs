@@ -15,7 +15,10 @@ use crate::control::roles::Permission;
 use crate::control::time;
 use crate::store::events::Event;
 
+/// Unknown parameters are refused (400), as unknown body fields are: a misspelt
+/// filter must not silently return everything.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogsQuery {
     stime: Option<String>,
     etime: Option<String>,
@@ -57,7 +60,9 @@ pub async fn get_logs(
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ViewCluster)?;
-    let Query(q) = query.map_err(|_| ApiError::bad_request("invalid_parameter", "malformed query string"))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request("invalid_parameter", "malformed query string or unknown parameter")
+    })?;
     let stime = instant("stime", q.stime.as_deref())?;
     let etime = instant("etime", q.etime.as_deref())?;
     let descending = match q.order.as_deref() {
