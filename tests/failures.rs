@@ -181,7 +181,10 @@ async fn repeated_failures_throttle_that_address_only() {
     }
     // Throttled: even the right password is refused, and no argon2 is spent on it.
     let evaluations = directory.evaluations();
+    // ...and held back (a tarpit), so an attacker cannot turn into a request flood.
+    let asked = std::time::Instant::now();
     assert_eq!(show(&attacker.cmd(&["AUTH", "right"]).await), show(WRONGPASS));
+    assert!(asked.elapsed() >= Duration::from_millis(900), "refused after {:?}", asked.elapsed());
     let mut again = Conn::connect_from("127.0.0.1:0", &addr).await;
     assert_eq!(show(&again.cmd(&["AUTH", "right"]).await), show(WRONGPASS));
     assert_eq!(directory.evaluations(), evaluations, "throttled attempts cost no argon2");

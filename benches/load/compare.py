@@ -159,35 +159,41 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
 
 
-def idle_connections_rss(port, pid, count, warm=1000):
-    """Opens `count` authenticated idle connections; returns KiB of RSS per connection.
+def idle_connections_rss(port, pid, count, batch=1000):
+    """Opens `count` authenticated idle connections, `batch` at a time; returns KiB of
+    RSS per connection: the median of the batches' growth after the first.
 
-    Measured on a freshly started proxy, over the connections after the first `warm`
-    ones: what a process already holds and reuses at start (turnstile's freed argon2
-    memory, HAProxy's pools) would otherwise be counted as free connections.
+    On a freshly started proxy: what a process holds at start and gives back or reuses
+    later (turnstile's freed argon2 memory, HAProxy's pools) would otherwise count
+    for or against the connections; the median of several batches sees through it.
     """
     conns = []
 
     def open_batch(n):
-        batch = []
+        new = []
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(f"*2\r\n$4\r\nAUTH\r\n${len(PASSWORD)}\r\n{PASSWORD}\r\n*1\r\n$4\r\nPING\r\n".encode())
-            batch.append(s)
-        for s in batch:
+            new.append(s)
+        for s in new:
             got = b""
             while not got.endswith(b"+PONG\r\n"):
                 chunk = s.recv(64)
                 if not chunk:
                     raise RuntimeError("connection closed during the memory test")
                 got += chunk
-        conns.extend(batch)
+        conns.extend(new)
 
     try:
-        open_batch(warm)
+        growth = []
         before = rss_kib(pid)
-        open_batch(count - warm)
-        return (rss_kib(pid) - before) / (count - warm)
+        for _ in range(count // batch):
+            open_batch(batch)
+            after = rss_kib(pid)
+            growth.append((after - before) / batch)
+            before = after
+        later = sorted(growth[1:]) or growth
+        return later[len(later) // 2]
     finally:
         for s in conns:
             s.close()

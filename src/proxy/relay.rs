@@ -191,7 +191,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.upstream_gone().await?;
                 return Ok(false);
             }
-            if let Flow::Close = self.relay_bytes().await? {
+            // Boxed for the same reason as the client half's `process`.
+            if let Flow::Close = Box::pin(self.relay_bytes()).await? {
                 return Ok(true);
             }
         }
