@@ -5,25 +5,13 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::admin::{ADMIN, ADMIN_PW, Process, call, settings, start_control_with};
+use common::admin::{ADMIN, ADMIN_PW, Process, admin, call, ok, settings, start_control_with};
 use common::{Conn, Redis, show};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use turnstile::control::Control;
 
 const WRONGPASS: &str = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
-
-async fn admin(c: &Control, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let body = (!body.is_null()).then(|| body.to_string());
-    let (s, v, _) = call(c, method, path, Some((ADMIN, ADMIN_PW)), body.as_deref()).await;
-    (s, v)
-}
-
-#[track_caller]
-fn ok(r: (StatusCode, Value)) -> Value {
-    assert!(r.0.is_success(), "expected success, got {} {}", r.0, r.1);
-    r.1
-}
 
 async fn logs(c: &Control, query: &str) -> Vec<Value> {
     ok(admin(c, "GET", &format!("/v1/logs{query}"), Value::Null).await).as_array().unwrap().clone()

@@ -71,14 +71,6 @@ async fn wait_blocked_clients(c: &mut Conn, n: usize) {
 
 /// The integer of a `:<n>\r\n` reply.
 #[track_caller]
-fn integer(r: &[u8]) -> i64 {
-    let s = show(r);
-    s.strip_prefix(':')
-        .and_then(|x| x.strip_suffix("\r\n"))
-        .and_then(|x| x.parse().ok())
-        .unwrap_or_else(|| panic!("not an integer reply: {s:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_and_watch() {
     let redis = Redis::start(&[]);

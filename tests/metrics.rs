@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::admin::{ADMIN, ADMIN_PW, call, call_text, settings, start_control_with};
+use common::admin::{ADMIN, ADMIN_PW, admin, call, call_text, ok, settings, start_control_with};
 use common::{Conn, Redis, show};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -15,18 +15,6 @@ use turnstile::auth::ThrottlePolicy;
 use turnstile::control::Control;
 
 const WRONGPASS: &str = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
-
-async fn admin(c: &Control, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let body = (!body.is_null()).then(|| body.to_string());
-    let (s, v, _) = call(c, method, path, Some((ADMIN, ADMIN_PW)), body.as_deref()).await;
-    (s, v)
-}
-
-#[track_caller]
-fn ok(r: (StatusCode, Value)) -> Value {
-    assert!(r.0.is_success(), "expected success, got {} {}", r.0, r.1);
-    r.1
-}
 
 async fn scrape(c: &Control) -> String {
     let (status, headers, body) = call_text(c, "GET", "/metrics", None).await;

@@ -11,14 +11,6 @@ use turnstile::proxy::{PoolLimits, Upstream};
 
 const PW: &str = "pool-Pw-1";
 
-fn integer(r: &[u8]) -> i64 {
-    let s = show(r);
-    s.strip_prefix(':')
-        .and_then(|x| x.strip_suffix("\r\n"))
-        .and_then(|x| x.parse().ok())
-        .unwrap_or_else(|| panic!("not an integer reply: {s:?}"))
-}
-
 async fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !probe() {

@@ -311,3 +311,22 @@ pub async fn call_text(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
+
+/// A call as the bootstrap admin, with a JSON body unless `body` is null.
+pub async fn admin(
+    c: &Control,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let body = (!body.is_null()).then(|| body.to_string());
+    let (s, v, _) = call(c, method, path, Some((ADMIN, ADMIN_PW)), body.as_deref()).await;
+    (s, v)
+}
+
+/// The body of a successful call; anything else fails the test.
+#[track_caller]
+pub fn ok(r: (StatusCode, serde_json::Value)) -> serde_json::Value {
+    assert!(r.0.is_success(), "expected success, got {} {}", r.0, r.1);
+    r.1
+}

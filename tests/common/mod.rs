@@ -318,6 +318,15 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, String> {
 }
 
 /// `String::from_utf8_lossy` for assertion messages.
+/// The value of an integer reply (`:42\r\n`).
+pub fn integer(r: &[u8]) -> i64 {
+    let s = show(r);
+    s.strip_prefix(':')
+        .and_then(|x| x.strip_suffix("\r\n"))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("not an integer reply: {s:?}"))
+}
+
 pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
