@@ -156,6 +156,9 @@ pub struct ProxyConfig {
     pub upstream_pool_size: usize,
     /// How long an idle upstream connection is kept.
     pub upstream_pool_idle_secs: u64,
+    /// Upstream connections per database that carry the stateless commands of all
+    /// clients, multiplexed (0 = every client gets a connection of its own).
+    pub upstream_shared_connections: usize,
 }
 
 impl ProxyConfig {
@@ -163,6 +166,7 @@ impl ProxyConfig {
         crate::proxy::PoolLimits {
             size: self.upstream_pool_size,
             idle: Duration::from_secs(self.upstream_pool_idle_secs),
+            shared: self.upstream_shared_connections,
         }
     }
 }
@@ -176,6 +180,7 @@ impl Default for ProxyConfig {
             shutdown_grace_secs: 10,
             upstream_pool_size: pool.size,
             upstream_pool_idle_secs: pool.idle.as_secs(),
+            upstream_shared_connections: pool.shared,
         }
     }
 }

@@ -29,7 +29,8 @@ async fn redis_clients(redis: &Redis) -> i64 {
 
 fn set_limits(proxy: &Proxy, redis: &Redis, size: usize) {
     let mut up = Upstream::parse(&format!("redis://{}", redis.addr())).unwrap();
-    up.pool = PoolLimits { size, idle: Duration::from_secs(30) };
+    // Dedicated connections only: this file tests their reuse.
+    up.pool = PoolLimits { size, idle: Duration::from_secs(30), shared: 0 };
     proxy.ctx.set_upstream(up);
 }
 

@@ -25,11 +25,14 @@ pub struct PoolLimits {
     /// 0 disables reuse: every client connection opens and closes its own.
     pub size: usize,
     pub idle: Duration,
+    /// Upstream connections shared by all clients of a database for stateless
+    /// commands (see [`super::lane`]); 0 gives every client its own connection.
+    pub shared: usize,
 }
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { size: 64, idle: Duration::from_secs(30) }
+        Self { size: 64, idle: Duration::from_secs(30), shared: 1 }
     }
 }
 

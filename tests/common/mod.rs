@@ -121,6 +121,8 @@ pub struct ProxyOptions {
     pub default_user: bool,
     pub max_connections: usize,
     pub verify: VerifyOptions,
+    /// Upstream connection reuse and sharing (the product's defaults unless changed).
+    pub pool: turnstile::proxy::PoolLimits,
 }
 
 impl ProxyOptions {
@@ -136,6 +138,7 @@ impl ProxyOptions {
                 throttle: turnstile::auth::ThrottlePolicy::off(),
                 ..VerifyOptions::default()
             },
+            pool: turnstile::proxy::PoolLimits::default(),
         }
     }
 }
@@ -153,15 +156,26 @@ impl Proxy {
     pub async fn with(o: ProxyOptions) -> Self {
         let directory = Directory::new(FAST, o.verify);
         directory.set_bdb(o.uid, BdbAccess { default_user: o.default_user, roles: vec![1] });
-        Self::serve(directory, o.uid, &o.upstream, o.max_connections).await
+        Self::serve_with(directory, o.uid, &o.upstream, o.max_connections, o.pool).await
     }
 
     /// Serves database `uid` of an existing directory (several proxies may share one).
     pub async fn serve(directory: Directory, uid: u32, upstream: &str, max_connections: usize) -> Self {
+        Self::serve_with(directory, uid, upstream, max_connections, turnstile::proxy::PoolLimits::default()).await
+    }
+
+    async fn serve_with(
+        directory: Directory,
+        uid: u32,
+        upstream: &str,
+        max_connections: usize,
+        pool: turnstile::proxy::PoolLimits,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut up = Upstream::parse(upstream).unwrap();
         up.connect_timeout = Duration::from_secs(2);
+        up.pool = pool;
         let ctx = Arc::new(BdbContext::new(uid, directory.clone(), up, max_connections));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
