@@ -45,7 +45,11 @@ async fn an_upstream_that_is_down_gets_a_clear_error_and_a_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_restart_ends_connections_cleanly_and_new_ones_work() {
     let mut redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &["pw"]).await;
+    // Every client on a connection of its own (see `shared.rs` for shared ones).
+    let mut o = ProxyOptions::new(&format!("redis://{}", redis.addr()));
+    o.pool.shared = 0;
+    let proxy = Proxy::with(o).await;
+    proxy.add_default("pw").await;
     // An idle connection is closed without an unsolicited reply.
     let mut idle = proxy.authed("pw").await;
     assert_eq!(idle.cmd(&["PING"]).await, b"+PONG\r\n");
@@ -64,6 +68,22 @@ async fn an_upstream_restart_ends_connections_cleanly_and_new_ones_work() {
     assert_eq!(waiting.read_to_close().await, LOST);
     let mut c = proxy.authed("pw").await;
     assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+}
+
+/// On a shared upstream connection, a restart costs an idle client nothing: it
+/// holds no upstream connection, and its next command opens a new lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restart_leaves_idle_shared_clients_connected() {
+    let mut redis = Redis::start(&[]);
+    let proxy = Proxy::start(&redis, &["pw"]).await;
+    let mut idle = proxy.authed("pw").await;
+    assert_eq!(idle.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+    assert_eq!(proxy.ctx.lanes.open(), 1);
+    redis.restart();
+    let ctx = proxy.ctx.clone();
+    eventually("the lane noticed the restart", async || ctx.lanes.open() == 0).await;
+    assert_eq!(idle.cmd(&["GET", "k"]).await, b"$-1\r\n", "a fresh Redis, reached on a new lane");
+    assert_eq!(proxy.ctx.lanes.open(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +108,10 @@ async fn clients_disconnecting_mid_frame_cost_nothing() {
         ctx.connections.load(std::sync::atomic::Ordering::Acquire) == 0
     })
     .await;
-    eventually("the upstream connections closed", async || redis_clients(&redis).await == 0).await;
+    // The client's own connection (it streamed) is closed; the shared one stays.
+    let lanes = proxy.ctx.lanes.open();
+    assert!(lanes <= 1, "{lanes} lanes");
+    eventually("the upstream connections closed", async || redis_clients(&redis).await == lanes).await;
     // Nothing was half-applied, and the proxy still serves.
     let mut c = proxy.authed("pw").await;
     assert_eq!(c.cmd(&["EXISTS", "big"]).await, b":0\r\n");

@@ -27,6 +27,16 @@ async fn redis_clients(redis: &Redis) -> i64 {
     line["connected_clients:".len()..].trim().parse::<i64>().unwrap() - 1
 }
 
+/// turnstile with no shared upstream connections: every client gets its own (the
+/// connections this file is about), password `PW`.
+async fn dedicated(upstream: &str) -> Proxy {
+    let mut o = ProxyOptions::new(upstream);
+    o.pool.shared = 0;
+    let proxy = Proxy::with(o).await;
+    proxy.add_default(PW).await;
+    proxy
+}
+
 fn set_limits(proxy: &Proxy, redis: &Redis, size: usize) {
     let mut up = Upstream::parse(&format!("redis://{}", redis.addr())).unwrap();
     // Dedicated connections only: this file tests their reuse.
@@ -37,8 +47,7 @@ fn set_limits(proxy: &Proxy, redis: &Redis, size: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_connection_is_reused_and_reset_as_new() {
     let redis = Redis::start(&["--requirepass", "svc-secret"]);
-    let proxy = Proxy::with(ProxyOptions::new(&format!("redis://:svc-secret@{}", redis.addr()))).await;
-    proxy.add_default(PW).await;
+    let proxy = dedicated(&format!("redis://:svc-secret@{}", redis.addr())).await;
 
     // The first client leaves state behind: another database, a name, an open
     // transaction with a queued command.
@@ -71,7 +80,7 @@ async fn a_clean_connection_is_reused_and_reset_as_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_connection_comes_back_without_its_messages() {
     let redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &[PW]).await;
+    let proxy = dedicated(&format!("redis://{}", redis.addr())).await;
     let mut a = proxy.authed(PW).await;
     let id = integer(&a.cmd(&["CLIENT", "ID"]).await);
     a.send(&cmd_bytes(&["HELLO", "3"])).await;
@@ -94,7 +103,7 @@ async fn a_subscriber_connection_comes_back_without_its_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_left_owing_replies_is_closed_not_reused() {
     let redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &[PW]).await;
+    let proxy = dedicated(&format!("redis://{}", redis.addr())).await;
     let mut a = proxy.authed(PW).await;
     assert_eq!(a.cmd(&["PING"]).await, b"+PONG\r\n");
     a.send(&cmd_bytes(&["BLPOP", "q", "0"])).await;
@@ -121,7 +130,7 @@ async fn a_connection_left_owing_replies_is_closed_not_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_to_a_restarted_redis_are_not_used() {
     let mut redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &[PW]).await;
+    let proxy = dedicated(&format!("redis://{}", redis.addr())).await;
     let mut a = proxy.authed(PW).await;
     assert_eq!(a.cmd(&["PING"]).await, b"+PONG\r\n");
     drop(a);
@@ -136,7 +145,7 @@ async fn pooled_connections_to_a_restarted_redis_are_not_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_is_bounded_and_can_be_turned_off() {
     let redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &[PW]).await;
+    let proxy = dedicated(&format!("redis://{}", redis.addr())).await;
     set_limits(&proxy, &redis, 2);
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -182,7 +191,7 @@ async fn calls(redis: &Redis, cmd: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_connection_that_may_hold_state_is_reset() {
     let redis = Redis::start(&[]);
-    let proxy = Proxy::start(&redis, &[PW]).await;
+    let proxy = dedicated(&format!("redis://{}", redis.addr())).await;
     // Stateless commands only: back into the pool as it is, no RESET sent.
     let mut a = proxy.authed(PW).await;
     let id = integer(&a.cmd(&["CLIENT", "ID"]).await);

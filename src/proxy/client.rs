@@ -15,6 +15,8 @@ use super::BdbContext;
 use super::Upstream;
 use super::hello;
 use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
+use super::lane::{self, Batch, Lane};
+use super::mailbox::{self, Mailbox};
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
 use crate::auth::Identity;
@@ -47,6 +49,20 @@ enum Flow {
     Stop,
 }
 
+/// Where a forwarded request goes.
+enum Route {
+    Lane,
+    Own,
+    /// No upstream could be reached; the client was told and the connection is closing.
+    Failed,
+}
+
+/// A lane this client uses, and where its replies arrive.
+struct Shared {
+    lane: Lane,
+    mailbox: Arc<Mailbox>,
+}
+
 enum Decision {
     Stream(Command),
     Wait,
@@ -76,6 +92,15 @@ pub struct ClientHalf {
     /// The upstream connection may hold state a later client must not inherit
     /// (anything but [`Command::Stateless`] was sent): reusing it takes a `RESET`.
     dirty: bool,
+    /// This client's share of a shared upstream connection, once it used one.
+    shared: Option<Shared>,
+    /// Stateless requests in the current run, bound for the lane.
+    shared_pending: u64,
+    /// Of those, the ones whose replies are not in the plan yet (like `pending`).
+    shared_unplanned: u64,
+    /// Never use a lane again (it sent a command that needs a connection of its own,
+    /// fell behind reading, or the database does not share connections).
+    pinned: bool,
     /// Plain replies owed for requests forwarded since the last push to the plan:
     /// counted here and pushed as one entry before their bytes go upstream, so a
     /// pipeline costs one plan update per read rather than one per request.
@@ -94,6 +119,10 @@ impl ClientHalf {
             reply_mode: ReplyMode::On,
             streaming: None,
             dirty: false,
+            shared: None,
+            shared_pending: 0,
+            shared_unplanned: 0,
+            pinned: false,
             pending: 0,
         }
     }
@@ -243,6 +272,11 @@ impl ClientHalf {
                                 return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
                             }
                             Decision::Stream(cmd) => {
+                                // Requests bound for the lane go first (and are
+                                // answered before this one takes its own connection).
+                                if self.shared_pending > 0 {
+                                    self.flush(buf, run).await?;
+                                }
                                 self.dirty = true;
                                 let entry = self.expectation(cmd, p.argc as usize);
                                 if !self.ensure_upstream().await? {
@@ -280,6 +314,37 @@ impl ClientHalf {
                 cmd = Command::Other;
             }
             if authenticated && forwarded(cmd) {
+                if cmd == Command::Stateless
+                    && self.upstream.is_none()
+                    && !self.pinned
+                    && self.reply_mode == ReplyMode::On
+                    && len <= lane::MAX_REQUEST
+                {
+                    match self.route().await {
+                        Route::Lane => {
+                            self.shared_pending += 1;
+                            self.shared_unplanned += 1;
+                            extend(run, *pos, *pos + len);
+                            *pos += len;
+                            continue;
+                        }
+                        Route::Failed => {
+                            // Requests of this run that were meant for the lane are
+                            // not sent: the client's next reply is the error.
+                            self.shared_pending = 0;
+                            self.shared_unplanned = 0;
+                            *run = None;
+                            return Ok(Flow::Stop);
+                        }
+                        Route::Own => {}
+                    }
+                }
+                // From here on the client has a connection of its own; what it sent
+                // to the lane goes first.
+                self.pinned = true;
+                if self.shared_pending > 0 {
+                    self.flush(buf, run).await?;
+                }
                 self.dirty |= cmd != Command::Stateless;
                 let entry = self.expectation(cmd, argc);
                 if !self.ensure_upstream().await? {
@@ -520,6 +585,9 @@ impl ClientHalf {
 
     /// Moves the replies counted in `pending` into the plan.
     fn push_pending(&mut self) {
+        if self.shared_unplanned > 0 {
+            self.plan.push(Entry::Shared { n: std::mem::take(&mut self.shared_unplanned) });
+        }
         if self.pending > 0 {
             self.plan.push(Entry::Replies { n: self.pending, tag: Tag::Plain, silent: false });
             self.pending = 0;
@@ -552,6 +620,12 @@ impl ClientHalf {
     }
 
     async fn open_upstream(&mut self) -> std::io::Result<bool> {
+        self.pinned = true;
+        // Requests sent on the lane take effect first: a client's commands reach
+        // Redis in the order it sent them, whichever connection carries them.
+        if let Some(s) = &self.shared {
+            s.mailbox.wait_in_flight_below(1).await;
+        }
         let upstream = self.ctx.upstream_full();
         // A connection a previous client left clean (reset and logged in already).
         if let Some(conn) = self.ctx.pool.take(&upstream) {
@@ -581,6 +655,100 @@ impl ClientHalf {
         }
     }
 
+    /// Whether a stateless request can go to a lane: yes if the client has one (or
+    /// one can be had), no if the database does not share connections.
+    async fn route(&mut self) -> Route {
+        if let Some(s) = &self.shared {
+            if s.mailbox.backlog() > mailbox::BACKLOG_SOFT {
+                // The client is not reading its replies: let Redis buffer for it on
+                // a connection of its own, as it would without turnstile.
+                self.pinned = true;
+                return Route::Own;
+            }
+            if s.lane.is_open() {
+                return Route::Lane;
+            }
+        }
+        // Once per client (and after a lane fails), and large: boxed.
+        Box::pin(self.join_lane()).await
+    }
+
+    async fn join_lane(&mut self) -> Route {
+        let upstream = match &self.shared {
+            Some(s) => Arc::clone(s.lane.upstream()),
+            None => self.ctx.upstream_full(),
+        };
+        // TLS upstream connections are not shared: a lane relies on reading the
+        // socket's readiness, which a TLS stream does not expose.
+        if upstream.pool.shared == 0 || upstream.tls {
+            self.pinned = true;
+            return Route::Own;
+        }
+        match self.ctx.lanes.get(&upstream).await {
+            Ok(lane) => {
+                match &mut self.shared {
+                    Some(s) => s.lane = lane,
+                    None => {
+                        let mailbox = Arc::new(Mailbox::default());
+                        self.push(Entry::Mailbox(Arc::clone(&mailbox)));
+                        self.shared = Some(Shared { lane, mailbox });
+                    }
+                }
+                Route::Lane
+            }
+            Err(reply) => {
+                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
+                self.push(Entry::Local(Bytes::from_static(reply)));
+                self.push(Entry::Close);
+                Route::Failed
+            }
+        }
+    }
+
+    /// Hands `n` complete requests to the client's lane, after planning their
+    /// replies. An error ends the connection (the relay tells the client why).
+    async fn send_shared(&mut self, bytes: Bytes, n: u64) -> std::io::Result<()> {
+        let Some(s) = &self.shared else {
+            return Err(std::io::Error::other("no shared connection"));
+        };
+        let mailbox = Arc::clone(&s.mailbox);
+        self.plan.wait_for_space().await;
+        self.push_pending();
+        // A client that pipelines without end waits for answers, in steps.
+        mailbox.wait_in_flight_below(mailbox::MAX_IN_FLIGHT).await;
+        if mailbox.is_lost() {
+            return Err(std::io::Error::other("shared upstream connection lost"));
+        }
+        mailbox.sent(n);
+        let mut batch = Batch { bytes, n, mailbox };
+        for _ in 0..2 {
+            let lane = match self.shared.as_ref() {
+                Some(s) => s.lane.clone(),
+                None => break,
+            };
+            match lane.send(batch).await {
+                Ok(()) => return Ok(()),
+                // The lane ended before taking it: nothing was sent, so the next
+                // lane may take it.
+                Err(b) => batch = b,
+            }
+            let upstream = Arc::clone(lane.upstream());
+            match self.ctx.lanes.get(&upstream).await {
+                Ok(lane) => {
+                    if let Some(s) = self.shared.as_mut() {
+                        s.lane = lane;
+                    }
+                }
+                Err(reply) => {
+                    batch.mailbox.lose(reply);
+                    break;
+                }
+            }
+        }
+        batch.mailbox.lose(replies::UPSTREAM_LOST);
+        Err(std::io::Error::other("no shared upstream connection"))
+    }
+
     fn protocol_error(&mut self, e: ProtoError) -> Flow {
         tracing::debug!(?e, "protocol error from client");
         self.push(Entry::Local(e.reply()));
@@ -590,6 +758,11 @@ impl ClientHalf {
 
     /// Writes the pending run of forwarded bytes upstream.
     async fn flush(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<()> {
+        if self.shared_pending > 0 {
+            let n = std::mem::take(&mut self.shared_pending);
+            let Some(range) = run.take() else { return Ok(()) };
+            return self.send_shared(Bytes::copy_from_slice(&buf[range]), n).await;
+        }
         // The plan must know what is owed before the upstream can answer it.
         if self.pending > 0 {
             self.plan.wait_for_space().await;

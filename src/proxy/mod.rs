@@ -4,7 +4,9 @@
 mod client;
 mod hello;
 pub mod io;
+pub mod lane;
 pub mod listener;
+mod mailbox;
 mod plan;
 pub mod pool;
 pub mod registry;
@@ -40,6 +42,8 @@ pub struct BdbContext {
     auth_timeout_ms: std::sync::atomic::AtomicU64,
     /// Idle upstream connections, reused by the next clients.
     pub pool: pool::Pool,
+    /// Upstream connections shared by all clients for stateless commands.
+    pub lanes: lane::Lanes,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
 }
@@ -56,6 +60,7 @@ impl BdbContext {
             stats: crate::metrics::BdbStats::default(),
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
+            lanes: lane::Lanes::default(),
             tls: arc_swap::ArcSwapOption::empty(),
         }
     }

@@ -7,12 +7,13 @@
 //! upstream replies it belongs between, even deep inside a pipeline.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::io::UpstreamRead;
+use super::mailbox::Mailbox;
 use crate::resp::command::SubKind;
 
 /// What an upstream reply means for the relay's view of the connection.
@@ -42,6 +43,10 @@ pub enum Entry {
     Local(Bytes),
     /// The upstream connection was opened: read replies from here on.
     Attach(UpstreamRead),
+    /// Where replies from shared upstream connections arrive for this client.
+    Mailbox(Arc<Mailbox>),
+    /// This many replies from the client's mailbox (requests sent on a lane).
+    Shared { n: u64 },
     /// From here the upstream stream is not followed (replication): pass it through.
     Opaque,
     /// Flush and close the client connection.
@@ -57,6 +62,8 @@ impl std::fmt::Debug for Entry {
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
             Self::Attach(_) => f.write_str("Attach"),
+            Self::Mailbox(_) => f.write_str("Mailbox"),
+            Self::Shared { n } => write!(f, "Shared({n})"),
             Self::Opaque => f.write_str("Opaque"),
             Self::Close => f.write_str("Close"),
         }
@@ -85,6 +92,8 @@ impl Plan {
                     Some(Entry::Replies { n, tag: Tag::Plain, silent }),
                     Entry::Replies { n: more, tag: Tag::Plain, silent: s },
                 ) if *silent == s => *n += more,
+                (Some(Entry::Shared { n }), Entry::Shared { n: more }) => *n += more,
+                (_, Entry::Shared { n: 0 }) => {}
                 (_, Entry::Replies { n: 0, .. }) => {}
                 (_, e) => q.push_back(e),
             }

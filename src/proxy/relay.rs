@@ -8,6 +8,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::io::{READ_MIN, ReadSome, UpstreamRead};
+use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
 use crate::resp::command::SubKind;
 use crate::resp::replies;
@@ -95,6 +96,17 @@ pub struct Relay<W> {
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
     ctx: Option<Arc<super::BdbContext>>,
+    /// Where replies to requests sent on shared upstream connections arrive.
+    mailbox: Option<Arc<Mailbox>>,
+}
+
+impl<W> Drop for Relay<W> {
+    fn drop(&mut self) {
+        // The lane must not keep replies for a client nobody will write to.
+        if let Some(m) = &self.mailbox {
+            m.close();
+        }
+    }
 }
 
 impl<W: AsyncWrite + Unpin> Relay<W> {
@@ -112,6 +124,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             dropping: false,
             opaque: false,
             ctx: None,
+            mailbox: None,
         }
     }
 
@@ -168,6 +181,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             if let Flow::Close = self.advance_plan().await? {
                 return Ok(true);
             }
+            if matches!(self.current, Some(Entry::Shared { .. })) {
+                // Boxed for the same reason as the client half's `process`.
+                if let Flow::Close = Box::pin(self.relay_shared()).await? {
+                    return Ok(false);
+                }
+                continue;
+            }
             let Some(upstream) = self.upstream.as_mut() else {
                 self.plan.pushed().await;
                 continue;
@@ -194,6 +214,38 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             // Boxed for the same reason as the client half's `process`.
             if let Flow::Close = Box::pin(self.relay_bytes()).await? {
                 return Ok(true);
+            }
+        }
+    }
+
+    /// Passes on the replies of the current `Shared` entry as the lane delivers
+    /// them. `Close` if they will not come (the lane's connection failed).
+    async fn relay_shared(&mut self) -> std::io::Result<Flow> {
+        let Some(mailbox) = self.mailbox.clone() else {
+            self.client.write_all(replies::UPSTREAM_LOST).await?;
+            return Ok(Flow::Close);
+        };
+        loop {
+            match mailbox.next().await {
+                Ok(d) => {
+                    self.client.write_all(&d.bytes).await?;
+                    if let Some(Entry::Shared { n }) = &mut self.current {
+                        *n = n.saturating_sub(d.replies);
+                        if *n == 0 {
+                            self.current = None;
+                            self.client.flush().await?;
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    if reason == replies::UPSTREAM_LOST {
+                        self.upstream_failed();
+                    }
+                    self.client.write_all(reason).await?;
+                    self.client.flush().await?;
+                    return Ok(Flow::Close);
+                }
             }
         }
     }
@@ -226,6 +278,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     wrote = true;
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
+                Entry::Mailbox(m) => self.mailbox = Some(m),
+                Entry::Shared { n: 0 } => {}
                 Entry::Opaque => self.opaque = true,
                 Entry::Close => {
                     self.client.flush().await?;
