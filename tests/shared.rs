@@ -99,6 +99,13 @@ async fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
     }
 }
 
+/// Waits at `gate`, failing instead of hanging if a party never arrives (it failed).
+async fn meet(gate: &Barrier) {
+    tokio::time::timeout(Duration::from_secs(20), gate.wait())
+        .await
+        .expect("a client never reached the gate");
+}
+
 const CLIENTS: usize = 40;
 
 /// `CLIENTS` authenticated clients, 25 SET + 25 GET each on their own keys, all
@@ -119,15 +126,15 @@ async fn forty_clients(proxy: &Proxy, inspector: &mut Conn) -> i64 {
                 same(&c.cmd(&["GET", &k]).await, &bulk(v.as_bytes()), "GET of its own key");
                 if i == 0 {
                     // Everyone is connected and has been served: the test counts.
-                    gate.wait().await;
-                    gate.wait().await;
+                    meet(&gate).await;
+                    meet(&gate).await;
                 }
             }
         }));
     }
-    gate.wait().await;
+    meet(&gate).await;
     let at_peak = info_clients(inspector, "connected_clients").await;
-    gate.wait().await;
+    meet(&gate).await;
     for t in tasks {
         t.await.unwrap();
     }
@@ -191,7 +198,7 @@ async fn each_client_gets_its_own_pipelined_replies_in_order() {
         tasks.push(tokio::spawn(async move {
             let mut c = Conn::connect(&addr).await;
             same(&c.cmd(&["AUTH", PW]).await, b"+OK\r\n", "AUTH");
-            gate.wait().await;
+            meet(&gate).await;
             for round in 0..3 {
                 let (req, want) = mixed(id, round);
                 c.send(&req).await;
@@ -284,6 +291,13 @@ async fn writes_on_the_lane_are_seen_after_pinning() {
     for t in noise {
         t.await.unwrap();
     }
+    // No SELECT leaked onto the lane: its clients are still in database 0.
+    let mut c = proxy.authed(PW).await;
+    same(&c.cmd(&["GET", "x4.9"]).await, b"$1\r\n1\r\n", "database 0 on the lane");
+    same(&c.cmd(&["DBSIZE"]).await, b":102\r\n", "100 keys + 2 noise keys in database 0");
+    let mut direct = redis.connect().await;
+    same(&direct.cmd(&["SELECT", "1"]).await, b"+OK\r\n", "SELECT");
+    same(&direct.cmd(&["DBSIZE"]).await, b":0\r\n", "nothing was written in database 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,6 +356,10 @@ async fn local_replies_keep_their_place_among_lane_replies() {
     want.extend_from_slice(WRONGPASS);
     want.extend_from_slice(b"$1\r\nv\r\n");
     same(&c.replies(7).await, &want, "a wrong AUTH in the middle keeps the identity");
+
+    let mut c = proxy.authed(PW).await;
+    c.send(&pipeline(&[&["GET", "k"], &["QUIT"], &["GET", "k"]])).await;
+    same(&c.read_to_close().await, b"$1\r\nv\r\n+OK\r\n", "QUIT after a lane GET, nothing after it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,6 +425,80 @@ async fn stateful_commands_work_after_lane_commands() {
     same(&waiter.reply().await, b"*2\r\n$1\r\nq\r\n$1\r\nv\r\n", "BLPOP released");
     same(&pusher.cmd(&["LLEN", "q"]).await, b":0\r\n", "the waiter took it");
     same(&waiter.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n", "GET after BLPOP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_after_lane_commands_sees_lane_writes() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut writer = proxy.authed(PW).await;
+    same(&writer.cmd(&["SET", "w", "1"]).await, b"+OK\r\n", "SET");
+    let mut watcher = proxy.authed(PW).await;
+    watcher.send(&pipeline(&[&["GET", "w"], &["WATCH", "w"], &["GET", "w"]])).await;
+    same(&watcher.replies(3).await, b"$1\r\n1\r\n+OK\r\n$1\r\n1\r\n", "WATCH after a lane GET");
+    same(&writer.cmd(&["SET", "w", "2"]).await, b"+OK\r\n", "a lane client's write");
+    watcher.send(&pipeline(&[&["MULTI"], &["SET", "w", "3"], &["EXEC"], &["GET", "w"]])).await;
+    same(&watcher.replies(4).await, b"+OK\r\n+QUEUED\r\n*-1\r\n$1\r\n2\r\n", "the write aborted EXEC");
+    watcher
+        .send(&pipeline(&[&["WATCH", "w"], &["MULTI"], &["SET", "w", "3"], &["EXEC"], &["GET", "w"]]))
+        .await;
+    same(
+        &watcher.replies(5).await,
+        b"+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n$1\r\n3\r\n",
+        "undisturbed, EXEC runs",
+    );
+    same(&writer.cmd(&["GET", "w"]).await, b"$1\r\n3\r\n", "the lane sees it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_3_switches_only_that_client_to_resp3() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut other = proxy.authed(PW).await;
+    same(&other.cmd(&["HSET", "h", "f", "v"]).await, b":1\r\n", "HSET");
+
+    let mut c = proxy.authed(PW).await;
+    c.send(&pipeline(&[&["GET", "missing"], &["HELLO", "3"], &["GET", "missing"], &["HGETALL", "h"]])).await;
+    same(&c.reply().await, b"$-1\r\n", "RESP2 before HELLO");
+    let hello = c.reply().await;
+    assert!(hello.starts_with(b"%7\r\n"), "HELLO 3: {:?}", show(&hello));
+    same(&c.reply().await, b"_\r\n", "a RESP3 null after HELLO");
+    same(&c.reply().await, b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n", "a RESP3 map after HELLO");
+
+    // The lane still speaks RESP2, to old and new clients.
+    other.send(&pipeline(&[&["GET", "missing"], &["HGETALL", "h"]])).await;
+    same(&other.replies(2).await, b"$-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n", "RESP2 on the lane");
+    let mut new = proxy.authed(PW).await;
+    new.send(&pipeline(&[&["GET", "missing"], &["HGETALL", "h"]])).await;
+    same(&new.replies(2).await, b"$-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n", "RESP2 for a new client");
+    same(&c.cmd(&["GET", "missing"]).await, b"_\r\n", "still RESP3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_request_after_lane_commands_keeps_its_order() {
+    let redis = Redis::start(&[]);
+    let proxy = Arc::new(proxy(&redis, 1).await);
+    let value: Arc<Vec<u8>> = Arc::new((0..200 * 1024).map(|i| (i % 253) as u8).collect());
+    let mut tasks = Vec::new();
+    for id in 0..4 {
+        let (proxy, value) = (Arc::clone(&proxy), Arc::clone(&value));
+        tasks.push(tokio::spawn(async move {
+            let (small, big) = (format!("s{id}"), format!("big{id}"));
+            let mut c = proxy.authed(PW).await;
+            let mut req = pipeline(&[&["SET", &small, "small"], &["GET", &small]]);
+            req.extend(encode(&[b"SET", big.as_bytes(), &value]));
+            req.extend(pipeline(&[&["GET", &big], &["GET", &small], &["STRLEN", &big]]));
+            c.send(&req).await;
+            let mut want = b"+OK\r\n$5\r\nsmall\r\n+OK\r\n".to_vec();
+            want.extend(bulk(&value));
+            want.extend_from_slice(format!("$5\r\nsmall\r\n:{}\r\n", value.len()).as_bytes());
+            let got = c.replies(6).await;
+            assert!(got == want, "client {id}: {}", first_difference(&got, &want));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
