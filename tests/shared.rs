@@ -612,8 +612,8 @@ async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<At
     let mut chunk = vec![0u8; 64 * 1024];
     let closed = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            while let Some(n) =
-                frame_len(&buf).unwrap_or_else(|e| panic!("{e} in {:?}", show(&buf[..buf.len().min(200)])))
+            while let Some(n) = frame_len(&buf)
+                .unwrap_or_else(|e| panic!("invalid RESP ({e}): {:?}", show(&buf[..buf.len().min(200)])))
             {
                 let frame: Vec<u8> = buf.drain(..n).collect();
                 assert!(!lost, "a reply after the upstream-lost error: {:?}", show(&frame));
@@ -644,15 +644,10 @@ async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<At
     replies
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_lane_fails_only_the_requests_in_flight() {
-    let mut redis = Redis::start(&[]);
-    let proxy = proxy(&redis, 1).await;
-    let mut idle = proxy.authed(PW).await;
-    same(&idle.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "SET");
-    same(&idle.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n", "GET");
-
-    // Busy clients pipeline GETs without end, reading as they go.
+/// Four clients pipeline `GET k` (value `v`) without end, reading as they go; Redis
+/// is killed under them. Each sees correct replies, then at most `LOST`, then the
+/// close — never a reply cut short, nor anything after the error.
+async fn flood_then_kill(proxy: &Proxy, redis: &mut Redis) {
     let mut busy = Vec::new();
     let mut ready = Vec::new();
     for _ in 0..4 {
@@ -674,6 +669,17 @@ async fn a_dead_lane_fails_only_the_requests_in_flight() {
         // Closed is what counts; the writer may not have hit the close yet.
         writer.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lane_fails_only_the_requests_in_flight() {
+    let mut redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut idle = proxy.authed(PW).await;
+    same(&idle.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "SET");
+    same(&idle.cmd(&["GET", "k"]).await, b"$1\r\nv\r\n", "GET");
+
+    flood_then_kill(&proxy, &mut redis).await;
     redis.restart();
 
     // The idle client had nothing in flight: it carries on, on a new lane. At most
@@ -702,6 +708,15 @@ async fn a_dead_lane_fails_only_the_requests_in_flight() {
         let mut c = proxy.authed(PW).await;
         same(&c.cmd(&["GET", "k"]).await, b"$1\r\nw\r\n", "a new client");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_dedicated_connection_never_cuts_a_reply_in_two() {
+    let mut redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 0).await;
+    let mut setup = proxy.authed(PW).await;
+    same(&setup.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "SET");
+    flood_then_kill(&proxy, &mut redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
