@@ -104,7 +104,11 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig) = args.command {
         return check_config(&config_path, &config);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.config.proxy.worker_threads())
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("turnstile: cannot start the runtime: {e}");

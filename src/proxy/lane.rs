@@ -25,6 +25,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -87,6 +88,10 @@ impl Lane {
 pub struct Lanes {
     slots: Mutex<Vec<Option<Lane>>>,
     next: AtomicUsize,
+    /// Held while a lane is being opened.
+    opening: tokio::sync::Mutex<()>,
+    /// When the last attempt to open one failed, and the reply it gave.
+    failed: Mutex<Option<(Instant, &'static [u8])>>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -117,18 +122,29 @@ impl Lanes {
         if let Some(lane) = self.find(i, upstream) {
             return Ok(lane);
         }
-        // Connected without holding the lock (an unreachable upstream must not
-        // queue every client behind one connect timeout). Clients racing here may
-        // each open one; the first stored wins and the others' lanes end at once,
-        // unused, when their handles are dropped.
-        let lane = open(upstream).await?;
-        let mut slots = self.lock();
-        slots.resize_with(want, || None);
-        match &slots[i] {
-            Some(l) if l.serves(upstream) => Ok(l.clone()),
-            _ => {
+        // One connect at a time: forty clients arriving together must not open forty
+        // connections. Those that waited while an attempt failed share its failure
+        // rather than each waiting out a connect timeout in turn.
+        let asked = Instant::now();
+        let _opening = self.opening.lock().await;
+        if let Some(lane) = self.find(i, upstream) {
+            return Ok(lane);
+        }
+        if let Some((at, reply)) = *self.failed.lock().unwrap_or_else(|p| p.into_inner())
+            && at >= asked
+        {
+            return Err(reply);
+        }
+        match open(upstream).await {
+            Ok(lane) => {
+                let mut slots = self.lock();
+                slots.resize_with(want, || None);
                 slots[i] = Some(lane.clone());
                 Ok(lane)
+            }
+            Err(reply) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), reply));
+                Err(reply)
             }
         }
     }
@@ -255,15 +271,23 @@ async fn pump(
                 if read? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
-                split(&mut buf, &mut scanner, owed, &mut deliveries)?;
+                split(&buf, &mut scanner, owed, &mut deliveries)?;
                 let bytes = buf.split().freeze();
-                for (mailbox, range, replies) in deliveries.drain(..) {
-                    mailbox.deliver(Delivery { bytes: bytes.slice(range), replies }, replies::CLIENT_TOO_SLOW, STALL).await;
+                for (mailbox, range, replies, whole) in deliveries.drain(..) {
+                    let d = Delivery { bytes: bytes.slice(range), replies, whole };
+                    mailbox.deliver(d, replies::CLIENT_TOO_SLOW, STALL).await;
                 }
             }
             ready = writer.writable(), if !out.is_empty() => ready?,
             batch = rx.recv(), if wanted && out.len() < WRITE_MAX => match batch {
-                Some(batch) => take(batch, &mut out, owed),
+                Some(batch) => {
+                    take(batch, &mut out, owed);
+                    // Let the other clients woken by the same events queue their
+                    // requests first, so they all go out in one write: without this,
+                    // at one request per client (pipeline 1) every request was a write
+                    // and every reply a read of its own, as with no sharing at all.
+                    tokio::task::yield_now().await;
+                }
                 None => wanted = false,
             },
         }
@@ -281,7 +305,7 @@ fn split(
     buf: &BytesMut,
     scanner: &mut ReplyScanner,
     owed: &mut VecDeque<InFlight>,
-    deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64)>,
+    deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64, bool)>,
 ) -> std::io::Result<()> {
     let (mut pos, mut start, mut done) = (0, 0, 0);
     while pos < buf.len() {
@@ -298,14 +322,14 @@ fn split(
         head.remaining -= 1;
         if head.remaining == 0 {
             let head = owed.pop_front().expect("checked above");
-            deliveries.push((head.mailbox, start..pos, done));
+            deliveries.push((head.mailbox, start..pos, done, true));
             (start, done) = (pos, 0);
         }
     }
     if start < pos
         && let Some(head) = owed.front()
     {
-        deliveries.push((Arc::clone(&head.mailbox), start..pos, done));
+        deliveries.push((Arc::clone(&head.mailbox), start..pos, done, scanner.at_boundary()));
     }
     Ok(())
 }

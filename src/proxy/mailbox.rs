@@ -28,6 +28,8 @@ pub const MAX_IN_FLIGHT: u64 = 128;
 pub struct Delivery {
     pub bytes: Bytes,
     pub replies: u64,
+    /// `bytes` ends where a reply ends (not inside one).
+    pub whole: bool,
 }
 
 #[derive(Default)]
@@ -176,8 +178,22 @@ mod tests {
     async fn delivers_in_order_and_counts_answers() {
         let m = Mailbox::default();
         m.sent(3);
-        assert!(m.deliver(Delivery { bytes: Bytes::from_static(b"+a\r\n+b"), replies: 1 }, b"", STALL).await);
-        assert!(m.deliver(Delivery { bytes: Bytes::from_static(b"\r\n+c\r\n"), replies: 2 }, b"", STALL).await);
+        assert!(
+            m.deliver(
+                Delivery { bytes: Bytes::from_static(b"+a\r\n+b"), replies: 1, whole: true },
+                b"",
+                STALL
+            )
+            .await
+        );
+        assert!(
+            m.deliver(
+                Delivery { bytes: Bytes::from_static(b"\r\n+c\r\n"), replies: 2, whole: true },
+                b"",
+                STALL
+            )
+            .await
+        );
         m.wait_in_flight_below(1).await;
         assert_eq!(m.backlog(), 12);
         assert_eq!(&m.next().await.ok().unwrap().bytes[..], b"+a\r\n+b");
@@ -192,9 +208,23 @@ mod tests {
         let m = Mailbox::default();
         m.sent(2);
         let big = Bytes::from(vec![b'x'; BACKLOG_HARD]);
-        assert!(m.deliver(Delivery { bytes: big.clone(), replies: 1 }, b"-cut\r\n", Duration::from_millis(50)).await);
+        assert!(
+            m.deliver(
+                Delivery { bytes: big.clone(), replies: 1, whole: true },
+                b"-cut\r\n",
+                Duration::from_millis(50)
+            )
+            .await
+        );
         // Full: the next delivery waits STALL (paused clock), then gives up on the client.
-        assert!(!m.deliver(Delivery { bytes: big, replies: 1 }, b"-cut\r\n", Duration::from_millis(50)).await);
+        assert!(
+            !m.deliver(
+                Delivery { bytes: big, replies: 1, whole: true },
+                b"-cut\r\n",
+                Duration::from_millis(50)
+            )
+            .await
+        );
         assert!(m.is_lost());
         m.wait_in_flight_below(1).await;
         assert_eq!(m.next().await.ok().unwrap().bytes.len(), BACKLOG_HARD);
@@ -205,7 +235,14 @@ mod tests {
     async fn a_closed_mailbox_swallows_deliveries() {
         let m = Mailbox::default();
         m.close();
-        assert!(m.deliver(Delivery { bytes: Bytes::from(vec![0; BACKLOG_HARD * 2]), replies: 1 }, b"", STALL).await);
+        assert!(
+            m.deliver(
+                Delivery { bytes: Bytes::from(vec![0; BACKLOG_HARD * 2]), replies: 1, whole: true },
+                b"",
+                STALL
+            )
+            .await
+        );
         assert_eq!(m.backlog(), 0);
     }
 }

@@ -225,9 +225,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             self.client.write_all(replies::UPSTREAM_LOST).await?;
             return Ok(Flow::Close);
         };
+        // Entries end at reply boundaries, so each starts at one.
+        let mut mid_reply = false;
         loop {
             match mailbox.next().await {
                 Ok(d) => {
+                    mid_reply = !d.whole;
                     self.client.write_all(&d.bytes).await?;
                     if let Some(Entry::Shared { n }) = &mut self.current {
                         *n = n.saturating_sub(d.replies);
@@ -242,7 +245,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     if reason == replies::UPSTREAM_LOST {
                         self.upstream_failed();
                     }
-                    self.client.write_all(reason).await?;
+                    // As in `upstream_gone`: never after half a reply.
+                    if !mid_reply {
+                        self.client.write_all(reason).await?;
+                    }
                     self.client.flush().await?;
                     return Ok(Flow::Close);
                 }
@@ -255,7 +261,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
             self.upstream_failed();
-            self.client.write_all(replies::UPSTREAM_LOST).await?;
+            // Not after half a reply: the client would read the error as the rest
+            // of it. Then the close alone says it.
+            if self.scanner.at_boundary() && !self.swallowing && !self.dropping {
+                self.client.write_all(replies::UPSTREAM_LOST).await?;
+            }
         }
         tracing::debug!(owed, "upstream closed the connection");
         Ok(())

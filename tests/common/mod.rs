@@ -161,7 +161,8 @@ impl Proxy {
 
     /// Serves database `uid` of an existing directory (several proxies may share one).
     pub async fn serve(directory: Directory, uid: u32, upstream: &str, max_connections: usize) -> Self {
-        Self::serve_with(directory, uid, upstream, max_connections, turnstile::proxy::PoolLimits::default()).await
+        Self::serve_with(directory, uid, upstream, max_connections, turnstile::proxy::PoolLimits::default())
+            .await
     }
 
     async fn serve_with(
