@@ -604,7 +604,7 @@ async fn a_client_that_never_reads_does_not_stall_the_others_for_long() {
 }
 
 /// What a client pipelining `GET k` (value `v`) without end saw until its
-/// connection closed: correct replies, then at most `LOST`, then the close.
+/// connection closed: correct replies, then at most one error (`LOST` or `UNAVAILABLE`), then the close.
 async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<AtomicBool>) -> usize {
     let mut buf = Vec::new();
     let mut replies = 0;
@@ -617,7 +617,9 @@ async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<At
             {
                 let frame: Vec<u8> = buf.drain(..n).collect();
                 assert!(!lost, "a reply after the upstream-lost error: {:?}", show(&frame));
-                if frame == LOST {
+                // The lane died under requests in flight (LOST), or just before
+                // the next request, which then found Redis gone (UNAVAILABLE).
+                if frame == LOST || frame == UNAVAILABLE {
                     lost = true;
                 } else {
                     same(&frame, b"$1\r\nv\r\n", "reply before the upstream died");
@@ -637,7 +639,7 @@ async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<At
     assert!(closed.is_ok(), "the client was not closed after its upstream died ({replies} replies)");
     // A close can cut a reply short; what is left must be the start of one.
     assert!(
-        b"$1\r\nv\r\n".starts_with(&buf) || LOST.starts_with(&buf),
+        b"$1\r\nv\r\n".starts_with(&buf) || LOST.starts_with(&buf) || UNAVAILABLE.starts_with(&buf),
         "garbage before the close: {:?}",
         show(&buf)
     );
@@ -645,7 +647,7 @@ async fn read_until_close(mut rd: tokio::net::tcp::OwnedReadHalf, served: Arc<At
 }
 
 /// Four clients pipeline `GET k` (value `v`) without end, reading as they go; Redis
-/// is killed under them. Each sees correct replies, then at most `LOST`, then the
+/// is killed under them. Each sees correct replies, then at most one error, then the
 /// close — never a reply cut short, nor anything after the error.
 async fn flood_then_kill(proxy: &Proxy, redis: &mut Redis) {
     let mut busy = Vec::new();
@@ -774,4 +776,101 @@ async fn reset_logs_a_lane_client_out() {
     want.extend_from_slice(NOAUTH);
     want.extend_from_slice(b"+OK\r\n$1\r\nv\r\n");
     same(&c.replies(6).await, &want, "RESET inside a pipeline");
+}
+
+/// RESP3 clients (redis-py 8 says `HELLO 3` first) share a RESP3 lane: replies in
+/// their protocol, a handful of upstream connections for any number of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_clients_share_a_resp3_lane() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut inspector = redis.connect().await;
+    let mut resp2 = proxy.authed(PW).await;
+    same(&resp2.cmd(&["HSET", "h", "f", "v"]).await, b":1\r\n", "HSET");
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = proxy.authed(PW).await;
+        let hello = c.cmd(&["HELLO", "3"]).await;
+        assert!(hello.starts_with(b"%7\r\n") && show(&hello).contains("proto\r\n:3"), "{:?}", show(&hello));
+        same(&c.cmd(&["HGETALL", "h"]).await, b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n", "a RESP3 map");
+        clients.push(c);
+    }
+    same(&resp2.cmd(&["HGETALL", "h"]).await, b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n", "RESP2 still");
+    // One RESP2 lane, one RESP3 lane, this inspector.
+    let n = info_clients(&mut inspector, "connected_clients").await;
+    assert!(n <= 3, "{n} connections to Redis for 11 clients");
+    assert_eq!(proxy.ctx.lanes.open(), 2);
+
+    // Back to RESP2 with HELLO 2, then RESET: each lands on the right lane, in order.
+    let c = &mut clients[0];
+    c.send(&pipeline(&[&["GET", "missing"], &["HELLO", "2"], &["GET", "missing"], &["RESET"]])).await;
+    same(&c.reply().await, b"_\r\n", "RESP3 null");
+    assert!(c.reply().await.starts_with(b"*14\r\n"), "HELLO 2 answers in RESP2");
+    same(&c.replies(2).await, b"$-1\r\n+RESET\r\n", "RESP2 null, then RESET");
+    let c = &mut clients[1];
+    same(&c.cmd(&["RESET"]).await, b"+RESET\r\n", "RESET");
+    same(&c.cmd(&["AUTH", PW]).await, b"+OK\r\n", "AUTH");
+    same(&c.cmd(&["HGETALL", "h"]).await, b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n", "RESP2 after RESET");
+}
+
+/// A RESP3 client that leaves the lane for a connection of its own stays RESP3
+/// there, and its writes on the lane are seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resp3_client_stays_resp3_when_it_pins() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut c = proxy.authed(PW).await;
+    c.send(&pipeline(&[
+        &["HELLO", "3"],
+        &["HSET", "p", "f", "v"],
+        &["CLIENT", "SETNAME", "pinned"],
+        &["HGETALL", "p"],
+        &["GET", "missing"],
+        &["CLIENT", "GETNAME"],
+    ]))
+    .await;
+    assert!(c.reply().await.starts_with(b"%7\r\n"));
+    same(
+        &c.replies(5).await,
+        b":1\r\n+OK\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n_\r\n$6\r\npinned\r\n",
+        "RESP3 on the client's own connection",
+    );
+    // Its own connection is in RESP3 too: pushes arrive as pushes.
+    let mut sub = proxy.authed(PW).await;
+    assert!(sub.cmd(&["HELLO", "3"]).await.starts_with(b"%7\r\n"));
+    same(&sub.cmd(&["SUBSCRIBE", "ch"]).await, b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", "a push");
+}
+
+/// What Redis clients send on connect: CLIENT SETINFO (node-redis, redis-py,
+/// go-redis) keeps the client on the lane; CLIENT MAINT_NOTIFICATIONS (redis-py 8)
+/// is declined by turnstile, as by a server without the feature, because the
+/// endpoints Redis would announce are not the ones the client should use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_time_client_commands_keep_the_lane() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut inspector = redis.connect().await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut c = proxy.authed(PW).await;
+        let setinfo = c.cmd(&["CLIENT", "SETINFO", "LIB-NAME", "node-redis"]).await;
+        // Redis 7.2+ says +OK; 7.0 does not know SETINFO. Either way it is Redis's answer.
+        assert!(
+            setinfo == b"+OK\r\n" || setinfo.starts_with(b"-ERR unknown subcommand 'SETINFO'"),
+            "{:?}",
+            show(&setinfo)
+        );
+        same(
+            &c.cmd(&["CLIENT", "MAINT_NOTIFICATIONS", "ON", "moving-endpoint-type", "internal-fqdn"]).await,
+            b"-ERR unknown subcommand 'MAINT_NOTIFICATIONS'. Try CLIENT HELP.\r\n",
+            "declined",
+        );
+        same(&c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "SET");
+        clients.push(c);
+    }
+    let n = info_clients(&mut inspector, "connected_clients").await;
+    assert!(n <= 2, "{n} connections to Redis for 10 clients");
+    // Before AUTH, it is NOAUTH like everything else.
+    let mut anon = proxy.connect().await;
+    same(&anon.cmd(&["CLIENT", "MAINT_NOTIFICATIONS", "ON"]).await, NOAUTH, "NOAUTH");
 }

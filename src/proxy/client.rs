@@ -98,6 +98,9 @@ pub struct ClientHalf {
     shared_pending: u64,
     /// Of those, the ones whose replies are not in the plan yet (like `pending`).
     shared_unplanned: u64,
+    /// The client switched to RESP3 (`HELLO 3`) while on lanes: it uses RESP3 lanes,
+    /// and a connection of its own gets `HELLO 3` first.
+    resp3: bool,
     /// Never use a lane again (it sent a command that needs a connection of its own,
     /// fell behind reading, or the database does not share connections).
     pinned: bool,
@@ -122,6 +125,7 @@ impl ClientHalf {
             shared: None,
             shared_pending: 0,
             shared_unplanned: 0,
+            resp3: false,
             pinned: false,
             pending: 0,
         }
@@ -314,7 +318,7 @@ impl ClientHalf {
                 cmd = Command::Other;
             }
             if authenticated && forwarded(cmd) {
-                if cmd == Command::Stateless
+                if matches!(cmd, Command::Stateless | Command::ClientSetinfo)
                     && self.upstream.is_none()
                     && !self.pinned
                     && self.reply_mode == ReplyMode::On
@@ -374,7 +378,9 @@ impl ClientHalf {
     }
 
     /// Answers the requests turnstile handles itself.
-    async fn intercept(&mut self, cmd: Command, mut args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
+    async fn intercept(&mut self, cmd: Command, args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
+        // Wiped however this returns: AUTH and HELLO carry passwords.
+        let args = zeroize::Zeroizing::new(args);
         let authenticated = self.identity.is_some();
         match cmd {
             Command::Auth => {
@@ -409,13 +415,7 @@ impl ClientHalf {
                         self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
                     } else if self.identity.is_none() {
                         self.local(Bytes::from_static(replies::HELLO_NOAUTH));
-                    } else if !self
-                        .forward_own(
-                            Entry::Replies { n: 1, tag: Tag::Hello, silent: false },
-                            &h.upstream_command(),
-                        )
-                        .await?
-                    {
+                    } else if let Flow::Stop = self.hello(h).await? {
                         return Ok(Flow::Stop);
                     }
                 }
@@ -427,6 +427,10 @@ impl ClientHalf {
                 return Ok(Flow::Stop);
             }
             Command::Reset => {
+                if self.upstream.is_none() {
+                    // Back to RESP2, as Redis's RESET does (on lanes, a RESP2 lane).
+                    self.resp3 = false;
+                }
                 self.identity = None;
                 self.slot.set_identity(None);
                 self.reply_mode = ReplyMode::On;
@@ -461,6 +465,10 @@ impl ClientHalf {
                 }
                 _ => {}
             },
+            Command::ClientMaintNotifications if authenticated => {
+                let sub = args.get(1).map_or(&b""[..], Vec::as_slice);
+                self.local(replies::unknown_client_subcommand(sub));
+            }
             Command::AclWhoami if authenticated => {
                 let reply = match (args.len(), &self.identity) {
                     (2, Some(id)) => replies::bulk(id.name().as_bytes()),
@@ -473,10 +481,32 @@ impl ClientHalf {
             Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
             _ => self.local(Bytes::from_static(replies::NOAUTH)),
         }
-        for a in &mut args {
-            a.zeroize();
-        }
         Ok(Flow::Continue)
+    }
+
+    /// An authenticated HELLO with a valid name. Without SETNAME, on lanes, it picks
+    /// the lane of the protocol it asks for and is answered there, by Redis; else
+    /// it goes to the client's own connection.
+    async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
+        let request = h.upstream_command();
+        if h.setname.is_none() && self.upstream.is_none() && !self.pinned && self.reply_mode == ReplyMode::On
+        {
+            // `route` moves the client to a lane of that protocol.
+            let before = self.resp3;
+            self.resp3 = h.version.map_or(self.resp3, |v| v == 3);
+            match self.route().await {
+                Route::Lane => {
+                    self.shared_unplanned += 1;
+                    self.send_shared(request, 1).await?;
+                    return Ok(Flow::Continue);
+                }
+                Route::Failed => return Ok(Flow::Stop),
+                // This HELLO itself sets the protocol of the client's own connection.
+                Route::Own => self.resp3 = before,
+            }
+        }
+        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent: false };
+        Ok(if self.forward_own(entry, &request).await? { Flow::Continue } else { Flow::Stop })
     }
 
     /// Verifies credentials; on success the connection takes that identity, on
@@ -631,7 +661,7 @@ impl ClientHalf {
         if let Some(conn) = self.ctx.pool.take(&upstream) {
             self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
             self.upstream = Some((UpstreamWrite::Tcp(conn.writer), upstream));
-            return Ok(true);
+            return self.resume_resp3().await;
         }
         match upstream.connect().await {
             Ok(stream) => {
@@ -643,7 +673,7 @@ impl ClientHalf {
                     writer.flush().await?;
                 }
                 self.upstream = Some((writer, upstream));
-                Ok(true)
+                self.resume_resp3().await
             }
             Err(e) => {
                 crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
@@ -665,7 +695,7 @@ impl ClientHalf {
                 self.pinned = true;
                 return Route::Own;
             }
-            if s.lane.is_open() {
+            if s.lane.is_open() && s.lane.resp3() == self.resp3 {
                 return Route::Lane;
             }
         }
@@ -674,6 +704,11 @@ impl ClientHalf {
     }
 
     async fn join_lane(&mut self) -> Route {
+        // Changing lanes (another protocol, a changed upstream): what went on the
+        // old one is answered first, so the client's commands take effect in order.
+        if let Some(s) = &self.shared {
+            s.mailbox.wait_in_flight_below(1).await;
+        }
         let upstream = match &self.shared {
             Some(s) => Arc::clone(s.lane.upstream()),
             None => self.ctx.upstream_full(),
@@ -684,7 +719,7 @@ impl ClientHalf {
             self.pinned = true;
             return Route::Own;
         }
-        match self.ctx.lanes.get(&upstream).await {
+        match self.ctx.lanes.get(&upstream, self.resp3).await {
             Ok(lane) => {
                 match &mut self.shared {
                     Some(s) => s.lane = lane,
@@ -695,6 +730,11 @@ impl ClientHalf {
                     }
                 }
                 Route::Lane
+            }
+            Err(replies::NOPROTO) => {
+                // An upstream without RESP3: HELLO 3 goes to a connection of its own.
+                self.pinned = true;
+                Route::Own
             }
             Err(reply) => {
                 crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
@@ -733,7 +773,7 @@ impl ClientHalf {
                 Err(b) => batch = b,
             }
             let upstream = Arc::clone(lane.upstream());
-            match self.ctx.lanes.get(&upstream).await {
+            match self.ctx.lanes.get(&upstream, lane.resp3()).await {
                 Ok(lane) => {
                     if let Some(s) = self.shared.as_mut() {
                         s.lane = lane;
@@ -747,6 +787,20 @@ impl ClientHalf {
         }
         batch.mailbox.lose(replies::UPSTREAM_LOST);
         Err(std::io::Error::other("no shared upstream connection"))
+    }
+
+    /// A client that switched to RESP3 on lanes keeps it on its own connection: a
+    /// `HELLO 3` goes first, its reply unseen (the relay learns the protocol from it).
+    async fn resume_resp3(&mut self) -> std::io::Result<bool> {
+        if !self.resp3 {
+            return Ok(true);
+        }
+        self.push(Entry::Replies { n: 1, tag: Tag::Hello, silent: true });
+        if let Some((up, _)) = self.upstream.as_mut() {
+            up.write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await?;
+            up.flush().await?;
+        }
+        Ok(true)
     }
 
     fn protocol_error(&mut self, e: ProtoError) -> Flow {
@@ -787,6 +841,7 @@ fn forwarded(cmd: Command) -> bool {
             | Command::Quit
             | Command::Reset
             | Command::ClientReply
+            | Command::ClientMaintNotifications
     )
 }
 

@@ -59,6 +59,8 @@ pub struct Batch {
 pub struct Lane {
     tx: mpsc::Sender<Batch>,
     upstream: Arc<Upstream>,
+    /// The connection speaks RESP3 (`HELLO 3`): it carries RESP3 clients only.
+    resp3: bool,
 }
 
 impl Lane {
@@ -71,22 +73,28 @@ impl Lane {
         &self.upstream
     }
 
+    pub fn resp3(&self) -> bool {
+        self.resp3
+    }
+
     /// Hands a batch to the lane; gives it back if the lane has ended (nothing of
     /// it was sent, so another lane may take it).
     pub async fn send(&self, batch: Batch) -> Result<(), Batch> {
         self.tx.send(batch).await.map_err(|e| e.0)
     }
 
-    fn serves(&self, upstream: &Arc<Upstream>) -> bool {
-        self.is_open() && Arc::ptr_eq(&self.upstream, upstream)
+    fn serves(&self, upstream: &Arc<Upstream>, resp3: bool) -> bool {
+        self.is_open() && self.resp3 == resp3 && Arc::ptr_eq(&self.upstream, upstream)
     }
 }
 
-/// A database's lanes: `upstream.pool.shared` of them, opened on first use,
-/// reopened when one fails or the upstream changes.
+/// A database's lanes: `upstream.pool.shared` of them per protocol (RESP2 and
+/// RESP3 replies differ, so each client uses a lane of its own protocol), opened on
+/// first use, reopened when one fails or the upstream changes.
 #[derive(Default)]
 pub struct Lanes {
-    slots: Mutex<Vec<Option<Lane>>>,
+    /// RESP2 lanes, then RESP3 ones.
+    slots: Mutex<[Vec<Option<Lane>>; 2]>,
     next: AtomicUsize,
     /// Held while a lane is being opened.
     opening: tokio::sync::Mutex<()>,
@@ -103,23 +111,30 @@ impl std::fmt::Debug for Lanes {
 impl Lanes {
     /// Lanes running now.
     pub fn open(&self) -> usize {
-        self.lock().iter().flatten().filter(|l| l.is_open()).count()
+        self.lock().iter().flatten().flatten().filter(|l| l.is_open()).count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Lane>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Vec<Option<Lane>>; 2]> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn find(&self, i: usize, upstream: &Arc<Upstream>) -> Option<Lane> {
-        self.lock().get(i).and_then(Option::as_ref).filter(|l| l.serves(upstream)).cloned()
+    fn find(&self, i: usize, upstream: &Arc<Upstream>, resp3: bool) -> Option<Lane> {
+        let slots = self.lock();
+        slots[usize::from(resp3)]
+            .get(i)
+            .and_then(Option::as_ref)
+            .filter(|l| l.serves(upstream, resp3))
+            .cloned()
     }
 
     /// A lane to `upstream` for a new client (spread round-robin over the lanes).
     /// On failure, the reply that tells the client why.
-    pub async fn get(&self, upstream: &Arc<Upstream>) -> Result<Lane, &'static [u8]> {
+    /// [`replies::NOPROTO`] if the upstream does not speak RESP3 (the client then
+    /// gets a connection of its own, where Redis answers its HELLO).
+    pub async fn get(&self, upstream: &Arc<Upstream>, resp3: bool) -> Result<Lane, &'static [u8]> {
         let want = upstream.pool.shared.max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % want;
-        if let Some(lane) = self.find(i, upstream) {
+        if let Some(lane) = self.find(i, upstream, resp3) {
             return Ok(lane);
         }
         // One connect at a time: forty clients arriving together must not open forty
@@ -127,7 +142,7 @@ impl Lanes {
         // rather than each waiting out a connect timeout in turn.
         let asked = Instant::now();
         let _opening = self.opening.lock().await;
-        if let Some(lane) = self.find(i, upstream) {
+        if let Some(lane) = self.find(i, upstream, resp3) {
             return Ok(lane);
         }
         if let Some((at, reply)) = *self.failed.lock().unwrap_or_else(|p| p.into_inner())
@@ -135,9 +150,10 @@ impl Lanes {
         {
             return Err(reply);
         }
-        match open(upstream).await {
+        match open(upstream, resp3).await {
             Ok(lane) => {
                 let mut slots = self.lock();
+                let slots = &mut slots[usize::from(resp3)];
                 slots.resize_with(want, || None);
                 slots[i] = Some(lane.clone());
                 Ok(lane)
@@ -151,7 +167,7 @@ impl Lanes {
 }
 
 /// Connects, logs in with the service credentials, and starts the lane's task.
-async fn open(upstream: &Arc<Upstream>) -> Result<Lane, &'static [u8]> {
+async fn open(upstream: &Arc<Upstream>, resp3: bool) -> Result<Lane, &'static [u8]> {
     let stream = match upstream.connect().await {
         Ok(UpstreamStream::Tcp(s)) => s,
         Ok(UpstreamStream::Tls(_)) => return Err(replies::UPSTREAM_UNAVAILABLE),
@@ -161,16 +177,29 @@ async fn open(upstream: &Arc<Upstream>) -> Result<Lane, &'static [u8]> {
         }
     };
     let (mut reader, mut writer) = stream.into_split();
-    if let Some(auth) = upstream.auth_command() {
+    // The service AUTH, then HELLO 3 for a RESP3 lane, sent together.
+    let auth = upstream.auth_command();
+    let mut hello = BytesMut::new();
+    if let Some(auth) = &auth {
+        hello.extend_from_slice(auth);
+    }
+    if resp3 {
+        hello.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
+    }
+    if !hello.is_empty() {
         let login = async {
-            writer.write_all(&auth).await?;
-            first_reply_is_ok(&mut reader).await
+            writer.write_all(&hello).await?;
+            first_replies(&mut reader, usize::from(auth.is_some()) + usize::from(resp3)).await
         };
         match tokio::time::timeout(upstream.connect_timeout, login).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                tracing::warn!(upstream = %upstream.address, "upstream refused the service credentials");
-                return Err(replies::UPSTREAM_AUTH_FAILED);
+            Ok(Ok(kinds)) => {
+                if auth.is_some() && kinds.first() != Some(&b'+') {
+                    tracing::warn!(upstream = %upstream.address, "upstream refused the service credentials");
+                    return Err(replies::UPSTREAM_AUTH_FAILED);
+                }
+                if resp3 && kinds.last() != Some(&b'%') {
+                    return Err(replies::NOPROTO);
+                }
             }
             _ => return Err(replies::UPSTREAM_UNAVAILABLE),
         }
@@ -178,28 +207,36 @@ async fn open(upstream: &Arc<Upstream>) -> Result<Lane, &'static [u8]> {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(run(reader, writer, rx));
     tracing::debug!(upstream = %upstream.address, "shared upstream connection opened");
-    Ok(Lane { tx, upstream: Arc::clone(upstream) })
+    Ok(Lane { tx, upstream: Arc::clone(upstream), resp3 })
 }
 
-/// Reads one reply: true if it is `+OK` and nothing follows it.
-async fn first_reply_is_ok(reader: &mut OwnedReadHalf) -> std::io::Result<bool> {
+/// Reads `n` replies and returns the kind of each (`+OK` is `+`, an error `-`, a
+/// HELLO 3 reply `%`). Nothing may follow them.
+async fn first_replies(reader: &mut OwnedReadHalf, n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
     let mut scanner = ReplyScanner::new();
+    let mut kinds = Vec::new();
     let mut pos = 0;
     loop {
         if reader.read_some(&mut buf, &mut chunk).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         while pos < buf.len() {
-            let (n, info) = scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("bad reply"))?;
-            pos += n;
+            if kinds.len() == n {
+                return Err(std::io::Error::other("unexpected bytes after the login replies"));
+            }
+            let (k, info) = scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("bad reply"))?;
+            pos += k;
             if let Some(info) = info {
-                return Ok(info.kind == b'+' && info.head.eq_ignore_case(b"OK") && pos == buf.len());
+                kinds.push(info.kind);
             }
         }
+        if kinds.len() == n {
+            return Ok(kinds);
+        }
         if buf.len() > 64 * 1024 {
-            return Ok(false);
+            return Err(std::io::Error::other("login replies too long"));
         }
     }
 }

@@ -20,6 +20,13 @@ pub enum Command {
     Unsubscribe(SubKind),
     Monitor,
     ClientReply,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER`: what client library is speaking. Only
+    /// shown by `CLIENT LIST`, so it may go on a shared connection.
+    ClientSetinfo,
+    /// `CLIENT MAINT_NOTIFICATIONS`: the server would push where to reconnect during
+    /// maintenance. The endpoint clients know is turnstile, not the upstream, so
+    /// turnstile declines it as a server without the feature does.
+    ClientMaintNotifications,
     /// Only special before authentication (its NOAUTH is an EXECABORT).
     Exec,
     /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
@@ -53,6 +60,8 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"reset" => Command::Reset,
         b"acl" if is_sub(b"whoami") => Command::AclWhoami,
         b"client" if is_sub(b"reply") => Command::ClientReply,
+        b"client" if is_sub(b"setinfo") => Command::ClientSetinfo,
+        b"client" if is_sub(b"maint_notifications") => Command::ClientMaintNotifications,
         b"subscribe" => Command::Subscribe(SubKind::Channel),
         b"psubscribe" => Command::Subscribe(SubKind::Pattern),
         b"ssubscribe" => Command::Subscribe(SubKind::Shard),
@@ -83,7 +92,14 @@ pub fn needs_subcommand(name: &[u8]) -> bool {
 
 /// True for commands turnstile answers itself and therefore must see whole.
 pub fn must_be_whole(cmd: Command) -> bool {
-    matches!(cmd, Command::Auth | Command::Hello | Command::AclWhoami | Command::ClientReply)
+    matches!(
+        cmd,
+        Command::Auth
+            | Command::Hello
+            | Command::AclWhoami
+            | Command::ClientReply
+            | Command::ClientMaintNotifications
+    )
 }
 
 #[cfg(test)]
@@ -101,5 +117,7 @@ mod tests {
         assert_eq!(classify(b"GET", None), Command::Stateless);
         assert_eq!(classify(b"select", None), Command::Other);
         assert_eq!(classify(b"client", Some(b"setname")), Command::Other);
+        assert_eq!(classify(b"CLIENT", Some(b"SetInfo")), Command::ClientSetinfo);
+        assert_eq!(classify(b"client", Some(b"MAINT_NOTIFICATIONS")), Command::ClientMaintNotifications);
     }
 }

@@ -32,6 +32,16 @@ pub fn hello_syntax(option: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// `-ERR unknown subcommand '<sub>'. Try CLIENT HELP.` (Redis quotes at most 128
+/// bytes of it).
+pub fn unknown_client_subcommand(sub: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(64 + sub.len().min(128));
+    b.put_slice(b"-ERR unknown subcommand '");
+    put_error_text(&mut b, &sub[..sub.len().min(128)]);
+    b.put_slice(b"'. Try CLIENT HELP.\r\n");
+    b.freeze()
+}
+
 /// A bulk string: `$<len>\r\n<bytes>\r\n` (the same in RESP2 and RESP3).
 pub fn bulk(s: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(s.len() + 16);
@@ -56,6 +66,10 @@ mod tests {
     fn builders() {
         assert_eq!(&bulk(b"default")[..], b"$7\r\ndefault\r\n");
         assert_eq!(&hello_syntax(b"AUTH")[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
+        assert_eq!(
+            &unknown_client_subcommand(b"maint_notifications")[..],
+            b"-ERR unknown subcommand 'maint_notifications'. Try CLIENT HELP.\r\n"
+        );
         assert_eq!(&hello_syntax(b"a\r\nb")[..], b"-ERR Syntax error in HELLO option 'a  b'\r\n");
     }
 }
