@@ -74,6 +74,7 @@ Examples:
 /// connection cost ~8.3 KiB of RSS; with mimalloc the same measurement gives the
 /// figure in the README's performance table.
 #[global_allocator]
+#[cfg(not(feature = "sysalloc"))]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// sysexits' EX_CONFIG-ish "usage/config error", as linkerd and pelikan use.

@@ -85,7 +85,10 @@ pub struct Relay<W> {
     buf: BytesMut,
     /// Size of the next read (see `READ_MIN`).
     chunk: usize,
-    scanner: ReplyScanner,
+    /// Follows the upstream's replies. Made when the first upstream bytes arrive: a
+    /// client that only ever uses shared connections never needs one, and every
+    /// idle connection would carry its 152 bytes.
+    scanner: Option<Box<ReplyScanner>>,
     modes: Modes,
     current: Option<Entry>,
     /// Dropping the bytes of the frame being scanned (our own AUTH's reply).
@@ -117,7 +120,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             upstream: None,
             buf: BytesMut::new(),
             chunk: READ_MIN,
-            scanner: ReplyScanner::new(),
+            scanner: None,
             modes: Modes::default(),
             current: None,
             swallowing: false,
@@ -169,7 +172,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 && !self.dropping
                 && self.current.is_none()
                 && self.buf.is_empty()
-                && self.scanner.at_boundary()
+                && self.at_boundary()
                 && self.plan.is_empty();
             if idle { self.upstream.take() } else { None }
         }
@@ -263,7 +266,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             self.upstream_failed();
             // Not after half a reply: the client would read the error as the rest
             // of it. Then the close alone says it.
-            if self.scanner.at_boundary() && !self.swallowing && !self.dropping {
+            if self.at_boundary() && !self.swallowing && !self.dropping {
                 self.client.write_all(replies::UPSTREAM_LOST).await?;
             }
         }
@@ -326,7 +329,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 pos = self.buf.len();
                 break;
             }
-            if self.scanner.at_boundary() {
+            if self.at_boundary() {
                 // A reply is starting. The entry it answers was planned before its
                 // request was sent, so it is in the plan by now, behind any replies
                 // of ours that must go out first.
@@ -349,7 +352,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.dropping = true;
                 }
             }
-            let (n, info) = match self.scanner.scan(&self.buf[pos..]) {
+            let scanner = self.scanner.get_or_insert_with(Default::default);
+            let (n, info) = match scanner.scan(&self.buf[pos..]) {
                 Ok(step) => step,
                 Err(_) => {
                     tracing::warn!("upstream reply stream not understood; passing it through unparsed");
@@ -389,6 +393,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         // Every byte is passed on: give the buffer back (none is held while idle).
         self.buf = BytesMut::new();
         Ok(Flow::Continue)
+    }
+
+    /// Between two upstream replies (or before the first).
+    fn at_boundary(&self) -> bool {
+        self.scanner.as_ref().is_none_or(|s| s.at_boundary())
     }
 
     /// Closing at `pos`: what follows was never asked for, and stays in the buffer
