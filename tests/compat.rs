@@ -394,3 +394,52 @@ async fn redis_benchmark() {
     }
     record_version(&tool_version("redis-benchmark").await);
 }
+
+/// redis-py with its defaults (RESP3 via `HELLO 3`, then `CLIENT MAINT_NOTIFICATIONS`
+/// and `CLIENT SETINFO` on connect) stays on turnstile's shared upstream connections:
+/// 20 clients doing GET/SET hold at most a couple of connections to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_clients_share_upstream_connections() {
+    let python = std::env::var("TURNSTILE_COMPAT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("compat-venv/bin/python"));
+    assert!(python.exists(), "{} is missing: run scripts/compat-clients.sh", python.display());
+    let fx = Fixture::start().await;
+    let script = r#"
+import os, sys, redis
+clients = [redis.Redis(host="127.0.0.1", port=int(os.environ["TS_PORT"]), password=os.environ["TS_PW"],
+                       single_connection_client=True, socket_timeout=10) for _ in range(20)]
+for i, c in enumerate(clients):
+    assert c.set(f"share:{i}", i) is True
+    assert c.get(f"share:{i}") == str(i).encode()
+    assert c.hset("share:h", f"f{i}", i) in (0, 1)
+assert clients[0].hgetall("share:h")[b"f3"] == b"3"
+print("READY", flush=True)
+sys.stdin.readline()
+"#;
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .env("TS_PORT", &fx.port)
+        .env("TS_PW", fx.password(None))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = next_line(&mut lines, "redis-py clients").await;
+    if ready.as_deref() != Some("READY") {
+        panic!("expected READY, got {ready:?}; stderr:\n{}", stderr_of(&mut child).await);
+    }
+    let mut inspector = fx._redis.connect().await;
+    let info = show(&inspector.cmd(&["INFO", "clients"]).await);
+    let line = info.lines().find(|l| l.starts_with("connected_clients:")).unwrap();
+    let n: usize = line["connected_clients:".len()..].trim().parse().unwrap();
+    // A RESP3 lane, perhaps a RESP2 one (the admin setup), and this inspector.
+    assert!(n <= 3, "20 redis-py clients hold {n} connections to Redis (inspector included)");
+    child.stdin.as_mut().unwrap().write_all(b"\n").await.unwrap();
+    let status = tokio::time::timeout(STEP, child.wait()).await.expect("client did not exit").unwrap();
+    assert!(status.success(), "exit {status:?}");
+}
