@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """System calls per request, proxy and Redis, for GET -c 50 -P 1 through each target.
 
-Why a proxy that multiplexes (twemproxy) beats a 1:1 proxy (turnstile, HAProxy) at
-pipeline 1 on a small machine is a count, not a guess: this prints how many system
-calls the proxy and Redis each make per request. Run through syscalls.sh (which
+Why a proxy that multiplexes clients onto shared upstream connections (twemproxy, and
+turnstile for stateless commands) beats a 1:1 relay (HAProxy) at pipeline 1 on a small
+machine is a count, not a guess: this prints how many system calls the proxy and Redis
+each make per request. Run through syscalls.sh (which
 installs strace and builds turnstile). Only 127.0.0.1 is used; every process started is
 stopped at the end.
 """

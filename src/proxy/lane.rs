@@ -40,6 +40,8 @@ use crate::resp::reply::ReplyScanner;
 
 /// Batches waiting for a lane before senders wait in turn.
 const QUEUE: usize = 1024;
+/// How many times a lane lets other clients queue requests before it writes.
+const GATHER_ROUNDS: usize = 3;
 /// Request bytes a lane buffers for writing before it stops taking batches.
 const WRITE_MAX: usize = 256 * 1024;
 /// A request larger than this is not sent on a lane (the client gets a connection
@@ -323,7 +325,21 @@ async fn pump(
                     // requests first, so they all go out in one write: without this,
                     // at one request per client (pipeline 1) every request was a write
                     // and every reply a read of its own, as with no sharing at all.
-                    tokio::task::yield_now().await;
+                    // Again while more keep coming (a few times at most: each round
+                    // is a pass of the scheduler, i.e. latency).
+                    for _ in 0..GATHER_ROUNDS {
+                        tokio::task::yield_now().await;
+                        let before = owed.len();
+                        while out.len() < WRITE_MAX {
+                            match rx.try_recv() {
+                                Ok(batch) => take(batch, &mut out, owed),
+                                Err(_) => break,
+                            }
+                        }
+                        if owed.len() == before {
+                            break;
+                        }
+                    }
                 }
                 None => wanted = false,
             },
