@@ -74,6 +74,7 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n");
     assert_eq!(good.cmd(&["AUTH", "app-user", "user-pw-3"]).await, b"+OK\r\n");
     assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n", "from the cache");
+    assert_eq!(good.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "on a shared upstream connection");
     let mut bad = Conn::connect_from("127.0.0.2:0", &db).await;
     assert_eq!(show(&bad.cmd(&["AUTH", "wrong"]).await), WRONGPASS);
     assert_eq!(show(&bad.cmd(&["AUTH", "app-user", "wrong"]).await), WRONGPASS);
@@ -87,6 +88,8 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     let expect = [
         ("turnstile_bdb_connections{bdb=\"1\"}", 2.0),
         ("turnstile_bdb_connections_accepted_total{bdb=\"1\"}", 2.0),
+        ("turnstile_bdb_upstream_shared_connections{bdb=\"1\"}", 1.0),
+        ("turnstile_bdb_upstream_shared_connections{bdb=\"2\"}", 0.0),
         ("turnstile_bdb_auth_total{bdb=\"1\",result=\"success\"}", 3.0),
         ("turnstile_bdb_auth_total{bdb=\"1\",result=\"failure\"}", 3.0),
         ("turnstile_bdb_auth_total{bdb=\"1\",result=\"throttled\"}", 1.0),

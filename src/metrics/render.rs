@@ -60,6 +60,14 @@ fn bdbs(control: &Control, e: &mut Exposition) {
         );
     }
     e.family(
+        "turnstile_bdb_upstream_shared_connections",
+        "gauge",
+        "Shared upstream connections (lanes) open now, per database.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        e.sample("turnstile_bdb_upstream_shared_connections", &[("bdb", uid)], c.lanes.open() as u64);
+    }
+    e.family(
         "turnstile_bdb_connections_accepted_total",
         "counter",
         "Client connections accepted, per database.",

@@ -193,7 +193,10 @@ async fn open(upstream: &Arc<Upstream>, resp3: bool) -> Result<Lane, &'static [u
             writer.write_all(&hello).await?;
             first_replies(&mut reader, usize::from(auth.is_some()) + usize::from(resp3)).await
         };
-        match tokio::time::timeout(upstream.connect_timeout, login).await {
+        let outcome = tokio::time::timeout(upstream.connect_timeout, login).await;
+        // It held the service password.
+        zeroize::Zeroize::zeroize(&mut hello[..]);
+        match outcome {
             Ok(Ok(kinds)) => {
                 if auth.is_some() && kinds.first() != Some(&b'+') {
                     tracing::warn!(upstream = %upstream.address, "upstream refused the service credentials");
