@@ -874,3 +874,22 @@ async fn connect_time_client_commands_keep_the_lane() {
     let mut anon = proxy.connect().await;
     same(&anon.cmd(&["CLIENT", "MAINT_NOTIFICATIONS", "ON"]).await, NOAUTH, "NOAUTH");
 }
+
+/// A changed upstream (PUT /v1/bdbs/<uid>) serves new clients on a new lane; a client
+/// already on the old lane stays there, as a client with its own connection does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_upstream_serves_new_clients_on_a_new_lane() {
+    let (a, b) = (Redis::start(&[]), Redis::start(&[]));
+    let proxy = proxy(&a, 1).await;
+    let mut old = proxy.authed(PW).await;
+    same(&old.cmd(&["SET", "where", "a"]).await, b"+OK\r\n", "SET on a");
+    let mut up = turnstile::proxy::Upstream::parse(&format!("redis://{}", b.addr())).unwrap();
+    up.pool = PoolLimits { shared: 1, ..PoolLimits::default() };
+    proxy.ctx.set_upstream(up);
+    let mut new = proxy.authed(PW).await;
+    same(&new.cmd(&["GET", "where"]).await, b"$-1\r\n", "a new client reaches b");
+    same(&new.cmd(&["SET", "where", "b"]).await, b"+OK\r\n", "SET on b");
+    same(&old.cmd(&["GET", "where"]).await, b"$1\r\na\r\n", "the old client stays on a");
+    let mut on_b = b.connect().await;
+    same(&on_b.cmd(&["GET", "where"]).await, b"$1\r\nb\r\n", "b has the new client's write");
+}

@@ -709,10 +709,9 @@ impl ClientHalf {
         if let Some(s) = &self.shared {
             s.mailbox.wait_in_flight_below(1).await;
         }
-        let upstream = match &self.shared {
-            Some(s) => Arc::clone(s.lane.upstream()),
-            None => self.ctx.upstream_full(),
-        };
+        // The database's upstream now: a client whose lane ended (or that changes
+        // protocol) after the upstream was changed moves to the new one.
+        let upstream = self.ctx.upstream_full();
         // TLS upstream connections are not shared: a lane relies on reading the
         // socket's readiness, which a TLS stream does not expose.
         if upstream.pool.shared == 0 || upstream.tls {
@@ -754,12 +753,9 @@ impl ClientHalf {
         let mailbox = Arc::clone(&s.mailbox);
         self.plan.wait_for_space().await;
         self.push_pending();
-        // A client that pipelines without end waits for answers, in steps.
-        mailbox.wait_in_flight_below(mailbox::MAX_IN_FLIGHT).await;
-        if mailbox.is_lost() {
+        if !mailbox.send(n).await {
             return Err(std::io::Error::other("shared upstream connection lost"));
         }
-        mailbox.sent(n);
         let mut batch = Batch { bytes, n, mailbox };
         for _ in 0..2 {
             let lane = match self.shared.as_ref() {
@@ -772,7 +768,7 @@ impl ClientHalf {
                 // lane may take it.
                 Err(b) => batch = b,
             }
-            let upstream = Arc::clone(lane.upstream());
+            let upstream = self.ctx.upstream_full();
             match self.ctx.lanes.get(&upstream, lane.resp3()).await {
                 Ok(lane) => {
                     if let Some(s) = self.shared.as_mut() {

@@ -71,10 +71,6 @@ impl Lane {
         !self.tx.is_closed()
     }
 
-    pub fn upstream(&self) -> &Arc<Upstream> {
-        &self.upstream
-    }
-
     pub fn resp3(&self) -> bool {
         self.resp3
     }

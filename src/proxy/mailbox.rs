@@ -70,8 +70,27 @@ impl Mailbox {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts `n` requests as sent (before they are handed to the lane).
-    pub fn sent(&self, n: u64) {
+    /// Counts `n` requests as sent, once fewer than [`MAX_IN_FLIGHT`] are unanswered
+    /// (a client that pipelines without end waits for answers, in steps). False if
+    /// the mailbox is lost: nothing more may be sent.
+    pub async fn send(&self, n: u64) -> bool {
+        loop {
+            {
+                let mut i = self.lock();
+                if i.lost.is_some() {
+                    return false;
+                }
+                if i.in_flight < MAX_IN_FLIGHT {
+                    i.in_flight += n;
+                    return true;
+                }
+            }
+            self.answered.notified().await;
+        }
+    }
+
+    #[cfg(test)]
+    fn sent(&self, n: u64) {
         self.lock().in_flight += n;
     }
 
@@ -81,7 +100,8 @@ impl Mailbox {
     }
 
     /// True once nothing more will be delivered.
-    pub fn is_lost(&self) -> bool {
+    #[cfg(test)]
+    fn is_lost(&self) -> bool {
         self.lock().lost.is_some()
     }
 
