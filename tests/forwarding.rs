@@ -608,8 +608,10 @@ async fn client_reply_off_skip_on() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// `CLIENT ID` is about the connection, so asking for it takes the client off the
+/// shared upstream connection: from then on it has one of its own, for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_upstream_connection_per_client() {
+async fn a_client_that_needs_its_own_connection_keeps_it() {
     let redis = Redis::start(&[]);
     let proxy = Proxy::start(&redis, &[PW]).await;
     let mut a = proxy.authed(PW).await;
