@@ -164,16 +164,23 @@ fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
 }
 
+/// The Python with redis-py (scripts/compat-clients.sh makes it), or
+/// `TURNSTILE_COMPAT_PYTHON`.
+fn python() -> PathBuf {
+    let python = std::env::var("TURNSTILE_COMPAT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target_dir().join("compat-venv/bin/python"));
+    assert!(python.exists(), "{} is missing: run scripts/compat-clients.sh", python.display());
+    python
+}
+
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py() {
-    let python = std::env::var("TURNSTILE_COMPAT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| target_dir().join("compat-venv/bin/python"));
-    assert!(python.exists(), "{} is missing: run scripts/compat-clients.sh", python.display());
+    let python = python();
     let mut fx = Fixture::start().await;
     let version =
         drive_script(&mut fx, python.to_str().unwrap(), clients_dir().join("redis_py.py"), "redis-py").await;
@@ -400,10 +407,7 @@ async fn redis_benchmark() {
 /// 20 clients doing GET/SET hold at most a couple of connections to Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_clients_share_upstream_connections() {
-    let python = std::env::var("TURNSTILE_COMPAT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| target_dir().join("compat-venv/bin/python"));
-    assert!(python.exists(), "{} is missing: run scripts/compat-clients.sh", python.display());
+    let python = python();
     let fx = Fixture::start().await;
     let script = r#"
 import os, sys, redis
