@@ -135,11 +135,7 @@ async fn drive_script(fx: &mut Fixture, program: &str, script: PathBuf, name: &s
             .env("TS_KEY", format!("compat:{name}:{}:{proto}", user.unwrap_or("default")))
             .env("TS_OLD", fx.password(user))
             .env("TS_NEW", format!("{}-pw-{}", if user.is_some() { "user" } else { "db" }, fx.rotations + 1))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+            .piped()
             .unwrap_or_else(|e| panic!("{what}: cannot run {program}: {e}"));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let ready = next_line(&mut lines, &what).await;
@@ -157,6 +153,17 @@ async fn drive_script(fx: &mut Fixture, program: &str, script: PathBuf, name: &s
         assert!(status.success(), "{what}: exit {status:?}");
     }
     version
+}
+
+/// Runs a client with its three standard streams piped, killed if the test ends first.
+trait Piped {
+    fn piped(&mut self) -> std::io::Result<Child>;
+}
+
+impl Piped for Command {
+    fn piped(&mut self) -> std::io::Result<Child> {
+        self.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn()
+    }
 }
 
 /// The target directory (where scripts/compat-clients.sh puts the venv).
@@ -300,11 +307,7 @@ async fn redis_cli() {
         let mut child = Command::new("redis-cli")
             .args(tool_args(&fx, user, &fx.password(user), proto))
             .arg("--no-auth-warning")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+            .piped()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -426,11 +429,7 @@ sys.stdin.readline()
         .arg(script)
         .env("TS_PORT", &fx.port)
         .env("TS_PW", fx.password(None))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
+        .piped()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = next_line(&mut lines, "redis-py clients").await;

@@ -198,26 +198,16 @@ impl Mailbox {
 mod tests {
     use super::*;
 
+    fn d(bytes: &'static [u8], replies: u64) -> Delivery {
+        Delivery { bytes: Bytes::from_static(bytes), replies, whole: true }
+    }
+
     #[tokio::test]
     async fn delivers_in_order_and_counts_answers() {
         let m = Mailbox::default();
         m.sent(3);
-        assert!(
-            m.deliver(
-                Delivery { bytes: Bytes::from_static(b"+a\r\n+b"), replies: 1, whole: true },
-                b"",
-                STALL
-            )
-            .await
-        );
-        assert!(
-            m.deliver(
-                Delivery { bytes: Bytes::from_static(b"\r\n+c\r\n"), replies: 2, whole: true },
-                b"",
-                STALL
-            )
-            .await
-        );
+        assert!(m.deliver(d(b"+a\r\n+b", 1), b"", STALL).await);
+        assert!(m.deliver(d(b"\r\n+c\r\n", 2), b"", STALL).await);
         m.wait_in_flight_below(1).await;
         assert_eq!(m.backlog(), 12);
         assert_eq!(&m.next().await.ok().unwrap().bytes[..], b"+a\r\n+b");
