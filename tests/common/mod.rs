@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod authz;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
