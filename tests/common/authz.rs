@@ -35,7 +35,11 @@ impl Stack {
 
     /// `tables` (whole TOML tables) before the database, `bdb_extra` inside it.
     pub async fn start_with(tables: &str, bdb_extra: &str) -> Self {
-        let upstream = Redis::start(&["--requirepass", SVC]);
+        Self::over(Redis::start(&["--requirepass", SVC]), tables, bdb_extra).await
+    }
+
+    /// In front of `upstream`, which must require `SVC`.
+    pub async fn over(upstream: Redis, tables: &str, bdb_extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("redis://:{SVC}@{}", upstream.addr());
         let process = Process::start_with(dir.path(), &url, tables, bdb_extra, "").await;
@@ -234,6 +238,53 @@ async fn collect(stream: &mut TcpStream, input: &[u8], n: usize, out: &mut Vec<u
             Ok(k) => out.extend_from_slice(&chunk[..k]),
         }
     }
+}
+
+/// Like `run`, in steps: each step's bytes are written once the replies of the step
+/// before have all come (a step of several commands is a pipeline).
+pub async fn run_steps(addr: &str, steps: &[(Vec<u8>, usize)]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut out = Vec::new();
+    let all = async {
+        let mut framed = 0;
+        let last = steps.len().saturating_sub(1);
+        for (i, (input, n)) in steps.iter().enumerate() {
+            if i < last {
+                let mut got = 0;
+                stream.write_all(input).await.map_err(|e| format!("<write failed: {e}>"))?;
+                let mut chunk = vec![0u8; 64 * 1024];
+                while got < *n {
+                    match frame_len(&out[framed..]) {
+                        Ok(Some(len)) => {
+                            framed += len;
+                            got += 1;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err(format!("<invalid RESP: {e}>")),
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            return Err(format!("<closed in step {i} after {got} of {n} replies>"));
+                        }
+                        Ok(k) => out.extend_from_slice(&chunk[..k]),
+                    }
+                }
+            } else {
+                let mut rest = out.split_off(framed);
+                collect(&mut stream, input, *n, &mut rest).await?;
+                out.extend(rest);
+            }
+        }
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(REPLY_TIMEOUT, all).await {
+        Ok(Ok(())) => {}
+        Ok(Err(marker)) => out.extend_from_slice(marker.as_bytes()),
+        Err(_) => out.extend_from_slice(b"<timed out>"),
+    }
+    out
 }
 
 /// A HELLO reply's `id` (each server's own client id) becomes `ID`; nothing else changes.

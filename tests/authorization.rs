@@ -1,0 +1,718 @@
+//! Authorization against real Redis: every fixed denial is refused byte for byte as
+//! Redis refuses a user whose ACL lacks it, and no reply (CONFIG GET, the ACL
+//! subcommands, INFO, HELLO…) shows the upstream's password, turnstile's upstream
+//! users, their hashes or their passwords — for the default user and a `+@all ~*`
+//! user, on a lane, on a connection of its own (SELECT, MULTI), in RESP2 and RESP3,
+//! pipelined or not. Rules and roles change live (next command; pinned connections of
+//! a moved user closed; a user no longer admitted cut off), an upstream restarted
+//! without its ACL gets turnstile's users back, a control credential that cannot
+//! manage users stops the start (exit 64), and rule strings are validated.
+
+mod common;
+
+use std::time::Duration;
+
+use common::admin::{ADMIN, ADMIN_EMAIL, ADMIN_PW};
+use common::authz::*;
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+use turnstile::authz::{FIXED_DENIALS, USER_PREFIX, derive_password};
+
+const OK: &str = "+OK\r\n";
+const NOPERM_SET: &str = "-NOPERM this user has no permissions to run the 'set' command\r\n";
+const WRONGPASS: &str = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+/// Enough for a change to close connections or an upstream to come back; polled.
+const SOON: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------
+// The fixed denials and the secrets, for the default user and a `+@all ~*` user.
+// ---------------------------------------------------------------------------------
+
+/// The rule of the database's default user (RS's "Full Access").
+const FULL_ACCESS: &str = "~* &* +@all";
+
+/// The database (default user with `DEFAULT_PW`; `app` on `+@all ~*`, `reader` on
+/// `+@read ~*`, `outsider` whose role the database does not admit) and the oracle
+/// (its `default` and `app` users with the same rules plus `FIXED_DENIALS`).
+struct Isolation {
+    stack: Stack,
+    oracle: Redis,
+}
+
+/// DEBUG and MODULE are enabled on both servers, so only the ACL can refuse them.
+const ENABLE: [&str; 4] = ["--enable-debug-command", "yes", "--enable-module-command", "yes"];
+
+async fn isolation() -> Isolation {
+    let upstream = Redis::start(&[&["--requirepass", SVC][..], &ENABLE].concat());
+    let stack = Stack::over(upstream, "", "").await;
+    stack.default_password().await;
+    let (app_role, app_acl) = stack.role_with_rule("app", "+@all ~*").await;
+    let (reader_role, reader_acl) = stack.role_with_rule("reader", "+@read ~*").await;
+    let (outsider_role, _) = stack.role_with_rule("outsider", "+@all ~* &*").await;
+    stack.user("app", &[app_role]).await;
+    stack.user("reader", &[reader_role]).await;
+    stack.user("outsider", &[outsider_role]).await;
+    stack.grant(&[(app_role, app_acl), (reader_role, reader_acl)]).await;
+
+    let oracle = Redis::start(&ENABLE);
+    let mut first = oracle.connect().await;
+    let svc = format!(">{SVC}");
+    assert_eq!(show(&first.cmd(&["ACL", "SETUSER", "oadmin", "on", &svc, "~*", "&*", "+@all"]).await), OK);
+    let mut admin = oracle.connect().await;
+    assert_eq!(show(&admin.cmd(&["AUTH", "oadmin", SVC]).await), OK);
+    oracle_user(&mut admin, "app", "+@all ~*", FIXED_DENIALS).await;
+    let pw = format!(">{DEFAULT_PW}");
+    let mut args = vec!["ACL", "SETUSER", "default", "on", "resetpass", pw.as_str()];
+    let rule = with_denials(FULL_ACCESS, FIXED_DENIALS);
+    args.extend(rule.iter().map(String::as_str));
+    assert_eq!(show(&admin.cmd(&args).await), OK);
+    Isolation { stack, oracle }
+}
+
+/// A command that needs the right `token` (`-name` or `-name|sub`) names, with
+/// arguments Redis accepts (arity is checked before ACL). Harmless where it matters
+/// if a denial were missing (`SHUTDOWN ABORT`, `DEBUG SLEEP 0`, `CLIENT PAUSE 1`).
+/// Tokens this table does not know get `x` arguments up to the command's arity.
+async fn denial_command(token: &str, oracle: &mut Conn) -> Vec<String> {
+    let name = token.strip_prefix('-').unwrap_or_else(|| panic!("a fixed denial that grants: {token}"));
+    let known: &[&str] = match name {
+        "acl|setuser" => &["ACL", "SETUSER", "probe-user", "on", ">probe-pw", "+@all", "~*"],
+        "acl|deluser" => &["ACL", "DELUSER", "probe-user"],
+        "acl|load" => &["ACL", "LOAD"],
+        "acl|save" => &["ACL", "SAVE"],
+        "acl|log" => &["ACL", "LOG"],
+        "acl|genpass" => &["ACL", "GENPASS"],
+        "config|set" => &["CONFIG", "SET", "maxmemory", "0"],
+        "config|rewrite" => &["CONFIG", "REWRITE"],
+        "config|resetstat" => &["CONFIG", "RESETSTAT"],
+        "replicaof" => &["REPLICAOF", "NO", "ONE"],
+        "slaveof" => &["SLAVEOF", "NO", "ONE"],
+        "sync" => &["SYNC"],
+        "psync" => &["PSYNC", "?", "-1"],
+        "failover" => &["FAILOVER", "ABORT"],
+        "module" => &["MODULE", "LIST"],
+        "debug" => &["DEBUG", "SLEEP", "0"],
+        "shutdown" => &["SHUTDOWN", "ABORT"],
+        "save" => &["SAVE"],
+        "bgsave" => &["BGSAVE", "SCHEDULE"],
+        "bgrewriteaof" => &["BGREWRITEAOF"],
+        "migrate" => &["MIGRATE", "127.0.0.1", "1", "k", "0", "10"],
+        "client|kill" => &["CLIENT", "KILL", "ID", "999999"],
+        "client|pause" => &["CLIENT", "PAUSE", "1"],
+        "client|unpause" => &["CLIENT", "UNPAUSE"],
+        "client|no-evict" => &["CLIENT", "NO-EVICT", "on"],
+        "client|list" => &["CLIENT", "LIST"],
+        "client|info" => &["CLIENT", "INFO"],
+        "monitor" => &["MONITOR"],
+        "swapdb" => &["SWAPDB", "0", "1"],
+        _ => &[],
+    };
+    if !known.is_empty() {
+        return known.iter().map(|s| s.to_string()).collect();
+    }
+    // COMMAND INFO gives the arity (`*1 *N $len name :arity …`).
+    let info = show(&oracle.cmd(&["COMMAND", "INFO", name]).await);
+    let arity: i64 = info
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no arity for {name}: {info:?}"));
+    let mut cmd: Vec<String> = name.split('|').map(str::to_uppercase).collect();
+    while (cmd.len() as i64) < arity.abs() {
+        cmd.push("x".into());
+    }
+    cmd
+}
+
+/// Every fixed denial as a command, `MONITOR` last (were it allowed, the connection
+/// would only stream from then on).
+async fn denial_commands(oracle: &Redis) -> Vec<Vec<String>> {
+    let mut admin = oracle.connect().await;
+    assert_eq!(show(&admin.cmd(&["AUTH", "oadmin", SVC]).await), OK);
+    let mut out = Vec::new();
+    for token in FIXED_DENIALS {
+        out.push(denial_command(token, &mut admin).await);
+    }
+    out.sort_by_key(|c| c[0] == "MONITOR");
+    out
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Route {
+    /// Only a GET first: the client is on a shared connection.
+    Lane,
+    /// SELECT 0 first: the client has a connection of its own.
+    Select,
+    /// Inside MULTI (a connection of its own), then EXEC.
+    Multi,
+}
+
+const ROUTES: [Route; 3] = [Route::Lane, Route::Select, Route::Multi];
+
+/// The login step of `user` (`default` or a named one) in RESP2 or RESP3.
+fn login(user: &str, resp3: bool) -> Vec<u8> {
+    let pw = if user == "default" { DEFAULT_PW } else { USER_PW };
+    match (resp3, user) {
+        (false, "default") => cmd_bytes(&["AUTH", pw]),
+        (false, _) => cmd_bytes(&["AUTH", user, pw]),
+        (true, _) => cmd_bytes(&["HELLO", "3", "AUTH", user, pw]),
+    }
+}
+
+/// Steps: log in, take `route`, then `cmds` (one step each, or one pipelined step),
+/// then `EXEC` for MULTI.
+fn script(
+    user: &str,
+    resp3: bool,
+    route: Route,
+    cmds: &[Vec<String>],
+    pipelined: bool,
+) -> Vec<(Vec<u8>, usize)> {
+    let mut steps = vec![(login(user, resp3), 1)];
+    steps.push(match route {
+        Route::Lane => (cmd_bytes(&["GET", "k:lane"]), 1),
+        Route::Select => (cmd_bytes(&["SELECT", "0"]), 1),
+        Route::Multi => (cmd_bytes(&["MULTI"]), 1),
+    });
+    let encoded: Vec<Vec<u8>> =
+        cmds.iter().map(|c| cmd_bytes(&c.iter().map(String::as_str).collect::<Vec<_>>())).collect();
+    if pipelined {
+        steps.push((encoded.concat(), encoded.len()));
+    } else {
+        steps.extend(encoded.into_iter().map(|e| (e, 1)));
+    }
+    if let Route::Multi = route {
+        steps.push((cmd_bytes(&["EXEC"]), 1));
+    }
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_denials_are_refused_as_redis_refuses_them() {
+    let iso = isolation().await;
+    let denials = denial_commands(&iso.oracle).await;
+    assert!(denials.len() >= 25, "only {} fixed denials", denials.len());
+    let (oracle, ours) = (iso.oracle.addr(), iso.stack.db());
+    let mut failures = Vec::new();
+    let (mut runs, mut differ) = (0, 0);
+    for user in ["default", "app"] {
+        for resp3 in [false, true] {
+            for route in ROUTES {
+                for pipelined in [false, true] {
+                    if failures.len() == 4 {
+                        continue; // enough to see what is wrong; a wrong run can take long
+                    }
+                    let steps = script(user, resp3, route, &denials, pipelined);
+                    let (a, b) = tokio::join!(run_steps(&oracle, &steps), run_steps(&ours, &steps));
+                    let (a, b) = (normalise_ids(&a), normalise_ids(&b));
+                    // (In MULTI, Redis refuses SYNC, SAVE… for being there, before the ACL.)
+                    let text = show(&a);
+                    let refusals = text.matches("-NOPERM").count()
+                        + text.matches("-ERR Command not allowed inside a transaction").count();
+                    assert_eq!(refusals, denials.len(), "the oracle refuses every one: {}", show(&a));
+                    runs += 1;
+                    differ += usize::from(a != b);
+                    if a != b && failures.len() < 4 {
+                        failures.push(format!(
+                            "{user}, {}, {route:?}, {}:\n  redis:     {:?}\n  turnstile: {:?}",
+                            if resp3 { "RESP3" } else { "RESP2" },
+                            if pipelined { "pipelined" } else { "one by one" },
+                            show(&a),
+                            show(&b)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{differ} of the {runs} runs made differ from Redis (the first {} shown):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// What a client could send to learn something about the server and its users. In
+/// MULTI, only what the rules allow there (a refused command would abort the EXEC).
+fn probes(route: Route) -> Vec<Vec<String>> {
+    let probes: &[&[&str]] = &[
+        &["CONFIG", "GET", "*"],
+        &["CONFIG", "GET", "requirepass"],
+        &["CONFIG", "GET", "masterauth"],
+        &["CONFIG", "GET", "*pass*"],
+        &["CONFIG", "GET", "*user*"],
+        &["CONFIG", "GET", "tls-*"],
+        &["ACL", "LIST"],
+        &["ACL", "USERS"],
+        &["ACL", "WHOAMI"],
+        &["ACL", "GETUSER", "default"],
+        &["ACL", "GETUSER", "app"],
+        &["ACL", "DRYRUN", "default", "GET", "k"],
+        &["ACL", "DRYRUN", "app", "CONFIG", "SET", "maxmemory", "0"],
+        &["ACL", "LOG"],
+        &["CLIENT", "LIST"],
+        &["CLIENT", "INFO"],
+        &["INFO", "everything"],
+        &["HELLO"],
+    ];
+    let refused_in_multi = |p: &&&[&str]| matches!(p[0], "CLIENT" | "HELLO") || p[..2] == ["ACL", "LOG"];
+    probes
+        .iter()
+        .filter(|p| !matches!(route, Route::Multi) || !refused_in_multi(p))
+        .map(|p| p.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// Everything secret that turnstile put on the upstream, read there with the control
+/// credential and from the store: (what, the text that must never reach a client).
+async fn upstream_secrets(iso: &Isolation) -> Vec<(String, String)> {
+    let mut secrets = vec![("the upstream password".to_string(), SVC.to_string())];
+    secrets.push(("the user prefix".into(), USER_PREFIX.into()));
+    let mut service = iso.stack.service().await;
+    // turnstile's users exist by the time the grant has been answered.
+    let users = upstream_users(&mut service).await;
+    let ours: Vec<&(String, Vec<String>)> =
+        users.iter().filter(|(n, _)| n.starts_with(USER_PREFIX)).collect();
+    assert!(ours.len() >= 3, "turnstile's users on the upstream (default, app's, reader's rule): {users:?}");
+    let state = iso.stack.state();
+    let secret = state["upstream_users"]["secret"].as_str().unwrap_or_else(|| panic!("no secret in {state}"));
+    let instance =
+        state["upstream_users"]["instance"].as_str().unwrap_or_else(|| panic!("no instance in {state}"));
+    assert!(secret.len() >= 32 && secret.chars().all(|c| c.is_ascii_hexdigit()), "secret is hex");
+    assert!(instance.len() >= 8 && instance.chars().all(|c| c.is_ascii_hexdigit()), "instance is hex");
+    secrets.push(("the upstream users' secret".into(), secret.into()));
+    secrets.push(("the instance".into(), instance.into()));
+    for (name, hashes) in &users {
+        for h in hashes {
+            secrets.push((format!("{name}'s password hash"), h.clone()));
+        }
+    }
+    for (name, hashes) in ours {
+        assert!(!hashes.is_empty(), "{name} has a password");
+        secrets.push(("an internal user's name".into(), name.clone()));
+        let pw = derive_password(secret, name).unwrap_or_else(|| panic!("no password derived for {name}"));
+        // The derived password is the real one: the search below looks for the right thing.
+        let mut probe = iso.stack.upstream.connect().await;
+        assert_eq!(
+            show(&probe.cmd(&["AUTH", name, &pw]).await),
+            OK,
+            "{name} logs in with its derived password"
+        );
+        secrets.push((format!("{name}'s password"), pw));
+    }
+    secrets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reply_shows_a_secret_or_an_internal_user() {
+    let iso = isolation().await;
+    let secrets = upstream_secrets(&iso).await;
+    let db = iso.stack.db();
+    let mut leaks = Vec::new();
+    let mut searched = 0;
+    for user in ["default", "app"] {
+        for resp3 in [false, true] {
+            for route in ROUTES {
+                for pipelined in [false, true] {
+                    let steps = script(user, resp3, route, &probes(route), pipelined);
+                    let out = show(&run_steps(&db, &steps).await);
+                    assert!(!out.contains("<closed") && !out.contains("<timed out"), "{out}");
+                    assert!(out.contains("maxmemory"), "CONFIG GET * answered: {out}");
+                    searched += out.len();
+                    let context =
+                        format!("{user} {} {route:?} pipelined={pipelined}", if resp3 { 3 } else { 2 });
+                    for (what, s) in &secrets {
+                        if out.contains(s.as_str()) {
+                            leaks.push(format!("{what} in {context}"));
+                        }
+                    }
+                    for param in ["requirepass", "masterauth", "masteruser", "tls-key-file-pass"] {
+                        if out.contains(&format!("\r\n{param}\r\n")) {
+                            leaks.push(format!("parameter {param} in {context}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{} leaks:\n{}", leaks.len(), leaks.join("\n"));
+    eprintln!("searched {searched} bytes of replies for {} secrets", secrets.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_subcommands_describe_this_databases_users() {
+    let iso = isolation().await;
+    let db = iso.stack.db();
+    let mut oracle = Conn::connect(&iso.oracle.addr()).await;
+    assert_eq!(show(&oracle.cmd(&["AUTH", DEFAULT_PW]).await), OK);
+    // Users admitted here, `default` first; not `outsider` (its role is not granted)
+    // nor the admin API's `admin`.
+    let users = "*3\r\n$7\r\ndefault\r\n$3\r\napp\r\n$6\r\nreader\r\n";
+    for (user, resp3) in [("default", false), ("app", false), ("default", true), ("app", true)] {
+        for route in [Route::Lane, Route::Select] {
+            let what = format!("{user} RESP{} {route:?}", if resp3 { 3 } else { 2 });
+            let mut c = Conn::connect(&db).await;
+            c.send(&login(user, resp3)).await;
+            c.reply().await;
+            let (opener, _) = &script(user, resp3, route, &[], false)[1];
+            c.send(opener).await;
+            c.reply().await;
+            assert_eq!(show(&c.cmd(&["ACL", "USERS"]).await), users, "{what}");
+            assert_eq!(
+                show(&c.cmd(&["ACL", "WHOAMI"]).await),
+                format!("${}\r\n{user}\r\n", user.len()),
+                "{what}"
+            );
+            let list = bulk_strings(&c.cmd(&["ACL", "LIST"]).await);
+            assert_eq!(list.len(), 3, "{what}: {list:?}");
+            for (line, name) in list.iter().zip(["default", "app", "reader"]) {
+                assert!(line.starts_with(&format!("user {name} on ")), "{what}: {line:?}");
+                assert!(!line.contains('#') && !line.contains('>'), "{what}: {line:?}");
+            }
+            assert!(
+                list[1].contains("+@all") && list[1].contains("~*"),
+                "{what}: app's rule in {:?}",
+                list[1]
+            );
+            assert!(list[2].contains("+@read"), "{what}: reader's rule in {:?}", list[2]);
+            // A parameter that is not shown is answered as one that does not exist.
+            oracle.send(&cmd_bytes(&["HELLO", if resp3 { "3" } else { "2" }])).await;
+            oracle.reply().await;
+            let none = oracle.cmd(&["CONFIG", "GET", "no-such-parameter"]).await;
+            for hidden in ["requirepass", "masterauth", "masteruser"] {
+                assert_eq!(
+                    show(&c.cmd(&["CONFIG", "GET", hidden]).await),
+                    show(&none),
+                    "{what}: CONFIG GET {hidden}"
+                );
+            }
+            assert_eq!(
+                show(&c.cmd(&["CONFIG", "GET", "maxmemory"]).await),
+                show(&oracle.cmd(&["CONFIG", "GET", "maxmemory"]).await),
+                "{what}"
+            );
+            // DRYRUN answers for this database's users, as Redis does for its own.
+            for (args, expected) in [
+                (&["ACL", "DRYRUN", "reader", "GET", "k"][..], "+OK\r\n".to_string()),
+                (
+                    &["ACL", "DRYRUN", "reader", "SET", "k", "v"][..],
+                    bulk("This user has no permissions to run the 'set' command"),
+                ),
+                (
+                    &["ACL", "DRYRUN", "app", "CONFIG", "SET", "maxmemory", "0"][..],
+                    bulk("This user has no permissions to run the 'config|set' command"),
+                ),
+                (
+                    &["ACL", "DRYRUN", "outsider", "GET", "k"][..],
+                    "-ERR User 'outsider' not found\r\n".to_string(),
+                ),
+                (&["ACL", "DRYRUN", "admin", "GET", "k"][..], "-ERR User 'admin' not found\r\n".to_string()),
+            ] {
+                assert_eq!(show(&c.cmd(args).await), expected, "{what}: {args:?}");
+            }
+        }
+    }
+    // The reader's rule lacks the ACL subcommands: Redis's own refusals.
+    let mut r = iso.stack.authed("reader").await;
+    for sub in ["whoami", "users", "list", "dryrun"] {
+        let mut args = vec!["ACL", sub];
+        if sub == "dryrun" {
+            args.extend(["app", "GET", "k"]);
+        }
+        let expected = format!("-NOPERM this user has no permissions to run the 'acl|{sub}' command\r\n");
+        assert_eq!(show(&r.cmd(&args).await), expected);
+    }
+}
+
+fn bulk(s: &str) -> String {
+    format!("${}\r\n{s}\r\n", s.len())
+}
+
+// ---------------------------------------------------------------------------------
+// Live changes.
+// ---------------------------------------------------------------------------------
+
+/// `c` sees EOF within `SOON` (a PING sent first may still be answered).
+async fn assert_closed(c: &mut Conn, what: &str) {
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut c.stream, &cmd_bytes(&["PING"])).await;
+    match closed_within(c, SOON).await {
+        Ok(rest) => assert!(
+            rest.is_empty() || show(&rest) == "+PONG\r\n" || show(&rest).starts_with("-ERR"),
+            "{what}: unexpected bytes before the close: {:?}",
+            show(&rest)
+        ),
+        Err(rest) => panic!("{what}: still open after {SOON:?} (got {:?})", show(&rest)),
+    }
+}
+
+async fn assert_cmd(c: &mut Conn, args: &[&str], expected: &str, what: &str) {
+    let got = try_cmd(c, args).await.unwrap_or_else(|| panic!("{what}: {args:?}: the connection was closed"));
+    assert_eq!(show(&got), expected, "{what}: {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_change_applies_to_connected_clients_on_their_next_command() {
+    let stack = Stack::start().await;
+    let (role, acl) = stack.role_with_rule("app", "+@all ~*").await;
+    stack.user("app", &[role]).await;
+    stack.grant(&[(role, acl)]).await;
+
+    // A lane client (stateless commands only), a RESP3 lane client, and one with a
+    // connection of its own (CLIENT ID is not a lane command).
+    let mut lane = stack.authed("app").await;
+    let mut lane3 = Conn::connect(&stack.db()).await;
+    lane3.send(&login("app", true)).await;
+    lane3.reply().await;
+    let mut own = stack.authed("app").await;
+    let id = own.cmd(&["CLIENT", "ID"]).await;
+    for (c, what) in [(&mut lane, "lane"), (&mut lane3, "RESP3 lane"), (&mut own, "own")] {
+        assert_cmd(c, &["SET", "k", "v"], OK, what).await;
+    }
+
+    stack.ok("PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": "+@all -set ~*"})).await;
+    // The very next command, with no reconnect and no wait.
+    for (c, what) in [(&mut lane, "lane"), (&mut lane3, "RESP3 lane"), (&mut own, "own")] {
+        assert_cmd(c, &["SET", "k", "w"], NOPERM_SET, what).await;
+        assert_cmd(c, &["GET", "k"], "$1\r\nv\r\n", what).await;
+    }
+    assert_eq!(show(&own.cmd(&["CLIENT", "ID"]).await), show(&id), "the same upstream connection");
+    // A new client gets the new rule too.
+    assert_cmd(&mut stack.authed("app").await, &["SET", "k", "w"], NOPERM_SET, "new").await;
+
+    stack.ok("PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": "+@all ~*"})).await;
+    for (c, what) in [(&mut lane, "lane"), (&mut lane3, "RESP3 lane"), (&mut own, "own")] {
+        assert_cmd(c, &["SET", "k", "v2"], OK, what).await;
+    }
+    assert_eq!(show(&own.cmd(&["CLIENT", "ID"]).await), show(&id));
+
+    // Validation: what the rule may not hold is a 400 naming it, and changes nothing.
+    let before = stack.ok("GET", "/v1/redis_acls", Value::Null).await;
+    let hash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    let secret = "Secret-in-rule-9q";
+    let refused: Vec<(String, &str, &str)> = vec![
+        (format!(">{secret}"), ">", secret),
+        (format!("<{secret}"), "<", secret),
+        (format!("#{hash}"), "#", hash),
+        (format!("!{hash}"), "!", hash),
+        ("nopass".into(), "nopass", ""),
+        ("resetpass".into(), "resetpass", ""),
+        ("reset".into(), "reset", ""),
+        ("on".into(), "on", ""),
+        ("off".into(), "off", ""),
+        ("frobnicate".into(), "frobnicate", ""),
+    ];
+    for (token, named, hidden) in &refused {
+        let rule = format!("+@all ~* {token}");
+        for (method, path) in
+            [("POST", "/v1/redis_acls".to_string()), ("PUT", format!("/v1/redis_acls/{acl}"))]
+        {
+            let body =
+                if method == "POST" { json!({"name": "bad", "acl": rule}) } else { json!({"acl": rule}) };
+            let (status, v) = stack.call(method, &path, body).await;
+            let what = format!("{method} {path} with {token:?}");
+            assert_eq!(status, 400, "{what}: {v}");
+            assert_eq!(v["error_code"], "invalid_redis_acl", "{what}: {v}");
+            let description = v["description"].as_str().unwrap_or_default();
+            assert!(names(description, named), "{what}: the description names {named:?}: {description:?}");
+            if !hidden.is_empty() {
+                assert!(!v.to_string().contains(hidden), "{what}: the secret is echoed: {v}");
+            }
+        }
+    }
+    // A rule the upstream refuses: 400, the old rule stays, here and upstream.
+    for rule in ["+@all ~* +nosuchcommand", "-@all +get ~* +nosuchcommand"] {
+        let (status, v) = stack.call("PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": rule})).await;
+        assert_eq!(status, 400, "{rule}: {v}");
+        assert_cmd(&mut lane, &["SET", "k", "v3"], OK, "after a refused rule").await;
+        assert_cmd(&mut own, &["SET", "k", "v3"], OK, "after a refused rule").await;
+    }
+    let (status, v) =
+        stack.call("POST", "/v1/redis_acls", json!({"name": "bad", "acl": "+@all +nosuchcommand"})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        stack.ok("GET", "/v1/redis_acls", Value::Null).await,
+        before,
+        "nothing was created or changed"
+    );
+    assert_eq!(stack.ok("GET", &format!("/v1/redis_acls/{acl}"), Value::Null).await["acl"], "+@all ~*");
+    assert_cmd(&mut stack.authed("app").await, &["SET", "k", "v4"], OK, "a new client").await;
+}
+
+/// Whether `description` names `token`: as a word, or for a one-character modifier,
+/// that character.
+fn names(description: &str, token: &str) -> bool {
+    if token.len() == 1 {
+        return description.contains(token);
+    }
+    description.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).any(|w| w == token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_move_users_and_cut_off_those_no_longer_admitted() {
+    let stack = Stack::start().await;
+    let (writer, writer_acl) = stack.role_with_rule("writer", "+@all ~* &*").await;
+    let (reader, reader_acl) = stack.role_with_rule("reader", "+@read +@connection +@transaction ~*").await;
+    let (other, _) = stack.role_with_rule("other", "+@all ~*").await;
+    // Both roles; the first matching entry of roles_permissions decides: writer.
+    let uid = stack.user("u", &[reader, writer]).await;
+    stack.grant(&[(writer, writer_acl), (reader, reader_acl)]).await;
+
+    let mut lane = stack.authed("u").await;
+    let mut own = stack.authed("u").await;
+    assert_cmd(&mut own, &["SELECT", "0"], OK, "own").await;
+    assert_cmd(&mut lane, &["SET", "k", "v"], OK, "the first matching entry is the writer's").await;
+    assert_cmd(&mut own, &["SET", "k", "v"], OK, "own").await;
+
+    // A role added that does not change the rule changes nothing.
+    stack.ok("PUT", &format!("/v1/users/{uid}"), json!({"role_uids": [reader, writer, other]})).await;
+    assert_cmd(&mut own, &["SET", "k", "v"], OK, "own, same rule").await;
+
+    // The database's order changes: the reader's entry comes first now.
+    stack.grant(&[(reader, reader_acl), (writer, writer_acl)]).await;
+    assert_cmd(&mut lane, &["SET", "k", "w"], NOPERM_SET, "lane after the reorder").await;
+    assert_cmd(&mut lane, &["GET", "k"], "$1\r\nv\r\n", "lane after the reorder").await;
+    assert_closed(&mut own, "a connection of its own, under the old rule").await;
+
+    // The user's roles change: the writer's rule again.
+    let mut own = stack.authed("u").await;
+    assert_cmd(&mut own, &["MULTI"], OK, "own").await;
+    stack.ok("PUT", &format!("/v1/users/{uid}"), json!({"role_uids": [writer]})).await;
+    assert_cmd(&mut lane, &["SET", "k", "w"], OK, "lane after the role change").await;
+    assert_closed(&mut own, "a connection in MULTI, under the old rule").await;
+
+    // No longer admitted: every connection of the user on this database goes.
+    let mut own = stack.authed("u").await;
+    assert_cmd(&mut own, &["SUBSCRIBE", "ch"], "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n", "own").await;
+    let mut idle = stack.authed("u").await;
+    stack.grant(&[(reader, reader_acl)]).await;
+    assert_closed(&mut lane, "lane of a user no longer admitted").await;
+    assert_closed(&mut own, "subscriber of a user no longer admitted").await;
+    assert_closed(&mut idle, "idle client of a user no longer admitted").await;
+    let mut again = Conn::connect(&stack.db()).await;
+    assert_eq!(show(&again.cmd(&["AUTH", "u", USER_PW]).await), WRONGPASS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_restarted_without_its_acl_gets_turnstiles_users_back() {
+    let mut stack = Stack::start().await;
+    stack.default_password().await;
+    let (role, acl) = stack.role_with_rule("app", "+@all -flushall ~*").await;
+    stack.user("app", &[role]).await;
+    stack.grant(&[(role, acl)]).await;
+    let mut lane = stack.authed("app").await;
+    assert_cmd(&mut lane, &["SET", "k", "v"], OK, "lane").await;
+    let count =
+        |users: &[(String, Vec<String>)]| users.iter().filter(|(n, _)| n.starts_with(USER_PREFIX)).count();
+    let before = count(&upstream_users(&mut stack.service().await).await);
+    assert!(before >= 2, "default's and app's users exist upstream");
+
+    stack.upstream.restart();
+
+    // New clients get in and work, by turnstile's doing alone.
+    let db = stack.db();
+    for user in ["app", "default"] {
+        let (db, login) = (db.as_str(), login(user, false));
+        eventually(&format!("a new {user} client works"), SOON, move || {
+            let login = login.clone();
+            async move {
+                let mut c = Conn::connect(db).await;
+                c.send(&login).await;
+                c.reply().await;
+                try_cmd(&mut c, &["SET", "k2", "v"]).await.filter(|r| show(r) == OK)
+            }
+        })
+        .await;
+    }
+    let after = count(&upstream_users(&mut stack.service().await).await);
+    assert_eq!(after, before, "the same users are back");
+    // The rule is the rule again, not more: FLUSHALL stays refused.
+    let mut c = stack.authed("app").await;
+    assert_cmd(
+        &mut c,
+        &["FLUSHALL"],
+        "-NOPERM this user has no permissions to run the 'flushall' command\r\n",
+        "after",
+    )
+    .await;
+
+    // The client that was connected: at most one "closed" error, then it works.
+    let lost = "-ERR upstream Redis closed the connection\r\n";
+    match try_cmd(&mut lane, &["SET", "k", "v2"]).await.map(|r| show(&r)) {
+        Some(r) if r == OK => {}
+        Some(r) if r == lost => match try_cmd(&mut lane, &["SET", "k", "v3"]).await.map(|r| show(&r)) {
+            Some(r) => assert_eq!(r, OK, "after the one error"),
+            None => eprintln!(
+                "the lane client was closed after {lost:?} (a lost lane closes the clients it owed)"
+            ),
+        },
+        other => panic!("the connected lane client got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_credential_that_cannot_manage_users_stops_the_start() {
+    let upstream = Redis::start(&["--requirepass", SVC]);
+    let mut service = service_conn(&upstream).await;
+    let weak_pw = "Weak-ctl-pw-3e";
+    let setuser = ["ACL", "SETUSER", "weak", "on", &format!(">{weak_pw}"), "+@all", "-acl", "~*", "&*"];
+    assert_eq!(show(&service.cmd(&setuser).await), OK);
+    let mut weak = upstream.connect().await;
+    assert_eq!(show(&weak.cmd(&["AUTH", "weak", weak_pw]).await), OK);
+    assert!(
+        show(&weak.cmd(&["ACL", "SETUSER", "x"]).await).starts_with("-NOPERM"),
+        "weak cannot manage users"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("turnstile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
+             [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n\
+             [[bdbs]]\nuid = 1\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nupstream = \"redis://weak:{weak_pw}@{}\"\n",
+            dir.path().join("data").display(),
+            upstream.addr()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .arg("--config")
+        .arg(&config)
+        .env("TURNSTILE_ADMIN_PASSWORD", ADMIN_PW)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // It must exit; announcing its admin API means it started.
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr_read = tokio::spawn(async move {
+        let mut b = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr_pipe, &mut b).await;
+        b
+    });
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::select! {
+                status = child.wait() => return status.unwrap(),
+                line = stdout.next_line() => match line.unwrap() {
+                    Some(l) if l.contains("admin API listening") => {
+                        panic!("turnstile started with a control credential that cannot manage users: {l}")
+                    }
+                    Some(_) => {}
+                    None => return child.wait().await.unwrap(),
+                },
+            }
+        }
+    })
+    .await
+    .expect("turnstile neither started nor exited");
+    let stderr = show(&stderr_read.await.unwrap());
+    assert_eq!(status.code(), Some(64), "exit status; stderr: {stderr}");
+    assert!(stderr.to_lowercase().contains("user"), "the message says why: {stderr:?}");
+    assert!(!stderr.contains(weak_pw), "the credential is not printed: {stderr:?}");
+}
