@@ -291,7 +291,7 @@ fn cases() -> Vec<Case> {
 async fn rules_answer_byte_for_byte_as_redis() {
     // The oracle: the same users made with ACL SETUSER, and the same password on
     // its default user as the upstream has.
-    let oracle = Redis::start(&["--requirepass", SVC]);
+    let oracle = Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]);
     let mut oracle_admin = service_conn(&oracle).await;
     for (name, rule) in USERS {
         oracle_user(&mut oracle_admin, name, rule, FIXED_DENIALS).await;

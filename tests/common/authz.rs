@@ -35,7 +35,7 @@ impl Stack {
 
     /// `tables` (whole TOML tables) before the database, `bdb_extra` inside it.
     pub async fn start_with(tables: &str, bdb_extra: &str) -> Self {
-        Self::over(Redis::start(&["--requirepass", SVC]), tables, bdb_extra).await
+        Self::over(Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]), tables, bdb_extra).await
     }
 
     /// In front of `upstream`, which must require `SVC`.
@@ -80,31 +80,17 @@ impl Stack {
 
     /// A role and a Redis ACL with `rule`; returns (role uid, acl uid). Not yet granted.
     pub async fn role_with_rule(&self, name: &str, rule: &str) -> (u64, u64) {
-        let role =
-            self.ok("POST", "/v1/roles", json!({"name": format!("role-{name}"), "management": "db_member"}));
-        let acl = self.ok("POST", "/v1/redis_acls", json!({"name": format!("acl-{name}"), "acl": rule}));
-        let (role, acl) = (role.await, acl.await);
-        (role["uid"].as_u64().unwrap(), acl["uid"].as_u64().unwrap())
+        role_with_rule(&self.process, name, rule).await
     }
 
     /// A database user with password `USER_PW` and these roles; returns its uid.
     pub async fn user(&self, name: &str, role_uids: &[u64]) -> u64 {
-        let body = json!({
-            "name": name,
-            "email": format!("{name}@example.com"),
-            "password": USER_PW,
-            "role": "db_viewer",
-            "role_uids": role_uids,
-        });
-        self.ok("POST", "/v1/users", body).await["uid"].as_u64().unwrap()
+        user(&self.process, name, role_uids).await
     }
 
     /// Database 1's `roles_permissions`, in this order: (role uid, acl uid).
     pub async fn grant(&self, pairs: &[(u64, u64)]) {
-        let perms: Vec<Value> =
-            pairs.iter().map(|(r, a)| json!({"role_uid": r, "redis_acl_uid": a})).collect();
-        let v = self.ok("PUT", "/v1/bdbs/1", json!({ "roles_permissions": perms })).await;
-        assert_eq!(v["roles_permissions"], json!(perms), "{v}");
+        grant(&self.process, pairs).await
     }
 
     /// A connection to database 1 after `AUTH <user> USER_PW` (or `AUTH DEFAULT_PW`
@@ -114,11 +100,47 @@ impl Stack {
     }
 }
 
+/// Where these tests' Redis servers keep files (`--dir`): were a denial missing,
+/// `SAVE` or `BGREWRITEAOF` would write there, not into the work tree.
+pub fn scratch_dir() -> String {
+    let dir = std::env::temp_dir().join("turnstile-authz-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
+
 pub async fn api_ok(p: &Process, method: &str, path: &str, body: Value) -> Value {
     let text = (!body.is_null()).then(|| body.to_string());
     let (status, v) = p.curl(method, path, (ADMIN, ADMIN_PW), text.as_deref()).await;
     assert_eq!(status, 200, "{method} {path} with {body}: {status} {v}");
     v
+}
+
+/// `Stack::role_with_rule` on any turnstile process.
+pub async fn role_with_rule(p: &Process, name: &str, rule: &str) -> (u64, u64) {
+    let role =
+        api_ok(p, "POST", "/v1/roles", json!({"name": format!("role-{name}"), "management": "db_member"}));
+    let role = role.await;
+    let acl = api_ok(p, "POST", "/v1/redis_acls", json!({"name": format!("acl-{name}"), "acl": rule})).await;
+    (role["uid"].as_u64().unwrap(), acl["uid"].as_u64().unwrap())
+}
+
+/// `Stack::user` on any turnstile process.
+pub async fn user(p: &Process, name: &str, role_uids: &[u64]) -> u64 {
+    let body = json!({
+        "name": name,
+        "email": format!("{name}@example.com"),
+        "password": USER_PW,
+        "role": "db_viewer",
+        "role_uids": role_uids,
+    });
+    api_ok(p, "POST", "/v1/users", body).await["uid"].as_u64().unwrap()
+}
+
+/// `Stack::grant` on any turnstile process.
+pub async fn grant(p: &Process, pairs: &[(u64, u64)]) {
+    let perms: Vec<Value> = pairs.iter().map(|(r, a)| json!({"role_uid": r, "redis_acl_uid": a})).collect();
+    let v = api_ok(p, "PUT", "/v1/bdbs/1", json!({ "roles_permissions": perms })).await;
+    assert_eq!(v["roles_permissions"], json!(perms), "{v}");
 }
 
 /// `AUTH <user> USER_PW` (`AUTH DEFAULT_PW` for "default") on a new connection to `addr`.
