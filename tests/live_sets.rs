@@ -77,7 +77,14 @@ fn directory(cache: bool) -> Directory {
         v.cache_capacity = 0;
     }
     let d = Directory::new(FAST, v);
-    d.set_bdb(1, turnstile::auth::BdbAccess { default_user: true, roles: vec![1] });
+    d.set_acl(1, "~* &* +@all");
+    d.set_bdb(
+        1,
+        turnstile::auth::BdbAccess {
+            default_user: true,
+            permissions: vec![turnstile::auth::Permission { role: 1, acl: 1 }],
+        },
+    );
     d.set_user("alice", vec![1]).unwrap();
     d
 }

@@ -12,8 +12,8 @@ use super::error::{ApiError, ApiResult};
 use super::responses::{Auth, Invalid};
 use crate::control::Control;
 use crate::control::roles::Permission;
-use crate::control::time;
 use crate::store::events::Event;
+use crate::time;
 
 /// Unknown parameters are refused (400), as unknown body fields are: a misspelt
 /// filter must not silently return everything.

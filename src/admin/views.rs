@@ -7,11 +7,11 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::control::roles::ROLES;
-use crate::control::time::{iso8601, now};
 use crate::control::{Control, user_status};
 use crate::store::state::{
     AclRecord, BdbRecord, ClusterSettings, LockoutPolicy, RolePermission, RoleRecord, UserRecord,
 };
+use crate::time::{iso8601, now};
 
 /// A user. Its passwords are write-only and never shown.
 #[derive(Serialize, ToSchema)]

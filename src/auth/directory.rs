@@ -6,7 +6,7 @@
 //! ever visible, and the next `AUTH` after a change returns sees the change.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,7 @@ use super::failures::FailureLog;
 use super::hasher::{Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
 use super::throttle::{Throttle, ThrottlePolicy};
+use crate::authz::{Grant, RuleKey};
 
 /// Name that `AUTH <password>` authenticates as.
 pub const DEFAULT_USER: &str = "default";
@@ -47,18 +48,33 @@ impl Default for VerifyOptions {
     }
 }
 
+/// One `roles_permissions` entry: users with `role` act under rule `acl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    pub role: u32,
+    pub acl: u32,
+}
+
 /// A database's access policy, replaced whole when it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BdbAccess {
     /// Whether `AUTH <password>` (the default user) is accepted at all.
     pub default_user: bool,
-    /// Roles whose users may authenticate to this database.
-    pub roles: Vec<u32>,
+    /// Which roles' users may authenticate to this database, and under which rule:
+    /// the first entry whose role a user has decides (as in Redis Enterprise).
+    pub permissions: Vec<Permission>,
 }
 
 impl Default for BdbAccess {
     fn default() -> Self {
-        Self { default_user: true, roles: Vec::new() }
+        Self { default_user: true, permissions: Vec::new() }
+    }
+}
+
+impl BdbAccess {
+    /// The rule a user with `roles` acts under, if any of its roles is admitted.
+    fn rule_for(&self, roles: &[u32]) -> Option<u32> {
+        self.permissions.iter().find(|p| roles.contains(&p.role)).map(|p| p.acl)
     }
 }
 
@@ -132,6 +148,11 @@ struct Inner {
     cache: VerifyCache,
     bdbs: DashMap<u32, Arc<BdbAuth>>,
     users: DashMap<Arc<str>, Arc<UserAuth>>,
+    /// `redis_acl` rule strings by uid.
+    acls: DashMap<u32, Arc<str>>,
+    /// Bumped by every change that can change a client's grant (policies, roles,
+    /// rules, users): connections re-check theirs when it moves.
+    generation: AtomicU64,
     writes: tokio::sync::Mutex<()>,
     throttle: Throttle,
     /// Failed AUTHs naming a user that does not exist (never a metric label).
@@ -162,6 +183,8 @@ impl Directory {
                 cache: VerifyCache::new(options.cache_ttl, options.cache_capacity),
                 bdbs: DashMap::new(),
                 users: DashMap::new(),
+                acls: DashMap::new(),
+                generation: AtomicU64::new(0),
                 writes: tokio::sync::Mutex::new(()),
                 throttle: Throttle::new(options.throttle.clone()),
                 unknown_user_failures: AtomicU64::new(0),
@@ -213,6 +236,7 @@ impl Directory {
 
     /// Creates a database (with an empty default-user set) or updates its policy.
     pub fn set_bdb(&self, uid: u32, access: BdbAccess) {
+        self.bump();
         match self.inner.bdbs.get(&uid) {
             Some(b) => b.access.store(Arc::new(access)),
             None => {
@@ -226,6 +250,7 @@ impl Directory {
     }
 
     pub fn remove_bdb(&self, uid: u32) -> bool {
+        self.bump();
         let removed = self.inner.bdbs.remove(&uid).is_some();
         self.inner.cache.purge(&SetId::BdbDefault(uid));
         removed
@@ -237,6 +262,7 @@ impl Directory {
         if name == DEFAULT_USER || name.is_empty() {
             return Err(ChangeError::NotFound);
         }
+        self.bump();
         match self.inner.users.get(name) {
             Some(u) => u.roles.store(Arc::new(roles)),
             None => {
@@ -253,9 +279,86 @@ impl Directory {
     }
 
     pub fn remove_user(&self, name: &str) -> bool {
+        self.bump();
         let removed = self.inner.users.remove(name).is_some();
         self.inner.cache.purge(&SetId::User(Arc::from(name)));
         removed
+    }
+
+    /// Creates or changes the rule string of `redis_acl` `uid`.
+    pub fn set_acl(&self, uid: u32, rule: &str) {
+        self.inner.acls.insert(uid, Arc::from(rule));
+        self.bump();
+    }
+
+    pub fn remove_acl(&self, uid: u32) {
+        self.inner.acls.remove(&uid);
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.inner.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Moves whenever a grant may have changed (see [`Self::grant`]).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The rights `identity` has on database `bdb` now: the default user's full
+    /// access, or the rule of the first `roles_permissions` entry whose role the
+    /// user has. None if it is no longer admitted there (or no longer exists).
+    pub fn grant(&self, bdb: u32, identity: &Identity) -> Option<Grant> {
+        let b = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b))?;
+        let access = b.access.load();
+        match &identity.set {
+            SetId::BdbDefault(uid) => (*uid == bdb && access.default_user).then(Grant::full_access),
+            SetId::User(name) => {
+                let roles = self.inner.users.get(&**name)?.roles.load_full();
+                let acl = access.rule_for(&roles)?;
+                let rule = self.inner.acls.get(&acl).map(|r| Arc::clone(&*r))?;
+                Some(Grant { key: RuleKey::Acl(acl), rule })
+            }
+        }
+    }
+
+    /// Every rule in use on database `bdb`: the default user's (if admitted) and
+    /// each `redis_acl` its `roles_permissions` grant.
+    pub fn grants_of(&self, bdb: u32) -> Vec<Grant> {
+        let Some(b) = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b)) else { return Vec::new() };
+        let access = b.access.load();
+        let mut out = Vec::new();
+        if access.default_user {
+            out.push(Grant::full_access());
+        }
+        for p in &access.permissions {
+            if out.iter().any(|g| g.key == RuleKey::Acl(p.acl)) {
+                continue;
+            }
+            if let Some(rule) = self.inner.acls.get(&p.acl) {
+                out.push(Grant { key: RuleKey::Acl(p.acl), rule: Arc::clone(&*rule) });
+            }
+        }
+        out
+    }
+
+    /// The users that may authenticate to `bdb` (`default` if admitted), sorted
+    /// by name as Redis lists its users, with their grants.
+    pub fn users_of(&self, bdb: u32) -> Vec<(Arc<str>, Grant)> {
+        let Some(b) = self.inner.bdbs.get(&bdb).map(|b| Arc::clone(&*b)) else { return Vec::new() };
+        let access = b.access.load();
+        let mut out = Vec::new();
+        if access.default_user {
+            out.push((Arc::from(DEFAULT_USER), Grant::full_access()));
+        }
+        for e in self.inner.users.iter() {
+            let Some(acl) = access.rule_for(&e.value().roles.load()) else { continue };
+            if let Some(rule) = self.inner.acls.get(&acl) {
+                out.push((Arc::clone(e.key()), Grant { key: RuleKey::Acl(acl), rule: Arc::clone(&*rule) }));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out
     }
 
     fn slot(&self, id: &SetId) -> Option<Arc<dyn SetSlot>> {
@@ -460,7 +563,7 @@ impl Directory {
             None if access.default_user => (Some((SetId::BdbDefault(bdb), b)), Named::Default),
             None => (None, Named::Default),
             Some((key, u)) => {
-                let admitted = u.roles.load().iter().any(|r| access.roles.contains(r));
+                let admitted = access.rule_for(&u.roles.load()).is_some();
                 let target = admitted.then(|| (SetId::User(key), Arc::clone(&u) as Arc<dyn SetSlot>));
                 (target, Named::User(u))
             }

@@ -5,11 +5,15 @@ pub mod cache;
 pub mod directory;
 pub mod failures;
 pub mod hasher;
+pub mod login;
 pub mod set;
 pub mod throttle;
 
 pub use cache::SetId;
-pub use directory::{BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, SetChange, VerifyOptions};
+pub use directory::{
+    BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, Permission, SetChange, VerifyOptions,
+};
 pub use hasher::{Digest, HashParams};
+pub use login::Attempt;
 pub use set::PasswordSet;
 pub use throttle::{Throttle, ThrottlePolicy};

@@ -16,7 +16,7 @@ pub mod objects;
 mod passwords;
 pub mod roles;
 mod telemetry;
-pub mod time;
+pub use crate::time;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -419,7 +419,11 @@ impl Control {
 fn access_of(b: &BdbRecord) -> BdbAccess {
     BdbAccess {
         default_user: b.default_user,
-        roles: b.roles_permissions.iter().map(|r| r.role_uid).collect(),
+        permissions: b
+            .roles_permissions
+            .iter()
+            .map(|r| crate::auth::Permission { role: r.role_uid, acl: r.redis_acl_uid })
+            .collect(),
     }
 }
 

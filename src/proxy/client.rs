@@ -1,5 +1,6 @@
-//! The client-to-upstream half of a connection: frames requests, answers AUTH and
-//! friends itself, forwards everything else byte for byte, and plans the replies.
+//! The client-to-upstream half of a connection, its read loop: frames requests,
+//! hands the ones turnstile answers itself to [`super::local`], forwards everything
+//! else byte for byte where [`super::route`] says, and plans the replies.
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -13,15 +14,15 @@ use zeroize::Zeroize;
 
 use super::BdbContext;
 use super::Upstream;
-use super::hello;
-use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
-use super::lane::{self, Batch, Lane};
-use super::mailbox::{self, Mailbox};
+use super::io::{READ_MIN, ReadSome, UpstreamWrite};
+use super::lane::{self, Lane};
+use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
+use super::users::Credential;
 use crate::auth::Identity;
+use crate::authz::Grant;
 use crate::resp::command::{self, Command, MAX_NAME};
-use crate::resp::replies;
 use crate::resp::request::{self, Parse, Partial, ProtoError, Streamer};
 
 /// A forwarded request larger than this is streamed to the upstream as it arrives
@@ -30,37 +31,46 @@ const STREAM_AT: usize = 64 * 1024;
 /// Requests turnstile answers itself must fit in this much (a 1 MiB password is
 /// already absurd); beyond it they get Redis's "invalid bulk length" and a close.
 const MAX_WHOLE: usize = 1024 * 1024;
-/// How long a throttled address waits for its refusal (see `login`).
-const THROTTLED_REPLY_DELAY: Duration = Duration::from_secs(1);
 /// After the client stops sending (EOF, protocol error, shutdown), how long the
 /// replies it is still owed may take before the connection is dropped anyway.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// `CLIENT REPLY` state: Redis sends no replies at all while it is OFF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReplyMode {
+pub(super) enum ReplyMode {
     On,
     Off,
     SkipNext,
 }
 
-enum Flow {
+pub(super) enum Flow {
     Continue,
     Stop,
 }
 
-/// Where a forwarded request goes.
-enum Route {
-    Lane,
-    Own,
-    /// No upstream could be reached; the client was told and the connection is closing.
-    Failed,
+/// Where the client's forwarded requests go now. One choice, so impossible
+/// combinations (a lane and a connection of its own at once) cannot be written.
+pub(super) enum Conn {
+    /// Nothing forwarded yet.
+    Unrouted,
+    /// Stateless requests go to a shared connection.
+    Lane(Shared),
+    /// The client has a connection of its own, for the rest of its life.
+    Own(Own),
 }
 
 /// A lane this client uses, and where its replies arrive.
-struct Shared {
-    lane: Lane,
-    mailbox: Arc<Mailbox>,
+pub(super) struct Shared {
+    pub(super) lane: Lane,
+    pub(super) mailbox: Arc<Mailbox>,
+}
+
+/// The client's own upstream connection.
+pub(super) struct Own {
+    pub(super) writer: UpstreamWrite,
+    pub(super) upstream: Arc<Upstream>,
+    /// Whom it is logged in as (None after a `RESET`, until the next command).
+    pub(super) login: Option<(Grant, Arc<Credential>)>,
 }
 
 enum Decision {
@@ -73,37 +83,43 @@ enum Decision {
 pub struct Handback {
     pub writer: UpstreamWrite,
     pub upstream: Arc<Upstream>,
+    /// Whom it is logged in as: it goes back to the pool of that rule.
+    pub login: (Grant, Arc<Credential>),
     /// Something but stateless commands was sent: a `RESET` is due before reuse.
     pub dirty: bool,
 }
 
 pub struct ClientHalf {
-    ctx: Arc<BdbContext>,
+    pub(super) ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
-    slot: Arc<SessionSlot>,
+    pub(super) slot: Arc<SessionSlot>,
     /// The client's address, for brute-force throttling.
-    peer: Option<IpAddr>,
-    plan: Arc<Plan>,
-    /// The upstream connection's writer, and which upstream it leads to.
-    upstream: Option<(UpstreamWrite, Arc<Upstream>)>,
-    identity: Option<Identity>,
-    reply_mode: ReplyMode,
+    pub(super) peer: Option<IpAddr>,
+    pub(super) plan: Arc<Plan>,
+    pub(super) conn: Conn,
+    pub(super) identity: Option<Identity>,
+    /// The identity's rights on this database, as of `generation`.
+    pub(super) grant: Option<Grant>,
+    /// The directory's generation when `grant` was computed.
+    pub(super) generation: u64,
+    pub(super) reply_mode: ReplyMode,
     streaming: Option<Streamer>,
     /// The upstream connection may hold state a later client must not inherit
     /// (anything but [`Command::Stateless`] was sent): reusing it takes a `RESET`.
-    dirty: bool,
-    /// This client's share of a shared upstream connection, once it used one.
-    shared: Option<Shared>,
+    pub(super) dirty: bool,
     /// Stateless requests in the current run, bound for the lane.
-    shared_pending: u64,
+    pub(super) shared_pending: u64,
     /// Of those, the ones whose replies are not in the plan yet (like `pending`).
-    shared_unplanned: u64,
+    pub(super) shared_unplanned: u64,
     /// The client switched to RESP3 (`HELLO 3`) while on lanes: it uses RESP3 lanes,
     /// and a connection of its own gets `HELLO 3` first.
-    resp3: bool,
-    /// Never use a lane again (it sent a command that needs a connection of its own,
-    /// fell behind reading, or the database does not share connections).
-    pinned: bool,
+    pub(super) resp3: bool,
+    /// A MULTI was forwarded and no EXEC or DISCARD since: Redis queues what it
+    /// gets, so turnstile sends no login of its own until the transaction ends.
+    pub(super) in_multi: bool,
+    /// The protocol the client last asked for with HELLO, for replies turnstile
+    /// renders itself (`ACL GETUSER`).
+    pub(super) proto3: bool,
     /// Plain replies owed for requests forwarded since the last push to the plan:
     /// counted here and pushed as one entry before their bytes go upstream, so a
     /// pipeline costs one plan update per read rather than one per request.
@@ -117,16 +133,18 @@ impl ClientHalf {
             slot,
             peer,
             plan,
-            upstream: None,
+            conn: Conn::Unrouted,
             identity: None,
+            grant: None,
+            generation: 0,
             reply_mode: ReplyMode::On,
             streaming: None,
             dirty: false,
-            shared: None,
             shared_pending: 0,
             shared_unplanned: 0,
             resp3: false,
-            pinned: false,
+            in_multi: false,
+            proto3: false,
             pending: 0,
         }
     }
@@ -173,7 +191,7 @@ impl ClientHalf {
                     Err(e) => {
                         tracing::debug!(error = %e, "upstream write failed");
                         self.push(Entry::Close);
-                        self.upstream = None;
+                        self.conn = Conn::Unrouted;
                         break;
                     }
                 }
@@ -225,7 +243,12 @@ impl ClientHalf {
                 return None;
             }
             let dirty = self.dirty;
-            self.upstream.take().map(|(writer, upstream)| Handback { writer, upstream, dirty })
+            match std::mem::replace(&mut self.conn, Conn::Unrouted) {
+                Conn::Own(Own { writer, upstream, login: Some(login) }) => {
+                    Some(Handback { writer, upstream, login, dirty })
+                }
+                _ => None,
+            }
         }
     }
 
@@ -267,37 +290,7 @@ impl ClientHalf {
             let authenticated = self.identity.is_some();
             let req = match request::parse(&buf[*pos..], authenticated) {
                 Parse::Error(e) => return Ok(self.protocol_error(e)),
-                Parse::Incomplete(partial) => {
-                    let pending = &buf[*pos..];
-                    if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT) {
-                        match stream_decision(pending, &p) {
-                            Decision::Wait => {}
-                            Decision::TooBig => {
-                                return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
-                            }
-                            Decision::Stream(cmd) => {
-                                // Requests bound for the lane go first (and are
-                                // answered before this one takes its own connection).
-                                if self.shared_pending > 0 {
-                                    self.flush(buf, run).await?;
-                                }
-                                self.dirty = true;
-                                let entry = self.expectation(cmd, p.argc as usize);
-                                if !self.ensure_upstream().await? {
-                                    return Ok(Flow::Stop);
-                                }
-                                self.plan_entry(entry).await;
-                                extend(run, *pos, *pos + p.resume_at);
-                                *pos += p.resume_at;
-                                self.streaming = Some(Streamer::new(p.argc - p.complete));
-                                continue;
-                            }
-                        }
-                    } else if pending.len() > MAX_WHOLE {
-                        return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
-                    }
-                    return Ok(Flow::Continue);
-                }
+                Parse::Incomplete(partial) => return self.incomplete(buf, pos, run, partial).await,
                 Parse::Complete(req) => req,
             };
             let len = req.len();
@@ -318,21 +311,25 @@ impl ClientHalf {
                 cmd = Command::Other;
             }
             if authenticated && forwarded(cmd) {
+                // The identity's rights changed under it (a role or policy change):
+                // a connection of its own logged in with the old rights is closed.
+                if !self.refresh_grant() {
+                    return Ok(self.revoked());
+                }
                 if matches!(cmd, Command::Stateless | Command::ClientSetinfo)
-                    && self.upstream.is_none()
-                    && !self.pinned
+                    && !matches!(self.conn, Conn::Own(_))
                     && self.reply_mode == ReplyMode::On
                     && len <= lane::MAX_REQUEST
                 {
                     match self.route().await {
-                        Route::Lane => {
+                        super::route::Route::Lane => {
                             self.shared_pending += 1;
                             self.shared_unplanned += 1;
                             extend(run, *pos, *pos + len);
                             *pos += len;
                             continue;
                         }
-                        Route::Failed => {
+                        super::route::Route::Failed => {
                             // Requests of this run that were meant for the lane are
                             // not sent: the client's next reply is the error.
                             self.shared_pending = 0;
@@ -340,12 +337,11 @@ impl ClientHalf {
                             *run = None;
                             return Ok(Flow::Stop);
                         }
-                        Route::Own => {}
+                        super::route::Route::Own => {}
                     }
                 }
                 // From here on the client has a connection of its own; what it sent
                 // to the lane goes first.
-                self.pinned = true;
                 if self.shared_pending > 0 {
                     self.flush(buf, run).await?;
                 }
@@ -353,6 +349,18 @@ impl ClientHalf {
                 let entry = self.expectation(cmd, argc);
                 if !self.ensure_upstream().await? {
                     return Ok(Flow::Stop);
+                }
+                if self.needs_login() {
+                    // The login goes after what this run already holds.
+                    self.flush(buf, run).await?;
+                    if !self.ensure_login().await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
+                match cmd {
+                    Command::Multi => self.in_multi = true,
+                    Command::Exec | Command::Discard => self.in_multi = false,
+                    _ => {}
                 }
                 self.plan_entry(entry).await;
                 extend(run, *pos, *pos + len);
@@ -377,192 +385,56 @@ impl ClientHalf {
         }
     }
 
-    /// Answers the requests turnstile handles itself.
-    async fn intercept(&mut self, cmd: Command, args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
-        // Wiped however this returns: AUTH and HELLO carry passwords.
-        let args = zeroize::Zeroizing::new(args);
+    /// A request not complete yet: a large one that is only forwarded is streamed
+    /// upstream as it arrives; one turnstile must see whole waits (bounded).
+    async fn incomplete(
+        &mut self,
+        buf: &mut BytesMut,
+        pos: &mut usize,
+        run: &mut Option<Range<usize>>,
+        partial: Option<Partial>,
+    ) -> std::io::Result<Flow> {
         let authenticated = self.identity.is_some();
-        match cmd {
-            Command::Auth => {
-                let reply = match args.len() {
-                    0 | 1 => replies::AUTH_ARITY,
-                    2 | 3 => {
-                        let (user, password) = match args.len() {
-                            2 => (None, &args[1]),
-                            _ => (Some(args[1].as_slice()), &args[2]),
-                        };
-                        if self.login(user, password).await { replies::OK } else { replies::WRONGPASS }
+        let pending = &buf[*pos..];
+        if let Some(p) = partial.filter(|_| authenticated && pending.len() >= STREAM_AT) {
+            match stream_decision(pending, &p) {
+                Decision::Wait => {}
+                Decision::TooBig => return Ok(self.protocol_error(ProtoError::InvalidBulkLength)),
+                Decision::Stream(cmd) => {
+                    if !self.refresh_grant() {
+                        return Ok(self.revoked());
                     }
-                    _ => replies::SYNTAX,
-                };
-                self.local(Bytes::from_static(reply));
-            }
-            Command::Hello => match hello::parse(&args) {
-                Err(reply) => self.local(reply),
-                Ok(mut h) => {
-                    if let Some((user, password)) = h.auth.take() {
-                        let ok = self.login(Some(&user), &password).await;
-                        let (mut user, mut password) = (user, password);
-                        password.zeroize();
-                        user.zeroize();
-                        if !ok {
-                            self.local(Bytes::from_static(replies::WRONGPASS));
-                            return Ok(Flow::Continue);
-                        }
+                    // Requests bound for the lane go first (and are answered before
+                    // this one takes its own connection).
+                    if self.shared_pending > 0 {
+                        self.flush(buf, run).await?;
                     }
-                    // Redis 7.0's order: AUTH, then the name, then "must be authenticated".
-                    if !h.name_is_valid() {
-                        self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
-                    } else if self.identity.is_none() {
-                        self.local(Bytes::from_static(replies::HELLO_NOAUTH));
-                    } else if let Flow::Stop = self.hello(h).await? {
+                    self.dirty = true;
+                    let entry = self.expectation(cmd, p.argc as usize);
+                    if !self.ensure_upstream().await? {
                         return Ok(Flow::Stop);
                     }
-                }
-            },
-            Command::Quit => {
-                self.reply_mode = ReplyMode::On;
-                self.local(Bytes::from_static(replies::OK));
-                self.push(Entry::Close);
-                return Ok(Flow::Stop);
-            }
-            Command::Reset => {
-                if self.upstream.is_none() {
-                    // Back to RESP2, as Redis's RESET does (on lanes, a RESP2 lane).
-                    self.resp3 = false;
-                }
-                self.identity = None;
-                self.slot.set_identity(None);
-                self.reply_mode = ReplyMode::On;
-                if self.upstream.is_some() {
-                    // Reset the upstream session too (transactions, subscriptions,
-                    // MONITOR, protocol), then log it back in for the next AUTH.
-                    if !self
-                        .forward_own(Entry::AwaitReset, &Bytes::from_static(b"*1\r\n$5\r\nRESET\r\n"))
-                        .await?
-                    {
-                        return Ok(Flow::Stop);
-                    }
-                    if let Some(auth) = self.ctx.upstream().auth_command() {
-                        self.push(Entry::Swallow);
-                        if let Some((up, _)) = self.upstream.as_mut() {
-                            up.write_all(&auth).await?;
-                            up.flush().await?;
+                    if self.needs_login() {
+                        self.flush(buf, run).await?;
+                        if !self.ensure_login().await? {
+                            return Ok(Flow::Stop);
                         }
                     }
-                } else {
-                    self.local(Bytes::from_static(replies::RESET));
+                    self.plan_entry(entry).await;
+                    extend(run, *pos, *pos + p.resume_at);
+                    *pos += p.resume_at;
+                    self.streaming = Some(Streamer::new(p.argc - p.complete));
+                    return Box::pin(self.process_from(buf, pos, run)).await;
                 }
             }
-            Command::ClientReply if authenticated => match reply_mode(args.get(2).map(Vec::as_slice)) {
-                Some(ReplyMode::On) => {
-                    self.reply_mode = ReplyMode::On;
-                    self.local(Bytes::from_static(replies::OK));
-                }
-                Some(ReplyMode::Off) => self.reply_mode = ReplyMode::Off,
-                Some(ReplyMode::SkipNext) if self.reply_mode == ReplyMode::On => {
-                    self.reply_mode = ReplyMode::SkipNext;
-                }
-                _ => {}
-            },
-            Command::ClientMaintNotifications if authenticated => {
-                let sub = args.get(1).map_or(&b""[..], Vec::as_slice);
-                self.local(replies::unknown_client_subcommand(sub));
-            }
-            Command::AclWhoami if authenticated => {
-                let reply = match (args.len(), &self.identity) {
-                    (2, Some(id)) => replies::bulk(id.name().as_bytes()),
-                    _ => Bytes::from_static(replies::WHOAMI_ARITY),
-                };
-                self.local(reply);
-            }
-            // EXEC refused for lack of authentication aborts the transaction: Redis
-            // says so in EXECABORT's words.
-            Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
-            _ => self.local(Bytes::from_static(replies::NOAUTH)),
+        } else if pending.len() > MAX_WHOLE {
+            return Ok(self.protocol_error(ProtoError::InvalidBulkLength));
         }
         Ok(Flow::Continue)
     }
 
-    /// An authenticated HELLO with a valid name. Without SETNAME, on lanes, it picks
-    /// the lane of the protocol it asks for and is answered there, by Redis; else
-    /// it goes to the client's own connection.
-    async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
-        let request = h.upstream_command();
-        if h.setname.is_none() && self.upstream.is_none() && !self.pinned && self.reply_mode == ReplyMode::On
-        {
-            // `route` moves the client to a lane of that protocol.
-            let before = self.resp3;
-            self.resp3 = h.version.map_or(self.resp3, |v| v == 3);
-            match self.route().await {
-                Route::Lane => {
-                    self.shared_unplanned += 1;
-                    self.send_shared(request, 1).await?;
-                    return Ok(Flow::Continue);
-                }
-                Route::Failed => return Ok(Flow::Stop),
-                // This HELLO itself sets the protocol of the client's own connection.
-                Route::Own => self.resp3 = before,
-            }
-        }
-        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent: false };
-        Ok(if self.forward_own(entry, &request).await? { Flow::Continue } else { Flow::Stop })
-    }
-
-    /// Verifies credentials; on success the connection takes that identity, on
-    /// failure it keeps the one it had (as Redis does).
-    async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        let throttle = self.ctx.directory.throttle();
-        if let Some(ip) = self.peer
-            && !throttle.allows(ip)
-        {
-            // Refused without spending argon2: the same reply as a wrong password,
-            // held back for a moment (a tarpit): answered at once, a throttled
-            // attacker turns into a flood of cheap requests that competes with the
-            // authenticated clients for CPU (measured in the load comparison: they
-            // kept 26% of their throughput during a 200-connection storm).
-            // Counted only: a storm of these must not reach the event log one by one.
-            crate::metrics::inc(&self.ctx.stats.auth_throttled);
-            tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
-            tokio::time::sleep(THROTTLED_REPLY_DELAY).await;
-            return false;
-        }
-        match self.ctx.directory.authenticate(self.ctx.uid, user, password).await {
-            Some(id) => {
-                // Publish the identity, then re-check the password is still in its
-                // set: a removal that swapped the set just before scanning for
-                // connections to close either sees this identity or is seen here.
-                self.slot.set_identity(Some(id.clone()));
-                if !self.ctx.directory.is_current(&id) {
-                    self.slot.set_identity(self.identity.clone());
-                    crate::metrics::inc(&self.ctx.stats.auth_failure);
-                    tracing::info!(user = id.name(), "AUTH raced with the removal of its password");
-                    return false;
-                }
-                crate::metrics::inc(&self.ctx.stats.auth_success);
-                tracing::debug!(user = id.name(), "authenticated");
-                self.identity = Some(id);
-                true
-            }
-            None => {
-                crate::metrics::inc(&self.ctx.stats.auth_failure);
-                let d = &self.ctx.directory;
-                let now = crate::control::time::now_ms();
-                d.failures().auth_failed(self.ctx.uid, self.peer, user, now);
-                if let Some(ip) = self.peer
-                    && d.throttle().failed(ip)
-                {
-                    d.failures().throttled(self.ctx.uid, ip, now);
-                }
-                let shown = user.map(|u| String::from_utf8_lossy(&u[..u.len().min(64)]).into_owned());
-                tracing::info!(user = shown.as_deref().unwrap_or("default"), "AUTH failed");
-                false
-            }
-        }
-    }
-
     /// Plans a reply of turnstile's own, unless `CLIENT REPLY` silences it.
-    fn local(&mut self, reply: Bytes) {
+    pub(super) fn local(&mut self, reply: Bytes) {
         match self.reply_mode {
             ReplyMode::On => self.push(Entry::Local(reply)),
             ReplyMode::Off => {}
@@ -571,7 +443,7 @@ impl ClientHalf {
     }
 
     /// What the client is owed for a forwarded request, minding `CLIENT REPLY`.
-    fn expectation(&mut self, cmd: Command, argc: usize) -> Entry {
+    pub(super) fn expectation(&mut self, cmd: Command, argc: usize) -> Entry {
         // Redis sends nothing while replies are OFF, and nothing for the one request
         // after SKIP. The upstream is never told (turnstile implements CLIENT REPLY
         // itself), so it always answers and the relay drops what must not be seen.
@@ -591,13 +463,15 @@ impl ClientHalf {
             }
             Command::Unsubscribe(kind) if argc == 1 => Entry::UnsubscribeAll { kind, silent: false },
             Command::Unsubscribe(_) => Entry::Replies { n: subscriptions, tag: Tag::Pubsub, silent: false },
+            // A fixed denial (Redis answers NOPERM), planned as MONITOR all the same
+            // should an upstream ever run it.
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
             Command::Replication => Entry::Opaque,
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }
 
-    async fn plan_entry(&mut self, entry: Entry) {
+    pub(super) async fn plan_entry(&mut self, entry: Entry) {
         match entry {
             Entry::Replies { n, tag: Tag::Plain, silent: false } => self.pending += n,
             e => {
@@ -608,13 +482,13 @@ impl ClientHalf {
     }
 
     /// Appends to the plan, after the replies still counted in `pending`.
-    fn push(&mut self, entry: Entry) {
+    pub(super) fn push(&mut self, entry: Entry) {
         self.push_pending();
         self.plan.push(entry);
     }
 
     /// Moves the replies counted in `pending` into the plan.
-    fn push_pending(&mut self) {
+    pub(super) fn push_pending(&mut self) {
         if self.shared_unplanned > 0 {
             self.plan.push(Entry::Shared { n: std::mem::take(&mut self.shared_unplanned) });
         }
@@ -624,179 +498,28 @@ impl ClientHalf {
         }
     }
 
-    /// Sends a request of turnstile's own making upstream. False if the upstream
-    /// could not be reached (the client was told and the connection is closing).
-    async fn forward_own(&mut self, entry: Entry, bytes: &Bytes) -> std::io::Result<bool> {
+    /// Sends a request of turnstile's own making upstream, on the client's own
+    /// connection. False if the upstream could not be reached (the client was told
+    /// and the connection is closing).
+    pub(super) async fn forward_own(&mut self, entry: Entry, bytes: &[u8]) -> std::io::Result<bool> {
         self.dirty = true;
-        if !self.ensure_upstream().await? {
+        if !self.ensure_upstream().await? || (self.needs_login() && !self.ensure_login().await?) {
             return Ok(false);
         }
         self.plan_entry(entry).await;
-        if let Some((up, _)) = self.upstream.as_mut() {
-            up.write_all(bytes).await?;
-            up.flush().await?;
-        }
+        self.write_own(bytes).await?;
         Ok(true)
     }
 
-    /// Opens the upstream connection on first use and logs it in. On failure plans
-    /// an error reply and a close, and returns false.
-    async fn ensure_upstream(&mut self) -> std::io::Result<bool> {
-        if self.upstream.is_some() {
-            return Ok(true);
-        }
-        // Once per connection, and large (connect with a timeout): boxed.
-        Box::pin(self.open_upstream()).await
-    }
-
-    async fn open_upstream(&mut self) -> std::io::Result<bool> {
-        self.pinned = true;
-        // Requests sent on the lane take effect first: a client's commands reach
-        // Redis in the order it sent them, whichever connection carries them.
-        if let Some(s) = &self.shared {
-            s.mailbox.wait_in_flight_below(1).await;
-        }
-        let upstream = self.ctx.upstream_full();
-        // A connection a previous client left clean (reset and logged in already).
-        if let Some(conn) = self.ctx.pool.take(&upstream) {
-            self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
-            self.upstream = Some((UpstreamWrite::Tcp(conn.writer), upstream));
-            return self.resume_resp3().await;
-        }
-        match upstream.connect().await {
-            Ok(stream) => {
-                let (reader, mut writer) = stream.into_split();
-                self.push(Entry::Attach(reader));
-                if let Some(auth) = upstream.auth_command() {
-                    self.push(Entry::Swallow);
-                    writer.write_all(&auth).await?;
-                    writer.flush().await?;
-                }
-                self.upstream = Some((writer, upstream));
-                self.resume_resp3().await
-            }
-            Err(e) => {
-                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
-                tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
-                self.push(Entry::Local(Bytes::from_static(replies::UPSTREAM_UNAVAILABLE)));
-                self.push(Entry::Close);
-                Ok(false)
-            }
-        }
-    }
-
-    /// Whether a stateless request can go to a lane: yes if the client has one (or
-    /// one can be had), no if the database does not share connections.
-    async fn route(&mut self) -> Route {
-        if let Some(s) = &self.shared {
-            if s.mailbox.backlog() > mailbox::BACKLOG_SOFT {
-                // The client is not reading its replies: let Redis buffer for it on
-                // a connection of its own, as it would without turnstile.
-                self.pinned = true;
-                return Route::Own;
-            }
-            if s.lane.is_open() && s.lane.resp3() == self.resp3 {
-                return Route::Lane;
-            }
-        }
-        // Once per client (and after a lane fails), and large: boxed.
-        Box::pin(self.join_lane()).await
-    }
-
-    async fn join_lane(&mut self) -> Route {
-        // Changing lanes (another protocol, a changed upstream): what went on the
-        // old one is answered first, so the client's commands take effect in order.
-        if let Some(s) = &self.shared {
-            s.mailbox.wait_in_flight_below(1).await;
-        }
-        // The database's upstream now: a client whose lane ended (or that changes
-        // protocol) after the upstream was changed moves to the new one.
-        let upstream = self.ctx.upstream_full();
-        // TLS upstream connections are not shared: a lane relies on reading the
-        // socket's readiness, which a TLS stream does not expose.
-        if upstream.pool.shared == 0 || upstream.tls {
-            self.pinned = true;
-            return Route::Own;
-        }
-        match self.ctx.lanes.get(&upstream, self.resp3).await {
-            Ok(lane) => {
-                match &mut self.shared {
-                    Some(s) => s.lane = lane,
-                    None => {
-                        let mailbox = Arc::new(Mailbox::default());
-                        self.push(Entry::Mailbox(Arc::clone(&mailbox)));
-                        self.shared = Some(Shared { lane, mailbox });
-                    }
-                }
-                Route::Lane
-            }
-            Err(replies::NOPROTO) => {
-                // An upstream without RESP3: HELLO 3 goes to a connection of its own.
-                self.pinned = true;
-                Route::Own
-            }
-            Err(reply) => {
-                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
-                self.push(Entry::Local(Bytes::from_static(reply)));
-                self.push(Entry::Close);
-                Route::Failed
-            }
-        }
-    }
-
-    /// Hands `n` complete requests to the client's lane, after planning their
-    /// replies. An error ends the connection (the relay tells the client why).
-    async fn send_shared(&mut self, bytes: Bytes, n: u64) -> std::io::Result<()> {
-        let Some(s) = &self.shared else {
-            return Err(std::io::Error::other("no shared connection"));
-        };
-        let mailbox = Arc::clone(&s.mailbox);
-        self.plan.wait_for_space().await;
+    /// Writes to the client's own connection (if it has one).
+    pub(super) async fn write_own(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.push_pending();
-        if !mailbox.send(n).await {
-            return Err(std::io::Error::other("shared upstream connection lost"));
+        if let Conn::Own(own) = &mut self.conn {
+            own.writer.write_all(bytes).await?;
+            // TLS may keep the tail of a write in its buffer; on TCP this is a no-op.
+            own.writer.flush().await?;
         }
-        let mut batch = Batch { bytes, n, mailbox };
-        for _ in 0..2 {
-            let lane = match self.shared.as_ref() {
-                Some(s) => s.lane.clone(),
-                None => break,
-            };
-            match lane.send(batch).await {
-                Ok(()) => return Ok(()),
-                // The lane ended before taking it: nothing was sent, so the next
-                // lane may take it.
-                Err(b) => batch = b,
-            }
-            let upstream = self.ctx.upstream_full();
-            match self.ctx.lanes.get(&upstream, lane.resp3()).await {
-                Ok(lane) => {
-                    if let Some(s) = self.shared.as_mut() {
-                        s.lane = lane;
-                    }
-                }
-                Err(reply) => {
-                    batch.mailbox.lose(reply);
-                    break;
-                }
-            }
-        }
-        batch.mailbox.lose(replies::UPSTREAM_LOST);
-        Err(std::io::Error::other("no shared upstream connection"))
-    }
-
-    /// A client that switched to RESP3 on lanes keeps it on its own connection: a
-    /// `HELLO 3` goes first, its reply unseen (the relay learns the protocol from it).
-    async fn resume_resp3(&mut self) -> std::io::Result<bool> {
-        if !self.resp3 {
-            return Ok(true);
-        }
-        self.push(Entry::Replies { n: 1, tag: Tag::Hello, silent: true });
-        if let Some((up, _)) = self.upstream.as_mut() {
-            up.write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await?;
-            up.flush().await?;
-        }
-        Ok(true)
+        Ok(())
     }
 
     fn protocol_error(&mut self, e: ProtoError) -> Flow {
@@ -806,8 +529,17 @@ impl ClientHalf {
         Flow::Stop
     }
 
+    /// The client's identity lost its access to this database, or its rights
+    /// changed while it holds a connection logged in with the old ones: closed, as
+    /// Redis closes the connections of a user it deletes.
+    fn revoked(&mut self) -> Flow {
+        tracing::info!("closing a connection whose rights on the database changed");
+        self.push(Entry::Close);
+        Flow::Stop
+    }
+
     /// Writes the pending run of forwarded bytes upstream.
-    async fn flush(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<()> {
+    pub(super) async fn flush(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<()> {
         if self.shared_pending > 0 {
             let n = std::mem::take(&mut self.shared_pending);
             let Some(range) = run.take() else { return Ok(()) };
@@ -818,31 +550,22 @@ impl ClientHalf {
             self.plan.wait_for_space().await;
             self.push_pending();
         }
-        if let (Some(r), Some((up, _))) = (run.take(), self.upstream.as_mut()) {
-            up.write_all(&buf[r]).await?;
+        if let (Some(r), Conn::Own(own)) = (run.take(), &mut self.conn) {
+            own.writer.write_all(&buf[r]).await?;
             // TLS may keep the tail of a write in its buffer; on TCP this is a no-op.
-            up.flush().await?;
+            own.writer.flush().await?;
         }
         Ok(())
     }
 }
 
-/// Requests that go upstream once the client is authenticated.
-fn forwarded(cmd: Command) -> bool {
-    !matches!(
-        cmd,
-        Command::Auth
-            | Command::Hello
-            | Command::AclWhoami
-            | Command::Quit
-            | Command::Reset
-            | Command::ClientReply
-            | Command::ClientMaintNotifications
-    )
+/// Requests that go upstream as they are once the client is authenticated.
+pub(super) fn forwarded(cmd: Command) -> bool {
+    !command::must_be_whole(cmd) && !matches!(cmd, Command::Quit | Command::Reset)
 }
 
 /// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP.
-fn reply_mode(mode: Option<&[u8]>) -> Option<ReplyMode> {
+pub(super) fn reply_mode(mode: Option<&[u8]>) -> Option<ReplyMode> {
     let mode = mode?;
     if mode.eq_ignore_ascii_case(b"on") {
         Some(ReplyMode::On)
@@ -882,7 +605,7 @@ fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
             }
         }
     };
-    if command::must_be_whole(cmd) || !forwarded(cmd) {
+    if !forwarded(cmd) {
         if pending.len() > MAX_WHOLE { Decision::TooBig } else { Decision::Wait }
     } else {
         Decision::Stream(cmd)

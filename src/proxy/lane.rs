@@ -21,20 +21,22 @@
 //! - a lane whose connection fails tells every client it owed replies, and the next
 //!   request opens a new one.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::Upstream;
-use super::io::{READ_MIN, ReadSome, UpstreamStream};
+use super::handshake::UpstreamError;
+use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
 use super::mailbox::{Delivery, Mailbox, STALL};
+use super::users::UpstreamUsers;
+use crate::authz::{Grant, RuleKey};
 use crate::resp::replies;
 use crate::resp::reply::ReplyScanner;
 
@@ -56,17 +58,20 @@ pub struct Batch {
 }
 
 /// A handle on a running lane. Cheap to clone; the lane ends when its connection
-/// fails, or once every handle is gone and every reply delivered.
+/// fails, when it has been idle for the pool's idle time, or once every handle is
+/// gone and every reply delivered.
 #[derive(Clone)]
 pub struct Lane {
     tx: mpsc::Sender<Batch>,
     upstream: Arc<Upstream>,
+    /// Whose rights the connection carries: the turnstile user it logged in as.
+    key: RuleKey,
     /// The connection speaks RESP3 (`HELLO 3`): it carries RESP3 clients only.
     resp3: bool,
 }
 
 impl Lane {
-    /// False once the lane has ended (its connection failed).
+    /// False once the lane has ended (its connection failed, or it went idle).
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed()
     }
@@ -75,29 +80,37 @@ impl Lane {
         self.resp3
     }
 
+    /// The rule whose upstream user the lane is logged in as.
+    pub fn key(&self) -> RuleKey {
+        self.key
+    }
+
     /// Hands a batch to the lane; gives it back if the lane has ended (nothing of
     /// it was sent, so another lane may take it).
     pub async fn send(&self, batch: Batch) -> Result<(), Batch> {
         self.tx.send(batch).await.map_err(|e| e.0)
     }
 
-    fn serves(&self, upstream: &Arc<Upstream>, resp3: bool) -> bool {
-        self.is_open() && self.resp3 == resp3 && Arc::ptr_eq(&self.upstream, upstream)
+    fn serves(&self, upstream: &Arc<Upstream>) -> bool {
+        self.is_open() && Arc::ptr_eq(&self.upstream, upstream)
     }
 }
 
-/// A database's lanes: `upstream.pool.shared` of them per protocol (RESP2 and
-/// RESP3 replies differ, so each client uses a lane of its own protocol), opened on
-/// first use, reopened when one fails or the upstream changes.
+/// Which lanes a connection may share: the same rights and the same protocol.
+type LaneKey = (RuleKey, bool);
+
+/// A database's lanes: `upstream.pool.shared` of them per (rule, protocol) —
+/// clients of different rules never share a connection, since Redis checks rights
+/// per connection, and RESP2 and RESP3 replies differ — opened on first use,
+/// reopened when one fails or the upstream changes, closed when idle.
 #[derive(Default)]
 pub struct Lanes {
-    /// RESP2 lanes, then RESP3 ones.
-    slots: Mutex<[Vec<Option<Lane>>; 2]>,
+    slots: Mutex<HashMap<LaneKey, Vec<Option<Lane>>>>,
     next: AtomicUsize,
     /// Held while a lane is being opened.
     opening: tokio::sync::Mutex<()>,
-    /// When the last attempt to open one failed, and the reply it gave.
-    failed: Mutex<Option<(Instant, &'static [u8])>>,
+    /// When the last attempt to open one failed, and why.
+    failed: Mutex<Option<(Instant, UpstreamError)>>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -109,30 +122,41 @@ impl std::fmt::Debug for Lanes {
 impl Lanes {
     /// Lanes running now.
     pub fn open(&self) -> usize {
-        self.lock().iter().flatten().flatten().filter(|l| l.is_open()).count()
+        self.lock().values().flatten().flatten().filter(|l| l.is_open()).count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, [Vec<Option<Lane>>; 2]> {
+    /// Lanes running now for one rule and protocol.
+    pub fn open_for(&self, key: RuleKey, resp3: bool) -> usize {
+        self.lock().get(&(key, resp3)).map_or(0, |v| v.iter().flatten().filter(|l| l.is_open()).count())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LaneKey, Vec<Option<Lane>>>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn find(&self, i: usize, upstream: &Arc<Upstream>, resp3: bool) -> Option<Lane> {
-        let slots = self.lock();
-        slots[usize::from(resp3)]
-            .get(i)
-            .and_then(Option::as_ref)
-            .filter(|l| l.serves(upstream, resp3))
-            .cloned()
+    fn find(&self, i: usize, upstream: &Arc<Upstream>, key: LaneKey) -> Option<Lane> {
+        let mut slots = self.lock();
+        // Lanes that ended (idle, failed) leave their slots: drop them, so that
+        // rules no client uses any more cost nothing.
+        slots.retain(|_, v| v.iter().flatten().any(Lane::is_open));
+        slots.get(&key)?.get(i).and_then(Option::as_ref).filter(|l| l.serves(upstream)).cloned()
     }
 
-    /// A lane to `upstream` for a new client (spread round-robin over the lanes).
-    /// On failure, the reply that tells the client why.
-    /// [`replies::NOPROTO`] if the upstream does not speak RESP3 (the client then
-    /// gets a connection of its own, where Redis answers its HELLO).
-    pub async fn get(&self, upstream: &Arc<Upstream>, resp3: bool) -> Result<Lane, &'static [u8]> {
+    /// A lane to `upstream` carrying `grant`'s rights, for a new client (spread
+    /// round-robin over the lanes). [`UpstreamError::NoProto`] if the upstream does
+    /// not speak RESP3 (the client then gets a connection of its own, where Redis
+    /// answers its HELLO).
+    pub async fn get(
+        &self,
+        upstream: &Arc<Upstream>,
+        grant: &Grant,
+        resp3: bool,
+        users: &UpstreamUsers,
+    ) -> Result<Lane, UpstreamError> {
         let want = upstream.pool.shared.max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % want;
-        if let Some(lane) = self.find(i, upstream, resp3) {
+        let key = (grant.key, resp3);
+        if let Some(lane) = self.find(i, upstream, key) {
             return Ok(lane);
         }
         // One connect at a time: forty clients arriving together must not open forty
@@ -140,106 +164,49 @@ impl Lanes {
         // rather than each waiting out a connect timeout in turn.
         let asked = Instant::now();
         let _opening = self.opening.lock().await;
-        if let Some(lane) = self.find(i, upstream, resp3) {
+        if let Some(lane) = self.find(i, upstream, key) {
             return Ok(lane);
         }
-        if let Some((at, reply)) = *self.failed.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some((at, e)) = *self.failed.lock().unwrap_or_else(|p| p.into_inner())
             && at >= asked
         {
-            return Err(reply);
+            return Err(e);
         }
-        match open(upstream, resp3).await {
+        match open(upstream, grant, resp3, users).await {
             Ok(lane) => {
                 let mut slots = self.lock();
-                let slots = &mut slots[usize::from(resp3)];
+                let slots = slots.entry(key).or_default();
                 slots.resize_with(want, || None);
                 slots[i] = Some(lane.clone());
                 Ok(lane)
             }
-            Err(reply) => {
-                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), reply));
-                Err(reply)
+            Err(e) => {
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), e));
+                Err(e)
             }
         }
     }
 }
 
-/// Connects, logs in with the service credentials, and starts the lane's task.
-async fn open(upstream: &Arc<Upstream>, resp3: bool) -> Result<Lane, &'static [u8]> {
-    let stream = match upstream.connect().await {
-        Ok(UpstreamStream::Tcp(s)) => s,
-        Ok(UpstreamStream::Tls(_)) => return Err(replies::UPSTREAM_UNAVAILABLE),
-        Err(e) => {
-            tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
-            return Err(replies::UPSTREAM_UNAVAILABLE);
-        }
+/// Connects, logs in as the rule's turnstile user, and starts the lane's task.
+async fn open(
+    upstream: &Arc<Upstream>,
+    grant: &Grant,
+    resp3: bool,
+    users: &UpstreamUsers,
+) -> Result<Lane, UpstreamError> {
+    // A lane relies on reading the socket's readiness, which TLS does not expose.
+    if upstream.tls {
+        return Err(UpstreamError::Unavailable);
+    }
+    let (reader, writer, _) = users.session(upstream, grant, resp3).await?;
+    let (UpstreamRead::Tcp(reader), UpstreamWrite::Tcp(writer)) = (reader, writer) else {
+        return Err(UpstreamError::Unavailable);
     };
-    let (mut reader, mut writer) = stream.into_split();
-    // The service AUTH, then HELLO 3 for a RESP3 lane, sent together.
-    let auth = upstream.auth_command();
-    let mut hello = BytesMut::new();
-    if let Some(auth) = &auth {
-        hello.extend_from_slice(auth);
-    }
-    if resp3 {
-        hello.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
-    }
-    if !hello.is_empty() {
-        let login = async {
-            writer.write_all(&hello).await?;
-            first_replies(&mut reader, usize::from(auth.is_some()) + usize::from(resp3)).await
-        };
-        let outcome = tokio::time::timeout(upstream.connect_timeout, login).await;
-        // It held the service password.
-        zeroize::Zeroize::zeroize(&mut hello[..]);
-        match outcome {
-            Ok(Ok(kinds)) => {
-                if auth.is_some() && kinds.first() != Some(&b'+') {
-                    tracing::warn!(upstream = %upstream.address, "upstream refused the service credentials");
-                    return Err(replies::UPSTREAM_AUTH_FAILED);
-                }
-                if resp3 && kinds.last() != Some(&b'%') {
-                    return Err(replies::NOPROTO);
-                }
-            }
-            _ => return Err(replies::UPSTREAM_UNAVAILABLE),
-        }
-    }
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(reader, writer, rx));
-    tracing::debug!(upstream = %upstream.address, "shared upstream connection opened");
-    Ok(Lane { tx, upstream: Arc::clone(upstream), resp3 })
-}
-
-/// Reads `n` replies and returns the kind of each (`+OK` is `+`, an error `-`, a
-/// HELLO 3 reply `%`). Nothing may follow them.
-async fn first_replies(reader: &mut OwnedReadHalf, n: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = BytesMut::new();
-    let mut chunk = READ_MIN;
-    let mut scanner = ReplyScanner::new();
-    let mut kinds = Vec::new();
-    let mut pos = 0;
-    loop {
-        if reader.read_some(&mut buf, &mut chunk).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        while pos < buf.len() {
-            if kinds.len() == n {
-                return Err(std::io::Error::other("unexpected bytes after the login replies"));
-            }
-            let (k, info) = scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("bad reply"))?;
-            pos += k;
-            if let Some(info) = info {
-                kinds.push(info.kind);
-            }
-        }
-        if kinds.len() == n {
-            return Ok(kinds);
-        }
-        if buf.len() > 64 * 1024 {
-            return Err(std::io::Error::other("login replies too long"));
-        }
-    }
+    tokio::spawn(run(reader, writer, rx, upstream.pool.idle));
+    tracing::debug!(upstream = %upstream.address, rule = ?grant.key, "shared upstream connection opened");
+    Ok(Lane { tx, upstream: Arc::clone(upstream), key: grant.key, resp3 })
 }
 
 /// A batch written (or about to be) whose replies are still to come.
@@ -252,9 +219,9 @@ struct InFlight {
 /// and hands replies out as they are read, until the connection fails or the lane
 /// is no longer wanted. Reading never waits for writing and vice versa, so Redis
 /// can always make progress.
-async fn run(reader: OwnedReadHalf, writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Batch>) {
+async fn run(reader: OwnedReadHalf, writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Batch>, idle: Duration) {
     let mut owed = VecDeque::new();
-    let result = pump(reader, writer, &mut rx, &mut owed).await;
+    let result = pump(reader, writer, &mut rx, &mut owed, idle).await;
     if let Err(e) = &result {
         tracing::debug!(error = %e, owed = owed.len(), "shared upstream connection ended");
     }
@@ -274,7 +241,14 @@ async fn pump(
     writer: OwnedWriteHalf,
     rx: &mut mpsc::Receiver<Batch>,
     owed: &mut VecDeque<InFlight>,
+    idle: Duration,
 ) -> std::io::Result<()> {
+    // Checked every `idle`: a lane that took no batch over a whole period closes.
+    // An interval made once costs nothing per request, unlike a timer reset on
+    // every batch.
+    let mut idle_check =
+        tokio::time::interval_at(tokio::time::Instant::now() + idle, idle.max(Duration::from_millis(10)));
+    let mut busy = false;
     let mut out = BytesMut::new();
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
@@ -285,7 +259,10 @@ async fn pump(
         // Everything already queued goes out in one write.
         while wanted && out.len() < WRITE_MAX {
             match rx.try_recv() {
-                Ok(batch) => take(batch, &mut out, owed),
+                Ok(batch) => {
+                    busy = true;
+                    take(batch, &mut out, owed);
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => wanted = false,
             }
@@ -317,8 +294,21 @@ async fn pump(
                 }
             }
             ready = writer.writable(), if !out.is_empty() => ready?,
+            _ = idle_check.tick(), if wanted => {
+                if !std::mem::take(&mut busy) && owed.is_empty() && out.is_empty() {
+                    // Closed first, so no client hands it a batch from now on; any
+                    // batch that made it into the queue before is still served.
+                    rx.close();
+                    wanted = false;
+                    while let Ok(batch) = rx.try_recv() {
+                        take(batch, &mut out, owed);
+                    }
+                    tracing::debug!("idle shared upstream connection closed");
+                }
+            }
             batch = rx.recv(), if wanted && out.len() < WRITE_MAX => match batch {
                 Some(batch) => {
+                    busy = true;
                     take(batch, &mut out, owed);
                     // Let the other clients woken by the same events queue their
                     // requests first, so they all go out in one write: without this,

@@ -1,24 +1,32 @@
 //! The data path: one listener per database, and per connection a client half
 //! (framing, AUTH, forwarding) and a relay half (replies, in order).
 
+mod acl;
 mod client;
+pub mod handshake;
 mod hello;
 pub mod io;
 pub mod lane;
 pub mod listener;
+mod local;
 mod mailbox;
+mod manage;
 mod plan;
 pub mod pool;
 pub mod registry;
 mod relay;
+mod route;
 pub mod session;
 pub mod upstream;
+pub mod users;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
 use crate::auth::Directory;
+use crate::authz::Secret;
+pub use handshake::UpstreamError;
 pub use pool::PoolLimits;
 pub use registry::Sessions;
 pub use upstream::Upstream;
@@ -42,14 +50,30 @@ pub struct BdbContext {
     auth_timeout_ms: std::sync::atomic::AtomicU64,
     /// Idle upstream connections, reused by the next clients.
     pub pool: pool::Pool,
-    /// Upstream connections shared by all clients for stateless commands.
+    /// Upstream connections shared by the clients of a rule for stateless commands.
     pub lanes: lane::Lanes,
+    /// turnstile's users on the upstream, which client sessions log in as.
+    pub users: users::UpstreamUsers,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
 }
 
 impl BdbContext {
+    /// A database whose upstream users get a fresh secret (tests, tools); see
+    /// [`Self::with_secret`].
     pub fn new(uid: u32, directory: Directory, upstream: Upstream, max_connections: usize) -> Self {
+        Self::with_secret(uid, directory, upstream, max_connections, Secret::random())
+    }
+
+    /// A database whose upstream users' names and passwords come from `secret`
+    /// (the store's, so that they survive restarts and are shared by a fleet).
+    pub fn with_secret(
+        uid: u32,
+        directory: Directory,
+        upstream: Upstream,
+        max_connections: usize,
+        secret: Secret,
+    ) -> Self {
         Self {
             uid,
             directory,
@@ -61,6 +85,7 @@ impl BdbContext {
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
             lanes: lane::Lanes::default(),
+            users: users::UpstreamUsers::new(uid, secret),
             tls: arc_swap::ArcSwapOption::empty(),
         }
     }

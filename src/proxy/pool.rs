@@ -5,9 +5,10 @@
 //! A connection enters the pool only when its client left with nothing owed. If that
 //! client sent anything but stateless data commands (GET, SET, HSET…), it enters only
 //! after Redis confirmed `RESET` (which clears everything a client can leave behind:
-//! MULTI, WATCH, SELECT, subscriptions, tracking, MONITOR, the name, RESP3) and the
-//! service AUTH again. So the next client gets a connection exactly as fresh as a new
-//! one, minus the round trips.
+//! MULTI, WATCH, SELECT, subscriptions, tracking, the name, RESP3, and the login)
+//! and the AUTH as its turnstile user again. Connections are kept per rule: the next
+//! client gets one logged in with its own rights, exactly as fresh as a new one,
+//! minus the round trips.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Upstream;
+use super::users::Credential;
+use crate::authz::RuleKey;
 use crate::resp::reply::ReplyScanner;
 
 /// How many idle upstream connections a database keeps, and for how long.
@@ -48,6 +51,8 @@ struct Idle {
     /// The upstream it was opened for: a changed upstream (address, credentials)
     /// must never be served by a connection to the old one.
     upstream: Arc<Upstream>,
+    /// The rule whose turnstile user it is logged in as.
+    key: RuleKey,
 }
 
 /// See the module documentation. Newest last: taking the newest keeps the set of
@@ -83,10 +88,15 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live idle connection to `upstream`, if there is one.
-    pub fn take(&self, upstream: &Arc<Upstream>) -> Option<Conn> {
+    /// A live idle connection to `upstream` logged in with rule `key`'s rights, if
+    /// there is one.
+    pub fn take(&self, upstream: &Arc<Upstream>, key: RuleKey) -> Option<Conn> {
         loop {
-            let idle = self.lock().pop()?;
+            let idle = {
+                let mut idle = self.lock();
+                let i = idle.iter().rposition(|i| i.key == key)?;
+                idle.remove(i)
+            };
             if !Arc::ptr_eq(&idle.upstream, upstream) || idle.since.elapsed() > upstream.pool.idle {
                 // Stale: everything older is staler, and a changed upstream
                 // invalidates them all.
@@ -119,15 +129,22 @@ impl Pool {
         drop(dropped);
     }
 
-    /// Keeps `conn` if there is room: at once if its client sent only stateless
-    /// commands, else once Redis has confirmed `RESET` and the service AUTH. Runs
-    /// after the client has gone, off its latency path.
-    pub async fn give_back(&self, mut conn: Conn, upstream: Arc<Upstream>, needs_reset: bool) {
+    /// Keeps `conn`, logged in as `cred`, if there is room: at once if its client
+    /// sent only stateless commands, else once Redis has confirmed `RESET` and the
+    /// AUTH again. Runs after the client has gone, off its latency path.
+    pub async fn give_back(
+        &self,
+        mut conn: Conn,
+        upstream: Arc<Upstream>,
+        cred: &Credential,
+        key: RuleKey,
+        needs_reset: bool,
+    ) {
         if upstream.pool.size == 0 || self.len() >= upstream.pool.size {
             return;
         }
         if needs_reset {
-            match tokio::time::timeout(RECYCLE_TIMEOUT, reset(&mut conn, &upstream)).await {
+            match tokio::time::timeout(RECYCLE_TIMEOUT, reset(&mut conn, cred)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "upstream connection not reusable");
@@ -138,17 +155,17 @@ impl Pool {
         }
         let mut idle = self.lock();
         if idle.len() < upstream.pool.size {
-            idle.push(Idle { conn, since: Instant::now(), upstream });
+            idle.push(Idle { conn, since: Instant::now(), upstream, key });
         }
     }
 }
 
-/// Sends `RESET` (and the service AUTH), then reads until Redis has confirmed both.
-/// Anything before `+RESET` is what the last client's subscriptions, tracking or
-/// MONITOR pushed after it left: dropped, never shown to anyone.
-async fn reset(conn: &mut Conn, upstream: &Upstream) -> std::io::Result<()> {
-    let auth = upstream.auth_command();
-    let mut request = BytesMut::from(RESET);
+/// Sends `RESET` and the AUTH as `cred`, then reads until Redis has confirmed both.
+/// Anything before `+RESET` is what the last client's subscriptions or tracking
+/// pushed after it left: dropped, never shown to anyone.
+async fn reset(conn: &mut Conn, cred: &Credential) -> std::io::Result<()> {
+    let auth = Some(cred.auth_command());
+    let mut request = zeroize::Zeroizing::new(RESET.to_vec());
     if let Some(auth) = &auth {
         request.extend_from_slice(auth);
     }
@@ -157,7 +174,7 @@ async fn reset(conn: &mut Conn, upstream: &Upstream) -> std::io::Result<()> {
     let mut scanner = ReplyScanner::new();
     let mut seen = 0usize;
     let mut reset_done = false;
-    let refused = || std::io::Error::other("upstream refused RESET or the service AUTH");
+    let refused = || std::io::Error::other("upstream refused RESET or turnstile's AUTH");
     loop {
         let mut pos = 0;
         while pos < buf.len() {

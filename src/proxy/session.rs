@@ -108,13 +108,13 @@ where
         // (TLS upstream connections are not kept: their liveness cannot be probed
         // without reading.)
         if let (
-            Some(Handback { writer: UpstreamWrite::Tcp(writer), upstream, dirty }),
+            Some(Handback { writer: UpstreamWrite::Tcp(writer), upstream, login: (grant, cred), dirty }),
             Some(UpstreamRead::Tcp(reader)),
         ) = (writer, reader)
         {
             // Boxed: once per connection, and it would otherwise enlarge every
             // connection's future for its whole life.
-            Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream, dirty)).await;
+            Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream, &cred, grant.key, dirty)).await;
         }
     }
 }

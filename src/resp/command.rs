@@ -14,6 +14,15 @@ pub enum Command {
     Auth,
     Hello,
     AclWhoami,
+    /// `ACL USERS`, `ACL LIST`, `ACL GETUSER`, `ACL DRYRUN`: answered (or, for
+    /// DRYRUN, rewritten) by turnstile about its own users of the database, so the
+    /// upstream's users, hashes and turnstile's internal names are never shown.
+    AclUsers,
+    AclList,
+    AclGetuser,
+    AclDryrun,
+    /// `CONFIG GET`: forwarded with its patterns narrowed to non-secret parameters.
+    ConfigGet,
     Quit,
     Reset,
     Subscribe(SubKind),
@@ -27,8 +36,12 @@ pub enum Command {
     /// maintenance. The endpoint clients know is turnstile, not the upstream, so
     /// turnstile declines it as a server without the feature does.
     ClientMaintNotifications,
-    /// Only special before authentication (its NOAUTH is an EXECABORT).
+    /// Only special before authentication (its NOAUTH is an EXECABORT); ends a
+    /// transaction, like DISCARD.
     Exec,
+    Discard,
+    /// Starts a transaction: until EXEC or DISCARD, Redis queues what it gets.
+    Multi,
     /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
     Replication,
     /// A common data command that leaves nothing behind on the connection (no
@@ -59,6 +72,11 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"quit" => Command::Quit,
         b"reset" => Command::Reset,
         b"acl" if is_sub(b"whoami") => Command::AclWhoami,
+        b"acl" if is_sub(b"users") => Command::AclUsers,
+        b"acl" if is_sub(b"list") => Command::AclList,
+        b"acl" if is_sub(b"getuser") => Command::AclGetuser,
+        b"acl" if is_sub(b"dryrun") => Command::AclDryrun,
+        b"config" if is_sub(b"get") => Command::ConfigGet,
         b"client" if is_sub(b"reply") => Command::ClientReply,
         b"client" if is_sub(b"setinfo") => Command::ClientSetinfo,
         b"client" if is_sub(b"maint_notifications") => Command::ClientMaintNotifications,
@@ -70,6 +88,8 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"sunsubscribe" => Command::Unsubscribe(SubKind::Shard),
         b"monitor" => Command::Monitor,
         b"exec" => Command::Exec,
+        b"discard" => Command::Discard,
+        b"multi" => Command::Multi,
         b"sync" | b"psync" => Command::Replication,
         // An allowlist, not a denylist: a command missing here merely costs a RESET.
         b"get" | b"set" | b"mget" | b"mset" | b"del" | b"unlink" | b"exists" | b"incr" | b"incrby"
@@ -87,7 +107,9 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
 
 /// True when classifying this request needs its second argument too.
 pub fn needs_subcommand(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"acl") || name.eq_ignore_ascii_case(b"client")
+    name.eq_ignore_ascii_case(b"acl")
+        || name.eq_ignore_ascii_case(b"client")
+        || name.eq_ignore_ascii_case(b"config")
 }
 
 /// True for commands turnstile answers itself and therefore must see whole.
@@ -97,6 +119,11 @@ pub fn must_be_whole(cmd: Command) -> bool {
         Command::Auth
             | Command::Hello
             | Command::AclWhoami
+            | Command::AclUsers
+            | Command::AclList
+            | Command::AclGetuser
+            | Command::AclDryrun
+            | Command::ConfigGet
             | Command::ClientReply
             | Command::ClientMaintNotifications
     )
@@ -110,7 +137,10 @@ mod tests {
     fn recognises_case_insensitively() {
         assert_eq!(classify(b"aUtH", None), Command::Auth);
         assert_eq!(classify(b"ACL", Some(b"whoami")), Command::AclWhoami);
-        assert_eq!(classify(b"acl", Some(b"list")), Command::Other);
+        assert_eq!(classify(b"acl", Some(b"list")), Command::AclList);
+        assert_eq!(classify(b"acl", Some(b"cat")), Command::Other);
+        assert_eq!(classify(b"Config", Some(b"GET")), Command::ConfigGet);
+        assert_eq!(classify(b"config", Some(b"set")), Command::Other);
         assert_eq!(classify(b"acl", None), Command::Other);
         assert_eq!(classify(b"PSUBSCRIBE", None), Command::Subscribe(SubKind::Pattern));
         assert_eq!(classify(&[b'a'; 100], None), Command::Other);

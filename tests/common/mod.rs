@@ -156,7 +156,10 @@ impl Proxy {
 
     pub async fn with(o: ProxyOptions) -> Self {
         let directory = Directory::new(FAST, o.verify);
-        directory.set_bdb(o.uid, BdbAccess { default_user: o.default_user, roles: vec![1] });
+        // Role 1's users get full access, like the default user.
+        directory.set_acl(1, "~* &* +@all");
+        let permissions = vec![turnstile::auth::Permission { role: 1, acl: 1 }];
+        directory.set_bdb(o.uid, BdbAccess { default_user: o.default_user, permissions });
         Self::serve_with(directory, o.uid, &o.upstream, o.max_connections, o.pool).await
     }
 

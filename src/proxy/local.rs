@@ -1,0 +1,308 @@
+//! The commands turnstile answers itself (AUTH, HELLO, QUIT, RESET, CLIENT REPLY,
+//! the ACL subcommands about its own users) or rewrites before forwarding
+//! (`CONFIG GET`, `ACL DRYRUN`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zeroize::Zeroize;
+
+use super::acl;
+use super::client::{ClientHalf, Conn, Flow, ReplyMode, reply_mode};
+use super::hello;
+use super::plan::{Entry, Tag};
+use super::users::{AclPerm, Credential};
+use crate::auth::Attempt;
+use crate::authz::config_get;
+use crate::resp::command::Command;
+use crate::resp::{encode, replies};
+
+impl ClientHalf {
+    /// Answers the requests turnstile handles itself.
+    pub(super) async fn intercept(&mut self, cmd: Command, args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
+        // Wiped however this returns: AUTH and HELLO carry passwords.
+        let args = zeroize::Zeroizing::new(args);
+        let authenticated = self.identity.is_some();
+        match cmd {
+            Command::Auth => {
+                let reply = match args.len() {
+                    0 | 1 => replies::AUTH_ARITY,
+                    2 | 3 => {
+                        let (user, password) = match args.len() {
+                            2 => (None, &args[1]),
+                            _ => (Some(args[1].as_slice()), &args[2]),
+                        };
+                        if self.login(user, password).await { replies::OK } else { replies::WRONGPASS }
+                    }
+                    _ => replies::SYNTAX,
+                };
+                self.local(Bytes::from_static(reply));
+            }
+            Command::Hello => match hello::parse(&args) {
+                Err(reply) => self.local(reply),
+                Ok(mut h) => {
+                    if let Some((user, password)) = h.auth.take() {
+                        let ok = self.login(Some(&user), &password).await;
+                        let (mut user, mut password) = (user, password);
+                        password.zeroize();
+                        user.zeroize();
+                        if !ok {
+                            self.local(Bytes::from_static(replies::WRONGPASS));
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                    // Redis 7.0's order: AUTH, then the name, then "must be authenticated".
+                    if !h.name_is_valid() {
+                        self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
+                    } else if self.identity.is_none() {
+                        self.local(Bytes::from_static(replies::HELLO_NOAUTH));
+                    } else if let Flow::Stop = self.hello(h).await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
+            },
+            Command::Quit => {
+                self.reply_mode = ReplyMode::On;
+                self.local(Bytes::from_static(replies::OK));
+                self.push(Entry::Close);
+                return Ok(Flow::Stop);
+            }
+            Command::Reset => return self.reset().await,
+            Command::ClientReply if authenticated => match reply_mode(args.get(2).map(Vec::as_slice)) {
+                Some(ReplyMode::On) => {
+                    self.reply_mode = ReplyMode::On;
+                    self.local(Bytes::from_static(replies::OK));
+                }
+                Some(ReplyMode::Off) => self.reply_mode = ReplyMode::Off,
+                Some(ReplyMode::SkipNext) if self.reply_mode == ReplyMode::On => {
+                    self.reply_mode = ReplyMode::SkipNext;
+                }
+                _ => {}
+            },
+            Command::ClientMaintNotifications if authenticated => {
+                let sub = args.get(1).map_or(&b""[..], Vec::as_slice);
+                self.local(replies::unknown_client_subcommand(sub));
+            }
+            Command::AclWhoami | Command::AclUsers | Command::AclList | Command::AclGetuser
+                if authenticated =>
+            {
+                let reply = self.acl_answer(cmd, &args).await;
+                self.local(reply);
+            }
+            Command::AclDryrun if authenticated => return self.dryrun(&args).await,
+            Command::ConfigGet if authenticated => {
+                let patterns: Vec<&[u8]> = args.iter().skip(2).map(Vec::as_slice).collect();
+                let mut out: Vec<Vec<u8>> = vec![b"CONFIG".to_vec(), b"GET".to_vec()];
+                // Fewer than one pattern: Redis's own arity error.
+                if !patterns.is_empty() {
+                    out.extend(config_get::rewrite(&patterns));
+                }
+                return self.forward_rewritten(&out).await;
+            }
+            // EXEC refused for lack of authentication aborts the transaction: Redis
+            // says so in EXECABORT's words.
+            Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
+            _ => self.local(Bytes::from_static(replies::NOAUTH)),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// RESET: the client is logged out at turnstile; its own upstream connection
+    /// (if any) is reset too (transactions, subscriptions, protocol) and logged in
+    /// again before its next command, as whoever it authenticates as then.
+    async fn reset(&mut self) -> std::io::Result<Flow> {
+        let own = matches!(self.conn, Conn::Own(_));
+        if !own {
+            // Back to RESP2, as Redis's RESET does (on lanes, a RESP2 lane).
+            self.resp3 = false;
+        }
+        self.proto3 = false;
+        self.in_multi = false;
+        self.identity = None;
+        self.grant = None;
+        self.slot.set_identity(None);
+        self.reply_mode = ReplyMode::On;
+        if !own {
+            self.local(Bytes::from_static(replies::RESET));
+            return Ok(Flow::Continue);
+        }
+        self.dirty = true;
+        self.plan_entry(Entry::AwaitReset).await;
+        self.write_own(b"*1\r\n$5\r\nRESET\r\n").await?;
+        // Redis's RESET logged the session in as its default user: nothing goes
+        // upstream before turnstile logs it in again (see `ensure_login`).
+        if let Conn::Own(own) = &mut self.conn {
+            own.login = None;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Forwards a request turnstile rewrote, on the client's own connection.
+    async fn forward_rewritten(&mut self, args: &[Vec<u8>]) -> std::io::Result<Flow> {
+        if !self.refresh_grant() {
+            self.push(Entry::Close);
+            return Ok(Flow::Stop);
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let bytes = encode::command(&refs);
+        let entry = self.expectation(Command::Other, args.len());
+        Ok(if self.forward_own(entry, &bytes).await? { Flow::Continue } else { Flow::Stop })
+    }
+
+    /// The credential of the client's rule (its upstream user made if needed).
+    async fn own_credential(&mut self) -> Result<Arc<Credential>, Bytes> {
+        if !self.refresh_grant() {
+            return Err(Bytes::from_static(replies::UPSTREAM_LOST));
+        }
+        let grant = self.grant.clone().ok_or(Bytes::from_static(replies::NOAUTH))?;
+        let upstream = self.ctx.upstream_full();
+        self.ctx
+            .users
+            .credential(&upstream, &grant)
+            .await
+            .map_err(|e| Bytes::from_static(e.upstream().reply()))
+    }
+
+    /// `ACL WHOAMI | USERS | LIST | GETUSER`, about turnstile's users of this
+    /// database, if the client's rule grants the subcommand (Redis decides, through
+    /// `ACL DRYRUN` on the rule's upstream user).
+    async fn acl_answer(&mut self, cmd: Command, args: &[Vec<u8>]) -> Bytes {
+        let (name, argc, perm) = match cmd {
+            Command::AclWhoami => ("acl|whoami", 2, AclPerm::Whoami),
+            Command::AclUsers => ("acl|users", 2, AclPerm::Users),
+            Command::AclList => ("acl|list", 2, AclPerm::List),
+            _ => ("acl|getuser", 3, AclPerm::Getuser),
+        };
+        if args.len() != argc {
+            return acl::arity(name);
+        }
+        let cred = match self.own_credential().await {
+            Ok(c) => c,
+            Err(reply) => return reply,
+        };
+        if !cred.allows(perm) {
+            return acl::noperm(name);
+        }
+        let users = self.ctx.directory.users_of(self.ctx.uid);
+        match cmd {
+            Command::AclWhoami => {
+                let me = self.identity.as_ref().map_or("default", |i| i.name());
+                replies::bulk(me.as_bytes())
+            }
+            Command::AclUsers => acl::strings(&users.iter().map(|(n, _)| n.as_bytes()).collect::<Vec<_>>()),
+            Command::AclList => {
+                let upstream = self.ctx.upstream_full();
+                let mut lines = Vec::with_capacity(users.len());
+                for (n, g) in &users {
+                    match self.ctx.users.credential(&upstream, g).await {
+                        Ok(c) => lines.push(format!("user {n} {}", c.description)),
+                        Err(e) => return Bytes::from_static(e.upstream().reply()),
+                    }
+                }
+                acl::strings(&lines)
+            }
+            _ => {
+                let Some((_, g)) = users.iter().find(|(n, _)| n.as_bytes() == args[2].as_slice()) else {
+                    return acl::null(self.proto3);
+                };
+                let upstream = self.ctx.upstream_full();
+                match self.ctx.users.credential(&upstream, g).await {
+                    Ok(c) => {
+                        c.details.as_ref().map_or(acl::null(self.proto3), |d| acl::getuser(d, self.proto3))
+                    }
+                    Err(e) => Bytes::from_static(e.upstream().reply()),
+                }
+            }
+        }
+    }
+
+    /// `ACL DRYRUN <user> <command…>`: Redis answers, about the upstream user of
+    /// that user's rule on this database, if the client's rule grants DRYRUN.
+    async fn dryrun(&mut self, args: &[Vec<u8>]) -> std::io::Result<Flow> {
+        if args.len() < 4 {
+            self.local(acl::arity("acl|dryrun"));
+            return Ok(Flow::Continue);
+        }
+        let cred = match self.own_credential().await {
+            Ok(c) => c,
+            Err(reply) => {
+                self.local(reply);
+                return Ok(Flow::Continue);
+            }
+        };
+        if !cred.allows(AclPerm::Dryrun) {
+            self.local(acl::noperm("acl|dryrun"));
+            return Ok(Flow::Continue);
+        }
+        let users = self.ctx.directory.users_of(self.ctx.uid);
+        let Some((_, g)) = users.iter().find(|(n, _)| n.as_bytes() == args[2].as_slice()) else {
+            self.local(acl::user_not_found(&args[2]));
+            return Ok(Flow::Continue);
+        };
+        let upstream = self.ctx.upstream_full();
+        let target = match self.ctx.users.credential(&upstream, g).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.local(Bytes::from_static(e.upstream().reply()));
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut rewritten = args.to_vec();
+        rewritten[2] = target.name.as_bytes().to_vec();
+        self.forward_rewritten(&rewritten).await
+    }
+
+    /// An authenticated HELLO with a valid name. Without SETNAME, on lanes, it picks
+    /// the lane of the protocol it asks for and is answered there, by Redis; else
+    /// it goes to the client's own connection.
+    async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
+        let request = h.upstream_command();
+        if let Some(v) = h.version {
+            self.proto3 = v == 3;
+        }
+        if h.setname.is_none() && !matches!(self.conn, Conn::Own(_)) && self.reply_mode == ReplyMode::On {
+            if !self.refresh_grant() {
+                self.push(Entry::Close);
+                return Ok(Flow::Stop);
+            }
+            // `route` moves the client to a lane of that protocol.
+            let before = self.resp3;
+            self.resp3 = h.version.map_or(self.resp3, |v| v == 3);
+            match self.route().await {
+                super::route::Route::Lane => {
+                    self.shared_unplanned += 1;
+                    self.send_shared(request, 1).await?;
+                    return Ok(Flow::Continue);
+                }
+                super::route::Route::Failed => return Ok(Flow::Stop),
+                // This HELLO itself sets the protocol of the client's own connection.
+                super::route::Route::Own => self.resp3 = before,
+            }
+        }
+        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent: false };
+        Ok(if self.forward_own(entry, &request).await? { Flow::Continue } else { Flow::Stop })
+    }
+
+    /// Verifies credentials; on success the connection takes that identity (and
+    /// its rights on this database), on failure it keeps the one it had.
+    async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
+        let attempt = Attempt { bdb: self.ctx.uid, peer: self.peer, user, password };
+        let slot = Arc::clone(&self.slot);
+        let generation = self.ctx.directory.generation();
+        let found = self
+            .ctx
+            .directory
+            .login(attempt, &self.ctx.stats, self.identity.as_ref(), |id| slot.set_identity(id))
+            .await;
+        let Some(id) = found else { return false };
+        let Some(grant) = self.ctx.directory.grant(self.ctx.uid, &id) else {
+            // Its rights went away during the check.
+            self.slot.set_identity(self.identity.clone());
+            return false;
+        };
+        self.generation = generation;
+        self.grant = Some(grant);
+        self.identity = Some(id);
+        true
+    }
+}

@@ -1,0 +1,240 @@
+//! Where a client's forwarded requests go: a lane of its rule and protocol while it
+//! sends only stateless commands, else a connection of its own, logged in as the
+//! turnstile user of its rule (see [`super::users`]). Also follows changes of the
+//! client's rights: a lane of the new rule at once, or a close.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::client::{ClientHalf, Conn, Own, Shared};
+use super::handshake::UpstreamError;
+use super::io::UpstreamRead;
+use super::lane::Batch;
+use super::mailbox::{self, Mailbox};
+use super::plan::{Entry, Tag};
+use crate::resp::replies;
+
+/// Where a forwarded stateless request goes.
+pub(super) enum Route {
+    Lane,
+    Own,
+    /// No upstream could be reached; the client was told and the connection is closing.
+    Failed,
+}
+
+impl ClientHalf {
+    /// Re-reads the identity's rights if the directory changed since. False if
+    /// the connection must close: the identity lost its access here, or its rule
+    /// changed while it holds a connection of its own (logged in with the old one).
+    /// One atomic load when nothing changed.
+    pub(super) fn refresh_grant(&mut self) -> bool {
+        let now = self.ctx.directory.generation();
+        if now == self.generation {
+            return true;
+        }
+        self.generation = now;
+        let Some(id) = &self.identity else { return true };
+        match self.ctx.directory.grant(self.ctx.uid, id) {
+            None => false,
+            Some(g) => {
+                let moved = self.grant.as_ref().is_some_and(|old| old.key != g.key);
+                self.grant = Some(g);
+                !(moved && matches!(self.conn, Conn::Own(_)))
+            }
+        }
+    }
+
+    /// Whether a stateless request can go to a lane: yes if the client has one of
+    /// its rule and protocol (or one can be had), no if the database does not share
+    /// connections or the client does not keep up with its replies.
+    pub(super) async fn route(&mut self) -> Route {
+        if let Conn::Lane(s) = &self.conn {
+            if s.mailbox.backlog() > mailbox::BACKLOG_SOFT {
+                // The client is not reading its replies: let Redis buffer for it on
+                // a connection of its own, as it would without turnstile.
+                return Route::Own;
+            }
+            let key = self.grant.as_ref().map(|g| g.key);
+            if s.lane.is_open() && s.lane.resp3() == self.resp3 && Some(s.lane.key()) == key {
+                return Route::Lane;
+            }
+        }
+        // Once per client (and after a lane ends or the rule changes), and large: boxed.
+        Box::pin(self.join_lane()).await
+    }
+
+    async fn join_lane(&mut self) -> Route {
+        // Changing lanes (another protocol or rule, a changed upstream): what went
+        // on the old one is answered first, so the client's commands take effect
+        // in order.
+        if let Conn::Lane(s) = &self.conn {
+            s.mailbox.wait_in_flight_below(1).await;
+        }
+        // The database's upstream now: a client whose lane ended (or that changes
+        // protocol) after the upstream was changed moves to the new one.
+        let upstream = self.ctx.upstream_full();
+        // TLS upstream connections are not shared: a lane relies on reading the
+        // socket's readiness, which a TLS stream does not expose.
+        if upstream.pool.shared == 0 || upstream.tls {
+            return Route::Own;
+        }
+        let Some(grant) = self.grant.clone() else { return Route::Own };
+        match self.ctx.lanes.get(&upstream, &grant, self.resp3, &self.ctx.users).await {
+            Ok(lane) => {
+                match &mut self.conn {
+                    Conn::Lane(s) => s.lane = lane,
+                    _ => {
+                        let mailbox = Arc::new(Mailbox::default());
+                        self.push(Entry::Mailbox(Arc::clone(&mailbox)));
+                        self.conn = Conn::Lane(Shared { lane, mailbox });
+                    }
+                }
+                Route::Lane
+            }
+            // An upstream without RESP3: HELLO 3 goes to a connection of its own.
+            Err(UpstreamError::NoProto) => Route::Own,
+            Err(e) => {
+                self.upstream_failed(e);
+                Route::Failed
+            }
+        }
+    }
+
+    /// Tells the client why it has no upstream, and closes.
+    fn upstream_failed(&mut self, e: UpstreamError) {
+        crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
+        self.push(Entry::Local(Bytes::from_static(e.reply())));
+        self.push(Entry::Close);
+    }
+
+    /// Hands `n` complete requests to the client's lane, after planning their
+    /// replies. An error ends the connection (the relay tells the client why).
+    pub(super) async fn send_shared(&mut self, bytes: Bytes, n: u64) -> std::io::Result<()> {
+        let Conn::Lane(s) = &self.conn else {
+            return Err(std::io::Error::other("no shared connection"));
+        };
+        let mailbox = Arc::clone(&s.mailbox);
+        self.plan.wait_for_space().await;
+        self.push_pending();
+        if !mailbox.send(n).await {
+            return Err(std::io::Error::other("shared upstream connection lost"));
+        }
+        let mut batch = Batch { bytes, n, mailbox };
+        for _ in 0..2 {
+            let lane = match &self.conn {
+                Conn::Lane(s) => s.lane.clone(),
+                _ => break,
+            };
+            match lane.send(batch).await {
+                Ok(()) => return Ok(()),
+                // The lane ended before taking it: nothing was sent, so the next
+                // lane may take it.
+                Err(b) => batch = b,
+            }
+            let upstream = self.ctx.upstream_full();
+            let Some(grant) = self.grant.clone() else { break };
+            match self.ctx.lanes.get(&upstream, &grant, lane.resp3(), &self.ctx.users).await {
+                Ok(lane) => {
+                    if let Conn::Lane(s) = &mut self.conn {
+                        s.lane = lane;
+                    }
+                }
+                Err(e) => {
+                    batch.mailbox.lose(e.reply());
+                    break;
+                }
+            }
+        }
+        batch.mailbox.lose(replies::UPSTREAM_LOST);
+        Err(std::io::Error::other("no shared upstream connection"))
+    }
+
+    /// Opens the client's own upstream connection on first use, logged in as its
+    /// rule's user. On failure plans an error reply and a close, and returns false.
+    pub(super) async fn ensure_upstream(&mut self) -> std::io::Result<bool> {
+        if matches!(self.conn, Conn::Own(_)) {
+            return Ok(true);
+        }
+        // Once per connection, and large (connect with a timeout): boxed.
+        Box::pin(self.open_upstream()).await
+    }
+
+    async fn open_upstream(&mut self) -> std::io::Result<bool> {
+        // Requests sent on the lane take effect first: a client's commands reach
+        // Redis in the order it sent them, whichever connection carries them.
+        if let Conn::Lane(s) = &self.conn {
+            s.mailbox.wait_in_flight_below(1).await;
+        }
+        let upstream = self.ctx.upstream_full();
+        let Some(grant) = self.grant.clone() else {
+            // Only authenticated clients forward anything.
+            self.upstream_failed(UpstreamError::Unavailable);
+            return Ok(false);
+        };
+        // A connection a previous client of the same rule left clean (reset and
+        // logged in already).
+        if let Some(cred) = self.ctx.users.cached(&upstream, &grant)
+            && let Some(conn) = self.ctx.pool.take(&upstream, grant.key)
+        {
+            self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
+            let writer = super::io::UpstreamWrite::Tcp(conn.writer);
+            self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
+            return self.resume_resp3().await;
+        }
+        match self.ctx.users.session(&upstream, &grant, false).await {
+            Ok((reader, writer, cred)) => {
+                self.push(Entry::Attach(reader));
+                self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
+                self.resume_resp3().await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
+                self.upstream_failed(e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the client's own connection is logged in as someone else than its
+    /// current rule's user (after a `RESET`, or an `AUTH` as another user), outside
+    /// a transaction (inside one Redis would queue the login).
+    pub(super) fn needs_login(&self) -> bool {
+        let (Conn::Own(own), Some(grant)) = (&self.conn, &self.grant) else { return false };
+        !self.in_multi && own.login.as_ref().is_none_or(|(g, _)| g.key != grant.key)
+    }
+
+    /// Logs the client's own connection in as its current rule's user (see
+    /// [`Self::needs_login`]): the AUTH goes before the client's next request, its
+    /// `+OK` unseen. The caller flushed what was to go before it.
+    pub(super) async fn ensure_login(&mut self) -> std::io::Result<bool> {
+        let Conn::Own(own) = &self.conn else { return Ok(true) };
+        let Some(grant) = self.grant.clone() else { return Ok(true) };
+        let upstream = Arc::clone(&own.upstream);
+        let cred = match self.ctx.users.credential(&upstream, &grant).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.upstream_failed(e.upstream());
+                return Ok(false);
+            }
+        };
+        self.push(Entry::Swallow);
+        let auth = cred.auth_command();
+        self.write_own(&auth).await?;
+        if let Conn::Own(own) = &mut self.conn {
+            own.login = Some((grant, cred));
+        }
+        Ok(true)
+    }
+
+    /// A client that switched to RESP3 on lanes keeps it on its own connection: a
+    /// `HELLO 3` goes first, its reply unseen (the relay learns the protocol from it).
+    async fn resume_resp3(&mut self) -> std::io::Result<bool> {
+        if !self.resp3 {
+            return Ok(true);
+        }
+        self.push(Entry::Replies { n: 1, tag: Tag::Hello, silent: true });
+        self.write_own(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n").await?;
+        Ok(true)
+    }
+}
