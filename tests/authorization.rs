@@ -272,11 +272,11 @@ async fn upstream_secrets(iso: &Isolation) -> Vec<(String, String)> {
     let mut secrets = vec![("the upstream password".to_string(), SVC.to_string())];
     secrets.push(("the user prefix".into(), USER_PREFIX.into()));
     let mut service = iso.stack.service().await;
-    // turnstile's users exist by the time the grant has been answered.
+    // Read after the clients ran, so users made only when first needed exist too.
     let users = upstream_users(&mut service).await;
     let ours: Vec<&(String, Vec<String>)> =
         users.iter().filter(|(n, _)| n.starts_with(USER_PREFIX)).collect();
-    assert!(ours.len() >= 3, "turnstile's users on the upstream (default, app's, reader's rule): {users:?}");
+    assert!(ours.len() >= 2, "turnstile's users on the upstream (default's and app's rule): {users:?}");
     let state = iso.stack.state();
     let secret = state["upstream_users"]["secret"].as_str().unwrap_or_else(|| panic!("no secret in {state}"));
     let instance =
@@ -309,10 +309,8 @@ async fn upstream_secrets(iso: &Isolation) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reply_shows_a_secret_or_an_internal_user() {
     let iso = isolation().await;
-    let secrets = upstream_secrets(&iso).await;
     let db = iso.stack.db();
-    let mut leaks = Vec::new();
-    let mut searched = 0;
+    let mut outputs = Vec::new();
     for user in ["default", "app"] {
         for resp3 in [false, true] {
             for route in ROUTES {
@@ -321,20 +319,26 @@ async fn no_reply_shows_a_secret_or_an_internal_user() {
                     let out = show(&run_steps(&db, &steps).await);
                     assert!(!out.contains("<closed") && !out.contains("<timed out"), "{out}");
                     assert!(out.contains("maxmemory"), "CONFIG GET * answered: {out}");
-                    searched += out.len();
                     let context =
-                        format!("{user} {} {route:?} pipelined={pipelined}", if resp3 { 3 } else { 2 });
-                    for (what, s) in &secrets {
-                        if out.contains(s.as_str()) {
-                            leaks.push(format!("{what} in {context}"));
-                        }
-                    }
-                    for param in ["requirepass", "masterauth", "masteruser", "tls-key-file-pass"] {
-                        if out.contains(&format!("\r\n{param}\r\n")) {
-                            leaks.push(format!("parameter {param} in {context}"));
-                        }
-                    }
+                        format!("{user} RESP{} {route:?} pipelined={pipelined}", if resp3 { 3 } else { 2 });
+                    outputs.push((context, out));
                 }
+            }
+        }
+    }
+    let secrets = upstream_secrets(&iso).await;
+    let mut leaks = Vec::new();
+    let mut searched = 0;
+    for (context, out) in &outputs {
+        searched += out.len();
+        for (what, s) in &secrets {
+            if out.contains(s.as_str()) {
+                leaks.push(format!("{what} in {context}"));
+            }
+        }
+        for param in ["requirepass", "masterauth", "masteruser", "tls-key-file-pass"] {
+            if out.contains(&format!("\r\n{param}\r\n")) {
+                leaks.push(format!("parameter {param} in {context}"));
             }
         }
     }
@@ -618,6 +622,7 @@ async fn an_upstream_restarted_without_its_acl_gets_turnstiles_users_back() {
     stack.grant(&[(role, acl)]).await;
     let mut lane = stack.authed("app").await;
     assert_cmd(&mut lane, &["SET", "k", "v"], OK, "lane").await;
+    assert_cmd(&mut stack.authed("default").await, &["SET", "k", "v"], OK, "default").await;
     let before = internal_users(&stack).await;
     assert!(before >= 2, "default's and app's users exist upstream");
 
