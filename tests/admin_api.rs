@@ -1117,7 +1117,16 @@ async fn roles_and_redis_acls_crud_in_use_and_database_access() {
     let mut conn = Conn::connect(b["listen"].as_str().unwrap()).await;
     assert_eq!(conn.cmd(&["AUTH", "outsider", "Out-pw-1!"]).await, WRONGPASS);
     assert_eq!(conn.cmd(&["AUTH", "dan", "Dan-pw-1!"]).await, b"+OK\r\n");
-    assert_eq!(conn.cmd(&["PING"]).await, b"+PONG\r\n");
+    // dan acts under read-only's rule (`+@read ~cache:*`), enforced by Redis.
+    assert_eq!(conn.cmd(&["GET", "cache:a"]).await, b"$-1\r\n");
+    assert_eq!(
+        conn.cmd(&["GET", "other"]).await,
+        &b"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"[..]
+    );
+    assert_eq!(
+        conn.cmd(&["PING"]).await,
+        &b"-NOPERM this user has no permissions to run the 'ping' command\r\n"[..]
+    );
     // A `none` user has database access only; deleting a user closes its connections.
     let data_only =
         uid_of(&ok(adm(c, "POST", "/v1/roles", json!({"name": "data-only", "management": "none"})).await));
@@ -1134,10 +1143,10 @@ async fn roles_and_redis_acls_crud_in_use_and_database_access() {
     forbidden(as_user(c, ("eve", "Eve-pw-1!"), "GET", "/v1/bdbs", Value::Null).await);
     let mut eve_conn = Conn::connect(b["listen"].as_str().unwrap()).await;
     assert_eq!(eve_conn.cmd(&["AUTH", "eve", "Eve-pw-1!"]).await, b"+OK\r\n");
-    assert_eq!(eve_conn.cmd(&["PING"]).await, b"+PONG\r\n");
+    assert_eq!(eve_conn.cmd(&["GET", "cache:a"]).await, b"$-1\r\n");
     ok(adm(c, "DELETE", &format!("/v1/users/{}", eve["uid"]), Value::Null).await);
     eve_conn.read_to_close().await;
-    assert_eq!(conn.cmd(&["PING"]).await, b"+PONG\r\n", "other users' connections stay");
+    assert_eq!(conn.cmd(&["GET", "cache:a"]).await, b"$-1\r\n", "other users' connections stay");
 
     // role_uids add management roles: dan (db_viewer + ops=db_member) may update bdbs.
     let dan_creds = ("dan", "Dan-pw-1!");

@@ -43,7 +43,7 @@ pub async fn create_acl(
     JsonBody(body): JsonBody<objects::AclInput>,
 ) -> ApiResult<Json<AclView>> {
     caller.require(Permission::ManageRoles)?;
-    Ok(Json(views::acl(&c.create_acl(body).await?)))
+    Ok(Json(views::acl(&c.create_acl_by(Some(&caller.0), body).await?)))
 }
 
 /// Change a Redis ACL: only the fields given change.
@@ -59,7 +59,7 @@ pub async fn update_acl(
 ) -> ApiResult<Json<AclView>> {
     caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "redis_acl_not_exist", "redis ACL")?;
-    Ok(Json(views::acl(&c.update_acl(uid, body).await?)))
+    Ok(Json(views::acl(&c.update_acl_by(Some(&caller.0), uid, body).await?)))
 }
 
 /// Delete a Redis ACL; one still used by a database is refused (409 `redis_acl_in_use`).
@@ -69,6 +69,6 @@ pub async fn update_acl(
 pub async fn delete_acl(State(c): State<Control>, caller: Authed, raw: RawUid) -> ApiResult<Json<Empty>> {
     caller.require(Permission::ManageRoles)?;
     let uid = uid(&raw, "redis_acl_not_exist", "redis ACL")?;
-    c.delete_acl(uid).await?;
+    c.delete_acl_by(Some(&caller.0), uid).await?;
     Ok(Json(Empty {}))
 }

@@ -107,6 +107,7 @@ pub fn view(e: &Event) -> Value {
     opt("bdb_uid", e.bdb_uid.map(|v| json!(v)));
     opt("user", e.user.as_ref().map(|v| json!(v)));
     opt("user_uid", e.user_uid.map(|v| json!(v)));
+    opt("redis_acl_uid", e.redis_acl_uid.map(|v| json!(v)));
     opt("address", e.address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
     opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));

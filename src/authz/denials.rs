@@ -5,14 +5,19 @@
 //!
 //! Follows Redis Enterprise's command compatibility tables for database users:
 //! server management, replication, persistence control, modules and ACL management
-//! are out of reach. Beyond RS: `CLIENT LIST` and `CLIENT INFO` describe turnstile's
-//! upstream connections (shared by many clients and logged in under turnstile's own
-//! user names), not the client's, and `MONITOR` shows every tenant's traffic.
+//! are out of reach. Beyond RS: `CLIENT LIST` describes turnstile's upstream
+//! connections (shared by many clients, logged in under turnstile's own user names),
+//! not the client's, and `MONITOR` shows every tenant's traffic. (`CLIENT INFO` is
+//! answered with the client's own name in its `user=` field, see `proxy::local`.)
 //! `CONFIG GET` is allowed only for non-secret parameters (see [`super::config_get`]);
 //! `ACL WHOAMI/USERS/LIST/GETUSER/DRYRUN` are answered by turnstile about its own
 //! users (see `proxy::acl`), so they never reach Redis as the client; they stay in
 //! the upstream users' rules so that Redis can tell turnstile (`ACL DRYRUN`) whether
 //! the client's rule grants them.
+
+/// The least a database's service credential needs on the upstream: it only
+/// manages turnstile's users.
+pub const CONTROL_ACL: &str = "+acl|setuser +acl|deluser +acl|list +acl|getuser +acl|dryrun +ping";
 
 /// ACL tokens, each removing a command or subcommand.
 pub const FIXED_DENIALS: &[&str] = &[
@@ -45,7 +50,6 @@ pub const FIXED_DENIALS: &[&str] = &[
     "-client|unpause",
     "-client|no-evict",
     "-client|list",
-    "-client|info",
     "-monitor",
     "-swapdb",
 ];

@@ -184,6 +184,11 @@ impl Control {
         self.record(&mut next, event);
         self.commit(&mut state, next).await?;
         self.start_endpoint(&record, listener).await?;
+        drop(state);
+        if let Some(ctx) = self.inner.endpoints.ctx(uid) {
+            // Failures show at /ready and are retried by the periodic pass.
+            let _ = ctx.users.reconcile(&ctx.upstream_full(), &self.inner.directory.grants_of(uid)).await;
+        }
         Ok(record)
     }
 
@@ -267,6 +272,10 @@ impl Control {
             None if self.inner.endpoints.ctx(uid).is_none() => self.bind_and_start(&record).await?,
             None => {}
         }
+        drop(state);
+        // Rules granted or taken away, the default user admitted or not: live
+        // upstream (and for connected clients) before the 200.
+        self.sync_rights().await;
         Ok(record)
     }
 

@@ -125,9 +125,13 @@ impl Control {
         d.set_bdb(record.uid, access_of(record));
         let ctx = match self.inner.endpoints.ctx(record.uid) {
             Some(ctx) => ctx,
-            None => {
-                Arc::new(BdbContext::new(record.uid, d.clone(), upstream, record.max_connections as usize))
-            }
+            None => Arc::new(BdbContext::with_secret(
+                record.uid,
+                d.clone(),
+                upstream,
+                record.max_connections as usize,
+                self.inner.secret.clone(),
+            )),
         };
         ctx.set_auth_timeout(self.inner.auth_timeout);
         ctx.set_tls(tls);

@@ -14,6 +14,7 @@ pub mod error;
 mod login;
 pub mod objects;
 mod passwords;
+mod rights;
 pub mod roles;
 mod telemetry;
 pub use crate::time;
@@ -110,6 +111,8 @@ struct Inner {
     metrics: crate::metrics::AdminMetrics,
     event_log_capacity: usize,
     metrics_auth: bool,
+    /// turnstile's secret for its upstream users (from the store).
+    secret: crate::authz::Secret,
 }
 
 impl std::fmt::Debug for Control {
@@ -219,6 +222,22 @@ impl Control {
                 dirty = true;
             }
         }
+        let secret = match state
+            .upstream_users
+            .as_ref()
+            .and_then(|r| crate::authz::Secret::from_parts(&r.instance, &r.secret))
+        {
+            Some(s) => s,
+            None => {
+                let s = crate::authz::Secret::random();
+                state.upstream_users = Some(crate::store::state::UpstreamUsersRecord {
+                    instance: s.instance().to_string(),
+                    secret: s.key_hex().to_string(),
+                });
+                dirty = true;
+                s
+            }
+        };
         let control = Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(state.clone()),
@@ -238,6 +257,7 @@ impl Control {
                 metrics: crate::metrics::AdminMetrics::default(),
                 event_log_capacity: settings.event_log_capacity,
                 metrics_auth: settings.metrics_auth,
+                secret,
             }),
         };
         control.load_directory(&state, settings.hash_params)?;
@@ -258,14 +278,44 @@ impl Control {
                 }
                 Err(e) => tracing::error!(bdb = record.uid, error = %e, "database endpoint not started"),
             }
+            control.check_manageable(record.uid).await?;
         }
         control.spawn_event_flusher();
+        control.spawn_reconciler();
         Ok(control)
+    }
+
+    /// Makes a database's upstream users for the first time. A config-defined
+    /// database whose upstream refuses to manage users (the service credential
+    /// lacks `ACL SETUSER`…) stops the start: its clients could not act with their
+    /// own rights, and turnstile never lets them act with the service's. One whose
+    /// upstream is down gets its users when it is back. API-created databases
+    /// report it at `/ready`.
+    async fn check_manageable(&self, uid: u32) -> std::result::Result<(), StartError> {
+        let Some(ctx) = self.inner.endpoints.ctx(uid) else { return Ok(()) };
+        let grants = self.inner.directory.grants_of(uid);
+        match ctx.users.reconcile(&ctx.upstream_full(), &grants).await {
+            Err(crate::proxy::users::ManageError::Upstream(
+                e @ (crate::proxy::UpstreamError::CannotManage | crate::proxy::UpstreamError::ServiceRefused),
+            )) if self.inner.config_upstreams.contains_key(&uid) => Err(StartError::Invalid(format!(
+                "bdb {uid}: {e}. Give the service user at least: ACL SETUSER <user> on >… {}",
+                crate::authz::denials::CONTROL_ACL
+            ))),
+            Err(crate::proxy::users::ManageError::RuleRefused(why))
+                if self.inner.config_upstreams.contains_key(&uid) =>
+            {
+                Err(StartError::Invalid(format!("bdb {uid}: the upstream refused a redis_acl rule: {why}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Fills the directory from `state`.
     fn load_directory(&self, state: &State, params: HashParams) -> std::result::Result<(), StartError> {
         let d = &self.inner.directory;
+        for a in state.redis_acls.values() {
+            d.set_acl(a.uid, &a.acl);
+        }
         for b in state.bdbs.values() {
             d.set_bdb(b.uid, access_of(b));
             let set = PasswordSet::from_phc(&b.passwords, params)

@@ -77,6 +77,12 @@ pub struct PolicyPatch {
     pub login_lockout_duration: Option<u64>,
 }
 
+/// A `redis_acl` rule: rights only, in Redis's ACL grammar.
+fn check_rule(rule: &str) -> Result<()> {
+    crate::authz::rule::validate(rule)
+        .map_err(|e| Error::bad_request("invalid_redis_acl", format!("acl: {e}")))
+}
+
 fn check_role(role: &str) -> Result<()> {
     if roles::is_role(role) {
         Ok(())
@@ -226,6 +232,12 @@ impl Control {
             let _ = d.install(&id, set, true);
         }
         drop(state);
+        if old.role_uids != user.role_uids || old.name != user.name {
+            // The user's rule on a database may have changed: its lane traffic
+            // follows at once, connections of its own logged in under the old rule
+            // close, and it loses its connections where it is no longer admitted.
+            self.sync_rights().await;
+        }
         if patch.password.is_some() || old.name != user.name {
             self.inner.failures.remove(&uid);
             let d = d.clone();
@@ -344,11 +356,17 @@ impl Control {
     }
 
     pub async fn create_acl(&self, input: AclInput) -> Result<AclRecord> {
+        self.create_acl_by(None, input).await
+    }
+
+    /// Creates a redis ACL; the event log names `actor`.
+    pub async fn create_acl_by(&self, actor: Option<&super::Caller>, input: AclInput) -> Result<AclRecord> {
         let name = input
             .name
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| Error::bad_request("missing_parameter", "name is required"))?;
         let acl = input.acl.ok_or_else(|| Error::bad_request("missing_parameter", "acl is required"))?;
+        check_rule(&acl)?;
         let mut state = self.lock().await;
         if state.redis_acls.values().any(|a| a.name == name) {
             return Err(Error::new(
@@ -358,14 +376,36 @@ impl Control {
             ));
         }
         let uid = State::next_uid(&state.redis_acls);
+        // No database uses it yet; still, a rule the upstreams refuse is refused now
+        // rather than when it is first granted.
+        self.check_rule_upstream(&acl, |_| true).await?;
         let record = AclRecord { uid, name, acl };
         let mut next = state.clone();
         next.redis_acls.insert(uid, record.clone());
+        let mut event = Self::event_by("redis_acl_created", actor);
+        event.redis_acl_uid = Some(uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
+        self.inner.directory.set_acl(uid, &record.acl);
         Ok(record)
     }
 
     pub async fn update_acl(&self, uid: u32, input: AclInput) -> Result<AclRecord> {
+        self.update_acl_by(None, uid, input).await
+    }
+
+    /// Changes a redis ACL. A new rule is checked by every upstream that would use
+    /// it before it is stored, and is live upstream (and for connected clients, on
+    /// their next command) before this returns.
+    pub async fn update_acl_by(
+        &self,
+        actor: Option<&super::Caller>,
+        uid: u32,
+        input: AclInput,
+    ) -> Result<AclRecord> {
+        if let Some(a) = &input.acl {
+            check_rule(a)?;
+        }
         let mut state = self.lock().await;
         let mut record = state.redis_acls.get(&uid).cloned().ok_or_else(|| {
             Error::not_found("redis_acl_not_exist", format!("redis ACL {uid} does not exist"))
@@ -383,16 +423,38 @@ impl Control {
             }
             record.name = n;
         }
+        let changed = input.acl.as_ref().is_some_and(|a| *a != record.acl);
         if let Some(a) = input.acl {
             record.acl = a;
         }
+        if changed {
+            let users: Vec<u32> = state
+                .bdbs
+                .values()
+                .filter(|b| b.roles_permissions.iter().any(|p| p.redis_acl_uid == uid))
+                .map(|b| b.uid)
+                .collect();
+            self.check_rule_upstream(&record.acl, |bdb| users.contains(&bdb)).await?;
+        }
         let mut next = state.clone();
         next.redis_acls.insert(uid, record.clone());
+        let mut event = Self::event_by("redis_acl_updated", actor);
+        event.redis_acl_uid = Some(uid);
+        self.record(&mut next, event);
         self.commit(&mut state, next).await?;
+        self.inner.directory.set_acl(uid, &record.acl);
+        if changed {
+            self.sync_rights().await;
+        }
         Ok(record)
     }
 
     pub async fn delete_acl(&self, uid: u32) -> Result<()> {
+        self.delete_acl_by(None, uid).await
+    }
+
+    /// Deletes a redis ACL no database uses; the event log names `actor`.
+    pub async fn delete_acl_by(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
         let mut state = self.lock().await;
         if !state.redis_acls.contains_key(&uid) {
             return Err(Error::not_found("redis_acl_not_exist", format!("redis ACL {uid} does not exist")));
@@ -406,7 +468,12 @@ impl Control {
         }
         let mut next = state.clone();
         next.redis_acls.remove(&uid);
-        self.commit(&mut state, next).await
+        let mut event = Self::event_by("redis_acl_deleted", actor);
+        event.redis_acl_uid = Some(uid);
+        self.record(&mut next, event);
+        self.commit(&mut state, next).await?;
+        self.inner.directory.remove_acl(uid);
+        Ok(())
     }
 
     pub async fn update_cluster(&self, patch: ClusterPatch) -> Result<ClusterSettings> {

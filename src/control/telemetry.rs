@@ -23,6 +23,10 @@ pub enum NotReady {
     ShuttingDown,
     #[error("database endpoints not listening: {0:?}")]
     Unbound(Vec<u32>),
+    #[error(
+        "the upstream of databases {0:?} refuses to manage turnstile's users with the service credentials"
+    )]
+    Unmanaged(Vec<u32>),
 }
 
 /// The event type of a password change.
@@ -57,7 +61,26 @@ impl Control {
             .copied()
             .filter(|uid| self.inner.endpoints.addr(*uid).is_none())
             .collect();
-        if unbound.is_empty() { Ok(()) } else { Err(NotReady::Unbound(unbound)) }
+        if !unbound.is_empty() {
+            return Err(NotReady::Unbound(unbound));
+        }
+        let unmanaged: Vec<u32> = self
+            .inner
+            .endpoints
+            .all()
+            .into_iter()
+            .filter(|(_, ctx)| {
+                matches!(
+                    ctx.users.problem(),
+                    Some(crate::proxy::users::ManageError::Upstream(
+                        crate::proxy::UpstreamError::CannotManage
+                            | crate::proxy::UpstreamError::ServiceRefused
+                    ))
+                )
+            })
+            .map(|(uid, _)| uid)
+            .collect();
+        if unmanaged.is_empty() { Ok(()) } else { Err(NotReady::Unmanaged(unmanaged)) }
     }
 
     /// Adds an administrative event to `next`, the state about to be committed.

@@ -29,6 +29,14 @@ pub struct BdbStats {
     /// The upstream closed a connection that was owed replies, or refused the
     /// service credentials.
     pub upstream_lost: AtomicU64,
+    /// `-NOPERM` replies Redis gave clients on their own connections (those on
+    /// lanes are counted by the lanes, see `Lanes::noperm`).
+    pub noperm: AtomicU64,
+}
+
+/// Whether a reply is Redis's ACL refusal: its type and first bytes.
+pub fn is_noperm(kind: u8, head: &[u8]) -> bool {
+    kind == b'-' && head.starts_with(b"NOPERM")
 }
 
 /// Bumps a counter. Relaxed: counters are only read by scrapes, which need no

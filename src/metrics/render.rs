@@ -85,6 +85,14 @@ fn bdbs(control: &Control, e: &mut Exposition) {
         }
     }
     e.family(
+        "turnstile_bdb_noperm_total",
+        "counter",
+        "Commands Redis refused for lack of rights (-NOPERM), per database.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        e.sample("turnstile_bdb_noperm_total", &[("bdb", uid)], get(&c.stats.noperm) + c.lanes.noperm());
+    }
+    e.family(
         "turnstile_bdb_upstream_errors_total",
         "counter",
         "Upstream failures seen by clients, per database.",

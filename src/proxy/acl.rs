@@ -76,6 +76,33 @@ pub fn getuser(details: &OwnedFrame, resp3: bool) -> Bytes {
     b.freeze()
 }
 
+/// A `CLIENT INFO` reply (`$` in RESP2, a verbatim `=` string in RESP3) with its
+/// `user=<from>` field shown as `user=<to>`; anything else (an error) unchanged.
+pub fn rewrite_user(reply: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let Some(kind @ (b'$' | b'=')) = reply.first().copied() else { return reply.to_vec() };
+    let Some(eol) = reply.windows(2).position(|w| w == b"\r\n") else { return reply.to_vec() };
+    let body = &reply[eol + 2..reply.len().saturating_sub(2)];
+    let needle = format!("user={from}");
+    let Some(at) = body.windows(needle.len()).position(|w| w == needle.as_bytes()) else {
+        return reply.to_vec();
+    };
+    let end = at + needle.len();
+    // Only a whole field: the name must end at a space or a line end.
+    if body.get(end).is_some_and(|c| !c.is_ascii_whitespace()) {
+        return reply.to_vec();
+    }
+    let mut new_body = Vec::with_capacity(body.len() + to.len());
+    new_body.extend_from_slice(&body[..at]);
+    new_body.extend_from_slice(b"user=");
+    new_body.extend_from_slice(to.as_bytes());
+    new_body.extend_from_slice(&body[end..]);
+    let mut out = BytesMut::with_capacity(new_body.len() + 16);
+    header(&mut out, kind, new_body.len());
+    out.put_slice(&new_body);
+    out.put_slice(b"\r\n");
+    out.to_vec()
+}
+
 fn text(f: &OwnedFrame) -> Option<&str> {
     match f {
         OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => std::str::from_utf8(b).ok(),
@@ -153,5 +180,16 @@ mod tests {
         assert!(r3.starts_with(b"%4\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$9\r\npasswords\r\n*0\r\n"));
         assert!(r3.ends_with(b"$9\r\nselectors\r\n*1\r\n%1\r\n$8\r\ncommands\r\n$4\r\n+get\r\n"));
         assert_eq!(&null(true)[..], b"_\r\n");
+        let info = b"$47\r\nid=3 addr=x user=__turnstile:ab:1:default resp=2\n\r\n";
+        assert_eq!(
+            rewrite_user(info, "__turnstile:ab:1:default", "default"),
+            b"$30\r\nid=3 addr=x user=default resp=2\n\r\n"
+        );
+        let v = b"=51\r\ntxt:id=3 addr=x user=__turnstile:ab:1:default resp=3\n\r\n";
+        assert_eq!(
+            rewrite_user(v, "__turnstile:ab:1:default", "alice"),
+            b"=32\r\ntxt:id=3 addr=x user=alice resp=3\n\r\n"
+        );
+        assert_eq!(rewrite_user(b"-ERR x\r\n", "a", "b"), b"-ERR x\r\n");
     }
 }

@@ -60,23 +60,27 @@ pub fn login_request(cred: &Credential, resp3: bool) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// Connects to `upstream` and logs the session in as `cred`, bounded by the
-/// connect timeout as a whole.
+/// Connects to `upstream` and logs the session in as `cred`, each step bounded
+/// by the connect timeout.
 pub async fn open(
     upstream: &Upstream,
     cred: &Credential,
     resp3: bool,
 ) -> Result<(UpstreamRead, UpstreamWrite), UpstreamError> {
-    let session = async {
-        let stream = upstream.connect().await.map_err(|e| {
-            tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
-            UpstreamError::Unavailable
-        })?;
-        let (mut reader, mut writer) = stream.into_split();
-        login(&mut reader, &mut writer, cred, resp3).await?;
-        Ok((reader, writer))
-    };
-    tokio::time::timeout(upstream.connect_timeout, session).await.unwrap_or(Err(UpstreamError::Unavailable))
+    let stream = upstream.connect().await.map_err(|e| {
+        tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
+        UpstreamError::Unavailable
+    })?;
+    let (mut reader, mut writer) = stream.into_split();
+    let login = login(&mut reader, &mut writer, cred, resp3);
+    match tokio::time::timeout(upstream.connect_timeout, login).await {
+        Ok(Ok(())) => Ok((reader, writer)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            tracing::warn!(upstream = %upstream.address, "upstream did not answer the login in time");
+            Err(UpstreamError::Unavailable)
+        }
+    }
 }
 
 /// Sends the login on a fresh session and checks its replies; nothing may follow

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,8 @@ pub struct Lanes {
     opening: tokio::sync::Mutex<()>,
     /// When the last attempt to open one failed, and why.
     failed: Mutex<Option<(Instant, UpstreamError)>>,
+    /// `-NOPERM` replies the lanes carried.
+    noperm: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -123,6 +125,11 @@ impl Lanes {
     /// Lanes running now.
     pub fn open(&self) -> usize {
         self.lock().values().flatten().flatten().filter(|l| l.is_open()).count()
+    }
+
+    /// `-NOPERM` replies the lanes carried so far.
+    pub fn noperm(&self) -> u64 {
+        self.noperm.load(Ordering::Relaxed)
     }
 
     /// Lanes running now for one rule and protocol.
@@ -172,7 +179,7 @@ impl Lanes {
         {
             return Err(e);
         }
-        match open(upstream, grant, resp3, users).await {
+        match open(upstream, grant, resp3, users, Arc::clone(&self.noperm)).await {
             Ok(lane) => {
                 let mut slots = self.lock();
                 let slots = slots.entry(key).or_default();
@@ -194,6 +201,7 @@ async fn open(
     grant: &Grant,
     resp3: bool,
     users: &UpstreamUsers,
+    noperm: Arc<AtomicU64>,
 ) -> Result<Lane, UpstreamError> {
     // A lane relies on reading the socket's readiness, which TLS does not expose.
     if upstream.tls {
@@ -204,7 +212,7 @@ async fn open(
         return Err(UpstreamError::Unavailable);
     };
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(reader, writer, rx, upstream.pool.idle));
+    tokio::spawn(run(reader, writer, rx, upstream.pool.idle, noperm));
     tracing::debug!(upstream = %upstream.address, rule = ?grant.key, "shared upstream connection opened");
     Ok(Lane { tx, upstream: Arc::clone(upstream), key: grant.key, resp3 })
 }
@@ -219,9 +227,15 @@ struct InFlight {
 /// and hands replies out as they are read, until the connection fails or the lane
 /// is no longer wanted. Reading never waits for writing and vice versa, so Redis
 /// can always make progress.
-async fn run(reader: OwnedReadHalf, writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Batch>, idle: Duration) {
+async fn run(
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Batch>,
+    idle: Duration,
+    noperm: Arc<AtomicU64>,
+) {
     let mut owed = VecDeque::new();
-    let result = pump(reader, writer, &mut rx, &mut owed, idle).await;
+    let result = pump(reader, writer, &mut rx, &mut owed, idle, &noperm).await;
     if let Err(e) = &result {
         tracing::debug!(error = %e, owed = owed.len(), "shared upstream connection ended");
     }
@@ -242,6 +256,7 @@ async fn pump(
     rx: &mut mpsc::Receiver<Batch>,
     owed: &mut VecDeque<InFlight>,
     idle: Duration,
+    noperm: &AtomicU64,
 ) -> std::io::Result<()> {
     // Checked every `idle`: a lane that took no batch over a whole period closes.
     // An interval made once costs nothing per request, unlike a timer reset on
@@ -286,7 +301,7 @@ async fn pump(
                 if read? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
-                split(&buf, &mut scanner, owed, &mut deliveries)?;
+                split(&buf, &mut scanner, owed, &mut deliveries, noperm)?;
                 let bytes = buf.split().freeze();
                 for (mailbox, range, replies, whole) in deliveries.drain(..) {
                     let d = Delivery { bytes: bytes.slice(range), replies, whole };
@@ -348,6 +363,7 @@ fn split(
     scanner: &mut ReplyScanner,
     owed: &mut VecDeque<InFlight>,
     deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64, bool)>,
+    noperm: &AtomicU64,
 ) -> std::io::Result<()> {
     let (mut pos, mut start, mut done) = (0, 0, 0);
     while pos < buf.len() {
@@ -357,8 +373,9 @@ fn split(
         let (n, info) =
             scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("upstream reply not understood"))?;
         pos += n;
-        if info.is_none() {
-            continue;
+        let Some(info) = info else { continue };
+        if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
+            crate::metrics::inc(noperm);
         }
         done += 1;
         head.remaining -= 1;

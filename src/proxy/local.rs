@@ -99,6 +99,7 @@ impl ClientHalf {
                 }
                 return self.forward_rewritten(&out).await;
             }
+            Command::ClientInfo if authenticated => return self.client_info(args.len()).await,
             // EXEC refused for lack of authentication aborts the transaction: Redis
             // says so in EXECABORT's words.
             Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
@@ -147,6 +148,42 @@ impl ClientHalf {
         let bytes = encode::command(&refs);
         let entry = self.expectation(Command::Other, args.len());
         Ok(if self.forward_own(entry, &bytes).await? { Flow::Continue } else { Flow::Stop })
+    }
+
+    /// `CLIENT INFO`, answered by Redis about the client's own connection, with the
+    /// client's name where Redis would show turnstile's upstream user. Inside a
+    /// transaction Redis would answer only at EXEC, where turnstile cannot rewrite
+    /// it: refused there as a rule without it would be.
+    async fn client_info(&mut self, argc: usize) -> std::io::Result<Flow> {
+        if argc != 2 {
+            self.local(acl::arity("client|info"));
+            return Ok(Flow::Continue);
+        }
+        if self.in_multi {
+            self.local(acl::noperm("client|info"));
+            return Ok(Flow::Continue);
+        }
+        if !self.refresh_grant() {
+            self.push(Entry::Close);
+            return Ok(Flow::Stop);
+        }
+        self.dirty = true;
+        if !self.ensure_upstream().await? || (self.needs_login() && !self.ensure_login().await?) {
+            return Ok(Flow::Stop);
+        }
+        let from = match &self.conn {
+            Conn::Own(own) => own.login.as_ref().map(|(_, c)| Arc::clone(&c.name)),
+            _ => None,
+        };
+        let (Some(from), Some(id)) = (from, self.identity.as_ref()) else { return Ok(Flow::Continue) };
+        let to: Arc<str> = Arc::from(id.name());
+        let silent = match self.expectation(Command::Other, argc) {
+            Entry::Replies { silent, .. } => silent,
+            _ => false,
+        };
+        self.plan_entry(Entry::Rewrite { from, to, silent }).await;
+        self.write_own(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nINFO\r\n").await?;
+        Ok(Flow::Continue)
     }
 
     /// The credential of the client's rule (its upstream user made if needed).

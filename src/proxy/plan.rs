@@ -35,6 +35,9 @@ pub enum Entry {
     /// UNSUBSCRIBE without arguments: one confirmation per current subscription of
     /// that kind (at least one), known only when the relay gets there.
     UnsubscribeAll { kind: SubKind, silent: bool },
+    /// One reply from the upstream, passed on with `user=<from>` shown as
+    /// `user=<to>` (`CLIENT INFO`: turnstile's upstream user name is never shown).
+    Rewrite { from: Arc<str>, to: Arc<str>, silent: bool },
     /// Everything up to and including the upstream's `+RESET`.
     AwaitReset,
     /// The upstream's `+OK` to the service AUTH turnstile sent: not the client's.
@@ -58,6 +61,7 @@ impl std::fmt::Debug for Entry {
         match self {
             Self::Replies { n, tag, silent } => write!(f, "Replies({n}, {tag:?}, silent: {silent})"),
             Self::UnsubscribeAll { kind, silent } => write!(f, "UnsubscribeAll({kind:?}, silent: {silent})"),
+            Self::Rewrite { silent, .. } => write!(f, "Rewrite(silent: {silent})"),
             Self::AwaitReset => f.write_str("AwaitReset"),
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),

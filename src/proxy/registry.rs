@@ -8,11 +8,15 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
+use crate::authz::RuleKey;
 
 /// One registered connection.
 #[derive(Debug)]
 pub struct SessionSlot {
     identity: Mutex<Option<Identity>>,
+    /// The rule whose upstream user the connection's own upstream connection is
+    /// logged in as, if it has one: a change of the identity's rule closes it.
+    own_rule: Mutex<Option<RuleKey>>,
     kill: CancellationToken,
 }
 
@@ -24,6 +28,15 @@ impl SessionSlot {
 
     fn identity(&self) -> Option<Identity> {
         self.identity.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records whom the connection's own upstream connection is logged in as.
+    pub fn set_own_rule(&self, rule: Option<RuleKey>) {
+        *self.own_rule.lock().unwrap_or_else(|p| p.into_inner()) = rule;
+    }
+
+    fn own_rule(&self) -> Option<RuleKey> {
+        *self.own_rule.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -50,7 +63,7 @@ impl Sessions {
     /// Registers a connection; `kill` ends it.
     pub fn register(&self, kill: CancellationToken) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(SessionSlot { identity: Mutex::new(None), kill });
+        let slot = Arc::new(SessionSlot { identity: Mutex::new(None), own_rule: Mutex::new(None), kill });
         self.map.insert(id, Arc::clone(&slot));
         Registration { sessions: self, id, slot }
     }
@@ -68,6 +81,22 @@ impl Sessions {
         let mut closed = 0;
         for e in self.map.iter() {
             if e.identity().as_ref().is_some_and(&mut matches) {
+                e.kill.cancel();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// Closes every authenticated connection `revoked` selects, given its
+    /// identity and the rule its own upstream connection is logged in as (if it
+    /// has one); returns how many.
+    pub fn close_revoked(&self, mut revoked: impl FnMut(&Identity, Option<RuleKey>) -> bool) -> usize {
+        let mut closed = 0;
+        for e in self.map.iter() {
+            if let Some(id) = e.identity()
+                && revoked(&id, e.own_rule())
+            {
                 e.kill.cancel();
                 closed += 1;
             }

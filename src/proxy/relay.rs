@@ -95,6 +95,8 @@ pub struct Relay<W> {
     swallowing: bool,
     /// Dropping the bytes of the frame being scanned (replies the client turned off).
     dropping: bool,
+    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`).
+    capturing: Option<Vec<u8>>,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
@@ -125,6 +127,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             current: None,
             swallowing: false,
             dropping: false,
+            capturing: None,
             opaque: false,
             ctx: None,
             mailbox: None,
@@ -305,7 +308,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     break Flow::Continue;
                 }
                 // Replies the stream cannot be followed for are simply passed on.
-                Entry::Replies { .. } | Entry::AwaitReset | Entry::Swallow if self.opaque => {}
+                Entry::Replies { .. } | Entry::AwaitReset | Entry::Swallow | Entry::Rewrite { .. }
+                    if self.opaque => {}
                 other => {
                     self.current = Some(other);
                     break Flow::Continue;
@@ -350,6 +354,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     self.dropping = true;
+                } else if matches!(self.current, Some(Entry::Rewrite { .. }))
+                    && self.capturing.is_none()
+                    && !self.may_be_out_of_band(self.buf[pos])
+                {
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    self.capturing = Some(Vec::new());
                 }
             }
             let scanner = self.scanner.get_or_insert_with(Default::default);
@@ -361,11 +372,32 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     continue;
                 }
             };
+            if let Some(held) = self.capturing.as_mut() {
+                // A CLIENT INFO line is small; anything past 64 KiB is not one.
+                if held.len() + n > 64 * 1024 {
+                    self.opaque = true;
+                    self.client.write_all(held).await?;
+                    self.capturing = None;
+                } else {
+                    held.extend_from_slice(&self.buf[pos..pos + n]);
+                    flushed = pos + n;
+                }
+            }
             pos += n;
             if self.swallowing || self.dropping {
                 flushed = pos;
             }
             let Some(info) = info else { continue };
+            if let Some(held) = self.capturing.take()
+                && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
+            {
+                self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?;
+            }
+            if let Some(ctx) = &self.ctx
+                && crate::metrics::is_noperm(info.kind, info.head.bytes())
+            {
+                crate::metrics::inc(&ctx.stats.noperm);
+            }
             self.dropping = false;
             if self.swallowing {
                 self.swallowing = false;
@@ -459,6 +491,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     return true;
                 }
                 false
+            }
+            Some(Entry::Rewrite { .. }) => {
+                self.current = None;
+                true
             }
             Some(Entry::AwaitReset) => {
                 if info.kind == b'+' && info.head.eq_ignore_case(b"RESET") {

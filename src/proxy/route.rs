@@ -178,6 +178,7 @@ impl ClientHalf {
             && let Some(conn) = self.ctx.pool.take(&upstream, grant.key)
         {
             self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
+            self.slot.set_own_rule(Some(grant.key));
             let writer = super::io::UpstreamWrite::Tcp(conn.writer);
             self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
             return self.resume_resp3().await;
@@ -185,6 +186,7 @@ impl ClientHalf {
         match self.ctx.users.session(&upstream, &grant, false).await {
             Ok((reader, writer, cred)) => {
                 self.push(Entry::Attach(reader));
+                self.slot.set_own_rule(Some(grant.key));
                 self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
                 self.resume_resp3().await
             }
@@ -221,6 +223,7 @@ impl ClientHalf {
         self.push(Entry::Swallow);
         let auth = cred.auth_command();
         self.write_own(&auth).await?;
+        self.slot.set_own_rule(Some(grant.key));
         if let Conn::Own(own) = &mut self.conn {
             own.login = Some((grant, cred));
         }

@@ -207,6 +207,28 @@ impl UpstreamUsers {
         self.pass(upstream, wanted, true).await
     }
 
+    /// Whether the upstream accepts `rule` (checked on a user that is off, made and
+    /// deleted at once, so no live user changes).
+    pub async fn check_rule(&self, upstream: &Arc<Upstream>, rule: &str) -> Result<(), ManageError> {
+        let probe = format!("{}probe", self.prefix());
+        let check = async {
+            let mut s = Session::open(upstream).await?;
+            let rules = denials::upstream_rules(rule);
+            let mut args: Vec<&[u8]> =
+                vec![b"ACL", b"SETUSER", probe.as_bytes(), b"reset", b"off", b"resetchannels"];
+            args.extend(rules.iter().map(|r| r.as_bytes()));
+            let outcome = match s.call(&args).await? {
+                OwnedFrame::SimpleString(_) => Ok(()),
+                OwnedFrame::Error(e) if e.starts_with("NOPERM") => Err(UpstreamError::CannotManage.into()),
+                OwnedFrame::Error(e) => Err(ManageError::RuleRefused(e)),
+                _ => Err(UpstreamError::Lost.into()),
+            };
+            s.call(&[b"ACL", b"DELUSER", probe.as_bytes()]).await?;
+            outcome
+        };
+        tokio::time::timeout(MANAGE_TIMEOUT, check).await.unwrap_or(Err(UpstreamError::Unavailable.into()))
+    }
+
     /// The last management failure, if the last pass failed.
     pub fn problem(&self) -> Option<ManageError> {
         self.problem.lock().unwrap_or_else(|p| p.into_inner()).clone()

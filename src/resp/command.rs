@@ -23,6 +23,8 @@ pub enum Command {
     AclDryrun,
     /// `CONFIG GET`: forwarded with its patterns narrowed to non-secret parameters.
     ConfigGet,
+    /// `CLIENT INFO`: forwarded, its `user=` field shown as the client's own name.
+    ClientInfo,
     Quit,
     Reset,
     Subscribe(SubKind),
@@ -79,6 +81,7 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"config" if is_sub(b"get") => Command::ConfigGet,
         b"client" if is_sub(b"reply") => Command::ClientReply,
         b"client" if is_sub(b"setinfo") => Command::ClientSetinfo,
+        b"client" if is_sub(b"info") => Command::ClientInfo,
         b"client" if is_sub(b"maint_notifications") => Command::ClientMaintNotifications,
         b"subscribe" => Command::Subscribe(SubKind::Channel),
         b"psubscribe" => Command::Subscribe(SubKind::Pattern),
@@ -124,6 +127,7 @@ pub fn must_be_whole(cmd: Command) -> bool {
             | Command::AclGetuser
             | Command::AclDryrun
             | Command::ConfigGet
+            | Command::ClientInfo
             | Command::ClientReply
             | Command::ClientMaintNotifications
     )

@@ -66,7 +66,8 @@ pub struct Event {
     /// AUTH written with a later change before that change.
     pub time_ms: u64,
     /// `password_added`, `password_removed`, `passwords_replaced`, `bdb_created`,
-    /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`, `auth_failed`,
+    /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`,
+    /// `redis_acl_created`, `redis_acl_updated`, `redis_acl_deleted`, `auth_failed`,
     /// `address_throttled`, `auth_failures_dropped`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -82,6 +83,9 @@ pub struct Event {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_uid: Option<u32>,
+    /// The `redis_acl` concerned (`redis_acl_created`, `…_updated`, `…_deleted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_acl_uid: Option<u32>,
     /// The client's address (data-path events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,

@@ -20,6 +20,24 @@ pub struct State {
     /// The event log (`GET /v1/logs`); absent in stores written before it existed.
     #[serde(default)]
     pub events: super::events::EventLog,
+    /// turnstile's secret for its upstream ACL users (absent before authorization
+    /// existed: made on the next start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_users: Option<UpstreamUsersRecord>,
+}
+
+/// The instance id and key from which turnstile's upstream user names and
+/// passwords are derived (see `authz::Secret`). Secret: the store only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamUsersRecord {
+    pub instance: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for UpstreamUsersRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamUsersRecord").field("instance", &self.instance).finish_non_exhaustive()
+    }
 }
 
 impl Default for State {
@@ -33,6 +51,7 @@ impl Default for State {
             redis_acls: BTreeMap::new(),
             bdbs: BTreeMap::new(),
             events: super::events::EventLog::default(),
+            upstream_users: None,
         }
     }
 }
