@@ -317,6 +317,67 @@ fn cases() -> Vec<Case> {
                 &["ACL", "GETUSER", "bob"],
             ],
         ),
+        // ---- Switching identity on one connection: the rights follow the last AUTH.
+        c(
+            "switch: AUTH to another user on a lane",
+            "alice",
+            &[
+                &["SET", "cache:sw", "x"],
+                &["AUTH", "bob", USER_PW],
+                &["SET", "cache:sw", "x"],
+                &["ACL", "WHOAMI"],
+                &["AUTH", "alice", USER_PW],
+                &["GET", "cache:sw"],
+                &["SET", "cache:sw", "y"],
+                &["ACL", "WHOAMI"],
+            ],
+        ),
+        c(
+            "switch: AUTH on a connection of its own keeps its database",
+            "bob",
+            &[
+                &["SELECT", "1"],
+                &["SET", "k:db1", "v"],
+                &["AUTH", "gina", USER_PW],
+                &["GET", "k:db1"],
+                &["SET", "k:db1", "w"],
+                &["AUTH", "alice", USER_PW],
+                &["GET", "cache:1"],
+                &["SET", "cache:1", "w"],
+            ],
+        ),
+        c(
+            "switch: a failed AUTH keeps the rights",
+            "alice",
+            &[&["AUTH", "bob", "wrong"], &["SET", "cache:1", "x"], &["ACL", "WHOAMI"]],
+        ),
+        c(
+            "switch: RESET, then another user",
+            "bob",
+            &[
+                &["SET", "bob:r", "1"],
+                &["RESET"],
+                &["GET", "bob:r"],
+                &["AUTH", "alice", USER_PW],
+                &["SET", "cache:1", "x"],
+                &["GET", "cache:1"],
+            ],
+        ),
+        c(
+            "switch: HELLO 3 AUTH to another user",
+            "alice",
+            &[
+                &["HELLO", "3", "AUTH", "bob", USER_PW],
+                &["SET", "bob:h", "1"],
+                &["HELLO", "2", "AUTH", "alice", USER_PW],
+                &["SET", "bob:h", "2"],
+            ],
+        ),
+        c(
+            "switch: a moved user keeps its subscriptions' rules",
+            "carol",
+            &[&["SELECT", "0"], &["AUTH", "bob", USER_PW], &["SUBSCRIBE", "news:9"]],
+        ),
         // Last: a pattern subscription would count in later PUBLISH cases of news:*.
         c(
             "channels: PSUBSCRIBE the allowed pattern",
