@@ -765,3 +765,52 @@ async fn a_control_credential_that_cannot_manage_users_stops_the_start() {
     assert!(stderr.to_lowercase().contains("user"), "the message says why: {stderr:?}");
     assert!(!stderr.contains(weak_pw), "the credential is not printed: {stderr:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_never_mix_on_shared_or_reused_connections() {
+    let stack = Stack::start().await;
+    let (app, app_acl) = stack.role_with_rule("app", "+@all ~*").await;
+    let (reader, reader_acl) = stack.role_with_rule("reader", "+@read +@connection +acl|whoami ~*").await;
+    stack.user("app", &[app]).await;
+    stack.user("reader", &[reader]).await;
+    stack.grant(&[(app, app_acl), (reader, reader_acl)]).await;
+    let db = stack.db();
+
+    // Clients of both rules, RESP2 and RESP3, pipelining at once on the lanes.
+    let mut tasks = Vec::new();
+    for c in 0..8 {
+        let (db, user, resp3) = (db.clone(), if c % 2 == 0 { "app" } else { "reader" }, c % 4 >= 2);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(&db).await;
+            conn.send(&login(user, resp3)).await;
+            conn.reply().await;
+            let mut pipeline = Vec::new();
+            for i in 0..50 {
+                let key = format!("k:{c}:{i}");
+                pipeline.extend(cmd_bytes(&["SET", &key, "v"]));
+                pipeline.extend(cmd_bytes(&["GET", &key]));
+            }
+            conn.send(&pipeline).await;
+            let null = if resp3 { "_\r\n" } else { "$-1\r\n" };
+            let one = if user == "app" { format!("{OK}$1\r\nv\r\n") } else { format!("{NOPERM_SET}{null}") };
+            assert_eq!(show(&conn.replies(100).await), one.repeat(50), "{user} (RESP3: {resp3})");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // Connections of their own go back to the pool and are taken again: never with
+    // the rights of the client before.
+    for round in 0..4 {
+        for (user, set) in [("app", OK), ("reader", NOPERM_SET)] {
+            let what = format!("{user}, round {round}");
+            let mut c = authed(&db, user).await;
+            assert_cmd(&mut c, &["SELECT", "0"], OK, &what).await;
+            assert_cmd(&mut c, &["SET", "k", "v"], set, &what).await;
+            assert_cmd(&mut c, &["ACL", "WHOAMI"], &bulk(user), &what).await;
+            assert_eq!(show(&c.cmd(&["QUIT"]).await), OK);
+            c.read_to_close().await;
+        }
+    }
+}
