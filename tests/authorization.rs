@@ -3,10 +3,12 @@
 //! subcommands, INFO, HELLO…) shows the upstream's password, turnstile's upstream
 //! users, their hashes or their passwords — for the default user and a `+@all ~*`
 //! user, on a lane, on a connection of its own (SELECT, MULTI), in RESP2 and RESP3,
-//! pipelined or not. Rules and roles change live (next command; pinned connections of
-//! a moved user closed; a user no longer admitted cut off), an upstream restarted
-//! without its ACL gets turnstile's users back, a control credential that cannot
-//! manage users stops the start (exit 64), and rule strings are validated.
+//! pipelined or not; nor do the trace logs. Rules and roles change live (next
+//! command; pinned connections of a moved user closed; a user no longer admitted cut
+//! off), clients of different rules never share rights on lanes or pooled
+//! connections, an upstream restarted without its ACL gets turnstile's users back,
+//! two turnstiles on one upstream keep their own users, a control credential that
+//! cannot manage users stops the start (exit 64), and rule strings are validated.
 
 mod common;
 
@@ -812,5 +814,53 @@ async fn rules_never_mix_on_shared_or_reused_connections() {
             assert_eq!(show(&c.cmd(&["QUIT"]).await), OK);
             c.read_to_close().await;
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turnstiles_upstream_secrets_never_reach_its_logs() {
+    let mut upstream = Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("redis://:{SVC}@{}", upstream.addr());
+    let p = Process::start_tracing(dir.path(), &url).await;
+    api_ok(&p, "PUT", "/v1/bdbs/1/passwords", json!({ "password": DEFAULT_PW })).await;
+    let (role, acl) = role_with_rule(&p, "app", "+@all ~*").await;
+    user(&p, "app", &[role]).await;
+    grant(&p, &[(role, acl)]).await;
+    let db = p.bdb(1);
+    for who in ["app", "default"] {
+        assert_cmd(&mut authed(&db, who).await, &["SET", "k", "v"], OK, who).await;
+    }
+    api_ok(&p, "PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": "+@all -flushall ~*"})).await;
+    // Users made again after a restart of the upstream, and a pinned client.
+    upstream.restart();
+    eventually("app works again", SOON, || async {
+        let mut c = Conn::connect(&db).await;
+        c.send(&login("app", false)).await;
+        c.reply().await;
+        try_cmd(&mut c, &["SET", "k", "v"]).await.filter(|r| show(r) == OK)
+    })
+    .await;
+    let mut own = authed(&db, "default").await;
+    assert_cmd(&mut own, &["SELECT", "0"], OK, "pinned").await;
+    drop(own);
+
+    let mut service = service_conn(&upstream).await;
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data").join("state.json")).unwrap()).unwrap();
+    let key = state["upstream_users"]["secret"].as_str().unwrap().to_string();
+    let mut secrets = vec![SVC.to_string(), key.clone()];
+    for (name, hashes) in upstream_users(&mut service).await {
+        if name.starts_with(USER_PREFIX) {
+            secrets.push(derive_password(&key, &name).unwrap());
+            secrets.extend(hashes);
+        }
+    }
+    assert!(secrets.len() >= 6, "two internal users at least: {}", secrets.len());
+    drop(p);
+    let log = std::fs::read_to_string(dir.path().join("turnstile.log")).unwrap();
+    assert!(log.contains("TRACE") && log.len() > 10_000, "trace logs were captured");
+    for s in &secrets {
+        assert!(!log.contains(s.as_str()), "a secret ({}…) is in the trace logs", &s[..4]);
     }
 }
