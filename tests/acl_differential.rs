@@ -3,8 +3,9 @@
 //! that rule on the user's role get the same bytes back, case by case, on fresh
 //! connections, for allowed and denied commands, keys (`~`, `%R~`, `%W~`), channels,
 //! transactions, scripts, `SORT … BY`, selectors, the `ACL` subcommands a client
-//! may use, and identity switches (AUTH, RESET, HELLO AUTH) on one connection. The oracle's users also get `turnstile::authz::FIXED_DENIALS` (at the root
-//! and in every selector), as turnstile's upstream users do.
+//! may use, and identity switches (AUTH, RESET, HELLO AUTH) on one connection. The
+//! oracle's users also get `turnstile::authz::FIXED_DENIALS` (at the root and in
+//! every selector), as turnstile's upstream users do.
 //!
 //! Not compared here: `ACL USERS` / `ACL LIST` (they list this database's users, not
 //! the server's: `tests/authorization.rs` checks them), and `CONFIG GET` of patterns
