@@ -98,6 +98,7 @@ fn cases() -> Vec<Case> {
         c("read: PING is not @read", "alice", &[&["PING"]]),
         c("read: ACL WHOAMI not granted", "alice", &[&["ACL", "WHOAMI"]]),
         c("read: ACL CAT not granted", "alice", &[&["ACL", "CAT"]]),
+        c("read: CLIENT INFO not granted", "alice", &[&["CLIENT", "INFO"], &["CLIENT", "ID"]]),
         c("read: CONFIG GET not granted", "alice", &[&["CONFIG", "GET", "maxmemory"]]),
         c("read: MULTI not granted", "alice", &[&["MULTI"], &["SET", "cache:1", "y"], &["EXEC"]]),
         c("read: SUBSCRIBE not granted", "alice", &[&["SUBSCRIBE", "news:1"], &["GET", "cache:1"]]),
