@@ -173,6 +173,17 @@ fn cases() -> Vec<Case> {
             &[&["ACL", "DRYRUN", "Alice", "GET", "cache:1"]],
         ),
         c("all: ACL DRYRUN with a wrong arity", "bob", &[&["ACL", "DRYRUN", "alice", "GET"]]),
+        c(
+            "all: CLIENT REPLY",
+            "bob",
+            &[
+                &["CLIENT", "REPLY", "OFF"],
+                &["SET", "bob:cr", "1"],
+                &["CLIENT", "REPLY", "ON"],
+                &["GET", "bob:cr"],
+            ],
+        )
+        .replies(2),
         c("all: EVAL", "bob", &[&["EVAL", GET_KEY, "1", "cache:1"]]),
         c("all: RESP3 channel denied", "bob", &[&["SUBSCRIBE", "ch"], &["ACL", "WHOAMI"]]).resp3(),
         // ---- carol: +@all ~cache:* &news:*
@@ -287,6 +298,43 @@ fn cases() -> Vec<Case> {
             &[&["EVAL", "return redis.call('set', KEYS[1], 'x')", "1", "f:1"]],
         ),
         c("few commands: RESP3", "frank", &[&["GET", "f:1"], &["PING"]]).resp3(),
+        c(
+            "few commands: what turnstile answers itself",
+            "frank",
+            &[&["CLIENT", "REPLY", "OFF"], &["GET", "f:1"], &["CLIENT", "REPLY", "SKIP"], &["GET", "f:1"]],
+        ),
+        c(
+            "few commands: CLIENT subcommands turnstile knows",
+            "frank",
+            &[
+                &["CLIENT", "SETINFO", "lib-name", "x"],
+                &["CLIENT", "MAINT_NOTIFICATIONS", "on"],
+                &["CLIENT", "INFO"],
+                &["CLIENT", "ID"],
+            ],
+        ),
+        c(
+            "few commands: connection state",
+            "frank",
+            &[
+                &["SELECT", "0"],
+                &["CLIENT", "SETNAME", "x"],
+                &["WATCH", "f:1"],
+                &["SUBSCRIBE", "ch"],
+                &["GET", "f:1"],
+            ],
+        ),
+        c(
+            "few commands: HELLO SETNAME",
+            "frank",
+            &[
+                &["HELLO", "3", "AUTH", "frank", USER_PW, "SETNAME", "myname"],
+                &["GET", "f:1"],
+                &["CLIENT", "GETNAME"],
+                &["HELLO", "2", "SETNAME", "other"],
+                &["GET", "f:1"],
+            ],
+        ),
         // ---- gina: +@all -@dangerous ~* &*
         c("no dangerous: ACL WHOAMI and CAT", "gina", &[&["ACL", "WHOAMI"], &["ACL", "CAT"]]),
         c("no dangerous: ACL DRYRUN", "gina", &[&["ACL", "DRYRUN", "alice", "GET", "cache:1"]]),
