@@ -887,3 +887,55 @@ async fn turnstiles_upstream_secrets_never_reach_its_logs() {
         assert!(!log.contains(s.as_str()), "a secret ({}…) is in the trace logs", &s[..4]);
     }
 }
+
+/// Redis closes the subscribers whose channels a rule change revokes and keeps the
+/// others; turnstile's clients, whose subscriptions live on upstream connections of
+/// their rule's user, see the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_change_that_revokes_channels_closes_those_subscribers_as_redis_does() {
+    let oracle = Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]);
+    let mut oracle_admin = service_conn(&oracle).await;
+    oracle_user(&mut oracle_admin, "s", "+@all ~* &news:*", FIXED_DENIALS).await;
+    let stack = Stack::start().await;
+    let (role, acl) = stack.role_with_rule("s", "+@all ~* &news:*").await;
+    stack.user("s", &[role]).await;
+    stack.grant(&[(role, acl)]).await;
+
+    let mut sides = Vec::new();
+    for addr in [oracle.addr(), stack.db()] {
+        let mut exact = authed(&addr, "s").await;
+        assert_cmd(
+            &mut exact,
+            &["SUBSCRIBE", "news:1"],
+            "*3\r\n$9\r\nsubscribe\r\n$6\r\nnews:1\r\n:1\r\n",
+            &addr,
+        )
+        .await;
+        let mut pattern = authed(&addr, "s").await;
+        let psub = "*3\r\n$10\r\npsubscribe\r\n$6\r\nnews:*\r\n:1\r\n";
+        assert_cmd(&mut pattern, &["PSUBSCRIBE", "news:*"], psub, &addr).await;
+        sides.push((addr.clone(), exact, pattern, authed(&addr, "s").await));
+    }
+
+    let pw = format!(">{USER_PW}");
+    let rule = with_denials("+@all ~* &news:1", FIXED_DENIALS);
+    let mut args = vec!["ACL", "SETUSER", "s", "reset", "on", pw.as_str()];
+    args.extend(rule.iter().map(String::as_str));
+    assert_eq!(show(&oracle_admin.cmd(&args).await), OK);
+    stack.ok("PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": "+@all ~* &news:1"})).await;
+
+    let mut seen = Vec::new();
+    for (addr, mut exact, mut pattern, mut publisher) in sides {
+        let before_close = closed_within(&mut pattern, SOON).await.unwrap_or_else(|got| {
+            panic!("{addr}: the revoked pattern subscriber is still open ({:?})", show(&got))
+        });
+        assert_cmd(&mut publisher, &["PUBLISH", "news:1", "hi"], ":1\r\n", &addr).await;
+        let message = "*3\r\n$7\r\nmessage\r\n$6\r\nnews:1\r\n$2\r\nhi\r\n";
+        assert_eq!(show(&exact.reply().await), message, "{addr}: the kept subscriber");
+        let noperm =
+            "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n";
+        assert_cmd(&mut publisher, &["PUBLISH", "news:2", "hi"], noperm, &addr).await;
+        seen.push(show(&before_close));
+    }
+    assert_eq!(seen[0], seen[1], "what the closed subscriber got before the close (redis, turnstile)");
+}
