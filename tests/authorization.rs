@@ -939,3 +939,40 @@ async fn a_rule_change_that_revokes_channels_closes_those_subscribers_as_redis_d
     }
     assert_eq!(seen[0], seen[1], "what the closed subscriber got before the close (redis, turnstile)");
 }
+
+/// One rule granted on two databases with upstreams of their own: a change reaches
+/// both before the 200, and a refused one changes neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_two_databases_changes_on_both_or_neither() {
+    let (one, two) = (
+        Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]),
+        Redis::start(&["--requirepass", SVC, "--dir", &scratch_dir()]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let second = format!(
+        "[[bdbs]]\nuid = 2\nname = \"two\"\nlisten = \"127.0.0.1:0\"\nupstream = \"redis://:{SVC}@{}\"\n",
+        two.addr()
+    );
+    let url = format!("redis://:{SVC}@{}", one.addr());
+    let p = Process::start_with(dir.path(), &url, "", "", &second).await;
+    let (role, acl) = role_with_rule(&p, "app", "+@all ~*").await;
+    user(&p, "app", &[role]).await;
+    grant_on(&p, 1, &[(role, acl)]).await;
+    grant_on(&p, 2, &[(role, acl)]).await;
+    let mut clients = [authed(&p.bdb(1), "app").await, authed(&p.bdb(2), "app").await];
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_cmd(c, &["SET", "k", "v"], OK, &format!("bdb {}", i + 1)).await;
+    }
+    api_ok(&p, "PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": "+@all -set ~*"})).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_cmd(c, &["SET", "k", "v"], NOPERM_SET, &format!("bdb {} after the change", i + 1)).await;
+    }
+    // A rule the upstreams refuse changes neither database.
+    let body = r#"{"acl": "+@all ~* +nosuchcommand"}"#;
+    let (status, v) = p.curl("PUT", &format!("/v1/redis_acls/{acl}"), (ADMIN, ADMIN_PW), Some(body)).await;
+    assert_eq!(status, 400, "{v}");
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_cmd(c, &["SET", "k", "v"], NOPERM_SET, &format!("bdb {} after a refused change", i + 1)).await;
+        assert_cmd(c, &["GET", "k"], "$1\r\nv\r\n", &format!("bdb {} after a refused change", i + 1)).await;
+    }
+}

@@ -138,8 +138,13 @@ pub async fn user(p: &Process, name: &str, role_uids: &[u64]) -> u64 {
 
 /// `Stack::grant` on any turnstile process.
 pub async fn grant(p: &Process, pairs: &[(u64, u64)]) {
+    grant_on(p, 1, pairs).await
+}
+
+/// Database `bdb`'s `roles_permissions`, in this order: (role uid, acl uid).
+pub async fn grant_on(p: &Process, bdb: u32, pairs: &[(u64, u64)]) {
     let perms: Vec<Value> = pairs.iter().map(|(r, a)| json!({"role_uid": r, "redis_acl_uid": a})).collect();
-    let v = api_ok(p, "PUT", "/v1/bdbs/1", json!({ "roles_permissions": perms })).await;
+    let v = api_ok(p, "PUT", &format!("/v1/bdbs/{bdb}"), json!({ "roles_permissions": perms })).await;
     assert_eq!(v["roles_permissions"], json!(perms), "{v}");
 }
 
