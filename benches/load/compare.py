@@ -76,25 +76,19 @@ class Procs:
 targets_admin = [0]
 
 
-def start_targets(procs, tmp, turnstile_bin):
-    """Starts Redis and the three proxies; returns {name: (port, pid)}."""
-    targets = {}
-    redis_port = free_port()
-    redis = procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--requirepass", PASSWORD, "--maxclients", "20000"])
-    wait_port(redis_port, redis, "redis-server")
-    targets["redis (direct)"] = (redis_port, redis.pid)
-
+def start_turnstile(procs, tmp, turnstile_bin, redis_port, name):
+    """A turnstile in front of `redis_port`; returns (port, pid, admin port)."""
     port = free_port()
     admin_port = free_port()
-    cfg = os.path.join(tmp, "turnstile.toml")
+    data = os.path.join(tmp, f"{name}-data")
+    cfg = os.path.join(tmp, f"{name}.toml")
     with open(cfg, "w") as f:
         f.write(f"""
 [admin]
 listen = "127.0.0.1:{admin_port}"
 tls = false
 [store]
-dir = "{tmp}/turnstile-data"
+dir = "{data}"
 [[bdbs]]
 uid = 1
 name = "bench"
@@ -106,10 +100,27 @@ default_password_env = "BENCH_APP_PASSWORD"
     env = dict(os.environ, BENCH_UPSTREAM_PASSWORD=PASSWORD, BENCH_APP_PASSWORD=PASSWORD,
                TURNSTILE_ADMIN_PASSWORD=ADMIN_PASSWORD, TURNSTILE_LOG="warn")
     t = procs.start([turnstile_bin, "--config", cfg], env=env)
-    wait_port(port, t, "turnstile")
-    wait_port(admin_port, t, "turnstile's admin API")
-    targets["turnstile"] = (port, t.pid)
+    wait_port(port, t, name)
+    wait_port(admin_port, t, f"{name}'s admin API")
+    return port, t.pid, admin_port
+
+
+def start_targets(procs, tmp, turnstile_bin, baseline=None):
+    """Starts Redis and the three proxies (and a baseline turnstile, to compare two
+    builds in one run); returns {name: (port, pid)}."""
+    targets = {}
+    redis_port = free_port()
+    redis = procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--requirepass", PASSWORD, "--maxclients", "20000"])
+    wait_port(redis_port, redis, "redis-server")
+    targets["redis (direct)"] = (redis_port, redis.pid)
+
+    port, pid, admin_port = start_turnstile(procs, tmp, turnstile_bin, redis_port, "turnstile")
+    targets["turnstile"] = (port, pid)
     targets_admin[0] = admin_port
+    if baseline:
+        port, pid, _ = start_turnstile(procs, tmp, baseline, redis_port, "baseline")
+        targets["turnstile (baseline)"] = (port, pid)
 
     port = free_port()
     cfg = os.path.join(tmp, "nutcracker.yml")
@@ -314,6 +325,7 @@ def main():
     ap.add_argument("--churn-requests", type=int, default=20000)
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3, help="runs per target and workload; the median is shown")
+    ap.add_argument("--baseline", help="another turnstile binary, measured beside this one (before/after)")
     args = ap.parse_args()
     # Children inherit this: 5,000 client connections need ~10,000 descriptors in a
     # proxy (client side + upstream side).
@@ -328,7 +340,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            targets = start_targets(procs, tmp, args.turnstile)
+            targets = start_targets(procs, tmp, args.turnstile, args.baseline)
             main_admin = targets_admin[0]
             n = args.requests
 
