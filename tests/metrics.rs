@@ -75,6 +75,17 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     assert_eq!(good.cmd(&["AUTH", "app-user", "user-pw-3"]).await, b"+OK\r\n");
     assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n", "from the cache");
     assert_eq!(good.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "on a shared upstream connection");
+    // Refused by Redis for lack of rights: once on a lane, once on the client's own
+    // connection (a fixed denial), once inside a transaction.
+    let noperm = "-NOPERM this user has no permissions to run the";
+    ok(admin(&c, "PUT", "/v1/redis_acls/1", json!({"acl": "+get +multi +exec ~*"})).await);
+    assert!(show(&good.cmd(&["AUTH", "app-user", "user-pw-3"]).await).starts_with("+OK"));
+    assert!(show(&good.cmd(&["SET", "k", "v"]).await).starts_with(noperm));
+    assert_eq!(good.cmd(&["MULTI"]).await, b"+OK\r\n");
+    assert!(show(&good.cmd(&["CONFIG", "SET", "dir", "/tmp"]).await).starts_with(noperm));
+    assert!(show(&good.cmd(&["EXEC"]).await).starts_with("-EXECABORT"));
+    assert!(show(&good.cmd(&["SWAPDB", "0", "1"]).await).starts_with(noperm));
+    assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n");
     let mut bad = Conn::connect_from("127.0.0.2:0", &db).await;
     assert_eq!(show(&bad.cmd(&["AUTH", "wrong"]).await), WRONGPASS);
     assert_eq!(show(&bad.cmd(&["AUTH", "app-user", "wrong"]).await), WRONGPASS);
@@ -88,15 +99,18 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     let expect = [
         ("turnstile_bdb_connections{bdb=\"1\"}", 2.0),
         ("turnstile_bdb_connections_accepted_total{bdb=\"1\"}", 2.0),
-        ("turnstile_bdb_upstream_shared_connections{bdb=\"1\"}", 1.0),
+        // The default user's lane, and app-user's rule's.
+        ("turnstile_bdb_upstream_shared_connections{bdb=\"1\"}", 2.0),
+        ("turnstile_bdb_noperm_total{bdb=\"1\"}", 3.0),
+        ("turnstile_bdb_noperm_total{bdb=\"2\"}", 0.0),
         ("turnstile_bdb_upstream_shared_connections{bdb=\"2\"}", 0.0),
-        ("turnstile_bdb_auth_total{bdb=\"1\",result=\"success\"}", 3.0),
+        ("turnstile_bdb_auth_total{bdb=\"1\",result=\"success\"}", 5.0),
         ("turnstile_bdb_auth_total{bdb=\"1\",result=\"failure\"}", 3.0),
         ("turnstile_bdb_auth_total{bdb=\"1\",result=\"throttled\"}", 1.0),
         ("turnstile_bdb_auth_total{bdb=\"2\",result=\"success\"}", 1.0),
         ("turnstile_bdb_upstream_errors_total{bdb=\"1\",kind=\"connect\"}", 0.0),
         ("turnstile_bdb_upstream_errors_total{bdb=\"2\",kind=\"connect\"}", 1.0),
-        ("turnstile_user_auth_total{user=\"app-user\",result=\"success\"}", 1.0),
+        ("turnstile_user_auth_total{user=\"app-user\",result=\"success\"}", 2.0),
         ("turnstile_user_auth_total{user=\"app-user\",result=\"failure\"}", 1.0),
         // Admin logins are not database AUTHs.
         ("turnstile_user_auth_total{user=\"admin\",result=\"success\"}", 0.0),
@@ -134,7 +148,9 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     // Two successes and three failures cost argon2 (the bdb 2 AUTH too); the
     // repeated success came from the cache; the throttled attempt cost nothing.
     assert_eq!(value(&m, "turnstile_argon2_evaluations_total") - evaluations, 6.0);
-    assert_eq!(value(&m, "turnstile_auth_cache_hits_total") - hits, 1.0);
+    // Plus the two repeated AUTHs around the rule change, and the admin login of
+    // that PUT (admin logins check through the same cache).
+    assert_eq!(value(&m, "turnstile_auth_cache_hits_total") - hits, 4.0);
     // The event log has the block, once, with the address.
     let events = ok(admin(&c, "GET", "/v1/logs", Value::Null).await);
     let blocks: Vec<&Value> =

@@ -10,11 +10,16 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_appears_in_logs_store_or_responses() {
-    let redis = Redis::start(&[]);
+    // Redis has a password of its own: the service credential, which only manages
+    // turnstile's upstream users.
+    let redis = Redis::start(&["--requirepass", "Svc-secret-frobozz"]);
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Process::start_tracing(dir.path(), &format!("redis://{}", redis.addr())).await;
+    let mut p =
+        Process::start_tracing(dir.path(), &format!("redis://:Svc-secret-frobozz@{}", redis.addr())).await;
     let admin = (ADMIN, ADMIN_PW);
     let mut secrets: Vec<String> = vec![ADMIN_PW.into()];
+    // Never in a log or a response; never in the store either (it is in the config).
+    let mut never_stored = vec!["Svc-secret-frobozz".to_string()];
     let mut responses = Vec::new();
     let mut call = async |p: &Process, method: &str, path: &str, auth: (&str, &str), body: String| {
         let (status, v) = p.curl(method, path, auth, Some(&body)).await;
@@ -94,6 +99,31 @@ async fn no_password_appears_in_logs_store_or_responses() {
     secrets.push("Inline-wrong-zork".into());
     drop(c);
 
+    // What a client can ask about users, configuration and its connection, on a lane
+    // and on a connection of its own, in RESP2 and RESP3: replies to search too.
+    let mut client_replies = Vec::new();
+    for resp3 in [false, true] {
+        let mut c = Conn::connect(&p.bdb(1)).await;
+        assert_eq!(c.cmd(&["AUTH", "Db-secret-3-xyzzy"]).await, b"+OK\r\n");
+        if resp3 {
+            c.cmd(&["HELLO", "3"]).await;
+        }
+        for cmd in [
+            &["PING"][..],
+            &["ACL", "LIST"],
+            &["ACL", "USERS"],
+            &["ACL", "GETUSER", "default"],
+            &["ACL", "WHOAMI"],
+            &["CONFIG", "GET", "*"],
+            &["CLIENT", "INFO"],
+            &["ACL", "DRYRUN", "default", "GET", "k"],
+            &["ACL", "LOG"],
+            &["SLOWLOG", "GET"],
+        ] {
+            client_replies.push(String::from_utf8_lossy(&c.cmd(cmd).await).into_owned());
+        }
+    }
+
     // A restart in between, so start-up and loading are in the logs too.
     p = p.stop_and_restart().await;
     let mut c = Conn::connect(&p.bdb(1)).await;
@@ -123,11 +153,57 @@ async fn no_password_appears_in_logs_store_or_responses() {
     ] {
         secrets.push(Base64::encode_string(creds.as_bytes()));
     }
+    // turnstile's own upstream users: their names, their derived passwords and the
+    // hashes Redis keeps of them, and the key they derive from (which only the
+    // store may hold).
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            walk(&dir.path().join("data"))
+                .into_iter()
+                .find(|f| f.extension().is_some_and(|e| e == "json"))
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let key = state["upstream_users"]["secret"].as_str().expect("the store holds the upstream users' key");
+    let mut direct = redis.connect().await;
+    direct.cmd(&["AUTH", "Svc-secret-frobozz"]).await;
+    let upstream_list = String::from_utf8_lossy(&direct.cmd(&["ACL", "LIST"]).await).into_owned();
+    let mut internal = Vec::new();
+    for line in upstream_list.split("\r\n").filter(|l| l.starts_with("user __turnstile:")) {
+        let name = line.split(' ').nth(1).unwrap().to_string();
+        internal.push(turnstile::authz::derive_password(key, &name).unwrap());
+        internal.extend(line.split(' ').filter(|w| w.starts_with('#')).map(|w| w[1..].to_string()));
+        for r in &client_replies {
+            assert!(!r.contains(&name), "turnstile's upstream user {name} appears in a client reply: {r}");
+        }
+        internal.push(name);
+    }
+    assert!(internal.len() >= 3, "turnstile's upstream users were found: {upstream_list}");
+    never_stored.push(key.to_string());
     for s in &secrets {
-        assert!(!log.contains(s.as_str()), "{s} appears in the logs");
         assert!(!store.contains(s.as_str()), "{s} appears in the store");
-        for r in &responses {
+    }
+    for s in never_stored.iter().filter(|s| !s.contains("frobozz")).chain(&internal) {
+        // The key itself is in the store by design; its derived passwords are not.
+        if s.as_str() != key {
+            assert!(!store.contains(s.as_str()), "{s} appears in the store");
+        }
+    }
+    assert!(!store.contains("Svc-secret-frobozz"), "the service password appears in the store");
+    for s in secrets.iter().chain(&never_stored).chain(&internal) {
+        let name_only = s.starts_with("__turnstile:");
+        if !name_only {
+            assert!(!log.contains(s.as_str()), "{s} appears in the logs");
+        }
+        for r in responses.iter().chain(&client_replies) {
             assert!(!r.contains(s.as_str()), "{s} appears in a response: {r}");
+        }
+    }
+    for needle in ["Svc-secret-frobozz", "requirepass", "masterauth"] {
+        for r in &client_replies {
+            assert!(!r.contains(needle), "{needle} appears in a client reply: {r}");
         }
     }
     eprintln!(

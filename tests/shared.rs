@@ -893,3 +893,64 @@ async fn a_changed_upstream_serves_new_clients_on_a_new_lane() {
     let mut on_b = b.connect().await;
     same(&on_b.cmd(&["GET", "where"]).await, b"$1\r\nb\r\n", "b has the new client's write");
 }
+
+/// Lanes are per rule: clients of two rules never share an upstream connection
+/// (Redis checks rights per connection), each rule gets its lanes (at most
+/// `upstream_shared_connections` per protocol), and a lane left idle for the pool's
+/// idle time closes; its clients carry on, on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_are_per_rule_bounded_and_close_when_idle() {
+    let redis = Redis::start(&[]);
+    let mut o = ProxyOptions::new(&format!("redis://{}", redis.addr()));
+    o.pool = PoolLimits { shared: 1, idle: Duration::from_millis(300), ..PoolLimits::default() };
+    let proxy = Proxy::with(o).await;
+    proxy.add_default(PW).await;
+    proxy.add_user("alice", &["alice-pw"]).await;
+    // bob's role 2 gets a rule of its own (the same text: still another rule).
+    proxy.directory.set_acl(2, "~* &* +@all");
+    proxy.directory.set_user("bob", vec![2]).unwrap();
+    let perms = vec![
+        turnstile::auth::Permission { role: 1, acl: 1 },
+        turnstile::auth::Permission { role: 2, acl: 2 },
+    ];
+    proxy.directory.set_bdb(1, turnstile::auth::BdbAccess { default_user: true, permissions: perms });
+    proxy
+        .directory
+        .change(&turnstile::auth::SetId::User("bob".into()), turnstile::auth::SetChange::Add, b"bob-pw")
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        let mut c = proxy.connect().await;
+        let auth: &[&str] = match i % 3 {
+            0 => &["AUTH", PW],
+            1 => &["AUTH", "alice", "alice-pw"],
+            _ => &["AUTH", "bob", "bob-pw"],
+        };
+        same(&c.cmd(auth).await, b"+OK\r\n", "AUTH");
+        same(&c.cmd(&["SET", &format!("k{i}"), "v"]).await, b"+OK\r\n", "SET");
+        clients.push(c);
+    }
+    let lanes = &proxy.ctx.lanes;
+    use turnstile::authz::RuleKey;
+    for key in [RuleKey::Default, RuleKey::Acl(1), RuleKey::Acl(2)] {
+        assert_eq!(lanes.open_for(key, false), 1, "lanes of {key:?}");
+    }
+    assert_eq!(lanes.open(), 3, "one lane per rule");
+    // Upstream, each lane is logged in as its rule's user: three turnstile users.
+    let mut inspector = redis.connect().await;
+    let list = show(&inspector.cmd(&["CLIENT", "LIST"]).await);
+    let mut users: Vec<&str> = list
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("user="))
+        .filter(|u| u.starts_with("__turnstile:"))
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    assert_eq!(users.len(), 3, "{list}");
+    eventually("idle lanes close", || lanes.open() == 0).await;
+    for (i, c) in clients.iter_mut().enumerate() {
+        same(&c.cmd(&["GET", &format!("k{i}")]).await, b"$1\r\nv\r\n", "GET after the lanes closed");
+    }
+    assert_eq!(lanes.open(), 3, "reopened on demand");
+}

@@ -72,24 +72,23 @@ class Procs:
                 p.kill()
 
 
-def start_targets(procs, tmp, turnstile_bin):
-    """Starts Redis and the three proxies; returns {name: (port, pid)}."""
-    targets = {}
-    redis_port = free_port()
-    redis = procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                         "--appendonly", "no", "--requirepass", PASSWORD, "--maxclients", "20000"])
-    wait_port(redis_port, redis, "redis-server")
-    targets["redis (direct)"] = (redis_port, redis.pid)
+# The admin port of the turnstile the last start_targets started.
+targets_admin = [0]
 
+
+def start_turnstile(procs, tmp, turnstile_bin, redis_port, name):
+    """A turnstile in front of `redis_port`; returns (port, pid, admin port)."""
     port = free_port()
-    cfg = os.path.join(tmp, "turnstile.toml")
+    admin_port = free_port()
+    data = os.path.join(tmp, f"{name}-data")
+    cfg = os.path.join(tmp, f"{name}.toml")
     with open(cfg, "w") as f:
         f.write(f"""
 [admin]
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:{admin_port}"
 tls = false
 [store]
-dir = "{tmp}/turnstile-data"
+dir = "{data}"
 [[bdbs]]
 uid = 1
 name = "bench"
@@ -101,8 +100,27 @@ default_password_env = "BENCH_APP_PASSWORD"
     env = dict(os.environ, BENCH_UPSTREAM_PASSWORD=PASSWORD, BENCH_APP_PASSWORD=PASSWORD,
                TURNSTILE_ADMIN_PASSWORD=ADMIN_PASSWORD, TURNSTILE_LOG="warn")
     t = procs.start([turnstile_bin, "--config", cfg], env=env)
-    wait_port(port, t, "turnstile")
-    targets["turnstile"] = (port, t.pid)
+    wait_port(port, t, name)
+    wait_port(admin_port, t, f"{name}'s admin API")
+    return port, t.pid, admin_port
+
+
+def start_targets(procs, tmp, turnstile_bin, baseline=None):
+    """Starts Redis and the three proxies (and a baseline turnstile, to compare two
+    builds in one run); returns {name: (port, pid)}."""
+    targets = {}
+    redis_port = free_port()
+    redis = procs.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no", "--requirepass", PASSWORD, "--maxclients", "20000"])
+    wait_port(redis_port, redis, "redis-server")
+    targets["redis (direct)"] = (redis_port, redis.pid)
+
+    port, pid, admin_port = start_turnstile(procs, tmp, turnstile_bin, redis_port, "turnstile")
+    targets["turnstile"] = (port, pid)
+    targets_admin[0] = admin_port
+    if baseline:
+        port, pid, _ = start_turnstile(procs, tmp, baseline, redis_port, "baseline")
+        targets["turnstile (baseline)"] = (port, pid)
 
     port = free_port()
     cfg = os.path.join(tmp, "nutcracker.yml")
@@ -216,6 +234,64 @@ def idle_connections_rss(port, pid, count, batch=1000):
             s.close()
 
 
+def admin_call(admin_port, method, path, body=None):
+    """One admin API call as the bootstrap admin; returns the decoded JSON reply."""
+    import base64
+    import json
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{admin_port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    token = base64.b64encode(f"admin@example.com:{ADMIN_PASSWORD}".encode()).decode()
+    req.add_header("Authorization", f"Basic {token}")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def make_identities(admin_port, count):
+    """`count` users, each with a role of its own whose rule is a redis_acl of its own
+    (the same text, but a different rule, hence a different upstream user and lanes)."""
+    perms = []
+    for i in range(count):
+        role = admin_call(admin_port, "POST", "/v1/roles", {"name": f"bench-{i}", "management": "none"})
+        acl = admin_call(admin_port, "POST", "/v1/redis_acls", {"name": f"bench-{i}", "acl": "+@all ~*"})
+        admin_call(admin_port, "POST", "/v1/users",
+                   {"name": f"bench{i}", "password": PASSWORD, "role": "none", "role_uids": [role["uid"]]})
+        perms.append({"role_uid": role["uid"], "redis_acl_uid": acl["uid"]})
+    admin_call(admin_port, "PUT", "/v1/bdbs/1", {"roles_permissions": perms})
+
+
+def spread(port, identities, clients, requests, test="get"):
+    """`clients` clients split over `identities` users (None: the default user), run
+    at once as one redis-benchmark per identity; returns the summed rps."""
+    per = clients // len(identities)
+    procs = []
+    for user in identities:
+        args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-a", PASSWORD, "-c", str(per),
+                "-n", str(requests // len(identities)), "-P", "1", "-t", test, "-r", "10000", "--csv"]
+        if user:
+            args += ["--user", user]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    total = 0.0
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        rows = list(csv.DictReader(io.StringIO(out)))
+        if not rows:
+            raise RuntimeError("redis-benchmark printed nothing in the identities run")
+        total += float(rows[0]["rps"])
+    return total
+
+
+def lanes_open(admin_port):
+    """turnstile_bdb_upstream_shared_connections from /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("turnstile_bdb_upstream_shared_connections{"):
+                return int(float(line.rsplit(" ", 1)[1]))
+    return -1
+
+
 def auth_storm(port, stop, connections=200):
     """Connections sending wrong passwords in a loop until `stop` is set.
 
@@ -249,6 +325,7 @@ def main():
     ap.add_argument("--churn-requests", type=int, default=20000)
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3, help="runs per target and workload; the median is shown")
+    ap.add_argument("--baseline", help="another turnstile binary, measured beside this one (before/after)")
     args = ap.parse_args()
     # Children inherit this: 5,000 client connections need ~10,000 descriptors in a
     # proxy (client side + upstream side).
@@ -263,7 +340,8 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            targets = start_targets(procs, tmp, args.turnstile)
+            targets = start_targets(procs, tmp, args.turnstile, args.baseline)
+            main_admin = targets_admin[0]
             n = args.requests
 
             def compare(test, pipeline, requests, keepalive=True):
@@ -290,7 +368,19 @@ def main():
                 if name != "redis (direct)":
                     mem[name] = idle_connections_rss(port, pid, args.idle)
 
+            # Authorization: 50 clients of one identity vs the same 50 spread over 10
+            # identities (10 rules: 10 upstream users, each with its own lane).
             port = targets["turnstile"][0]
+            admin_port = main_admin
+            make_identities(admin_port, 10)
+            users = [f"bench{i}" for i in range(10)]
+            one, many = [], []
+            for _ in range(args.rounds):
+                one.append(spread(port, [None] * 10, 50, n))
+                many.append(spread(port, users, 50, n))
+            one_rps, many_rps = sorted(one)[len(one) // 2], sorted(many)[len(many) // 2]
+            lanes = lanes_open(admin_port)
+
             quiet = median_run([benchmark(port, "get", 50, 1, n) for _ in range(args.rounds)])
             stop = threading.Event()
             auth_storm(port, stop)
@@ -318,6 +408,9 @@ def main():
     print()
     print(f"| memory per idle authenticated connection ({args.idle} open), proxy RSS | "
           + " | ".join(f"{name}: {kib:.1f} KiB" for name, kib in mem.items()) + " |")
+    print()
+    print(f"| 50 clients over 10 identities (10 rules) vs 50 clients of one, GET -P 1 | one: {one_rps:,.0f} rps; "
+          f"ten: {many_rps:,.0f} rps ({many_rps / one_rps:.0%} kept); shared upstream connections open after: {lanes} |")
     print()
     print(f"| AUTH storm (200 connections from another address sending wrong passwords) | GET -c 50 without: {quiet[0]:,.0f} rps; "
           f"with: {stormy[0]:,.0f} rps ({stormy[0] / quiet[0]:.0%} kept) |")
