@@ -976,3 +976,46 @@ async fn a_rule_on_two_databases_changes_on_both_or_neither() {
         assert_cmd(c, &["GET", "k"], "$1\r\nv\r\n", &format!("bdb {} after a refused change", i + 1)).await;
     }
 }
+
+/// An operator (or a script) deletes turnstile's upstream user by hand: Redis closes
+/// its connections, and the next logins get `WRONGPASS` from the upstream; turnstile
+/// makes the user again by itself. On a database that does not admit its default
+/// user, the ACL subcommands do not list it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_user_deleted_by_hand_comes_back() {
+    let stack = Stack::start_with("", "default_user = false").await;
+    let (role, acl) = stack.role_with_rule("app", "+@all ~*").await;
+    stack.user("app", &[role]).await;
+    stack.grant(&[(role, acl)]).await;
+    let mut c = stack.authed("app").await;
+    assert_cmd(&mut c, &["SET", "k", "v"], OK, "before").await;
+    assert_cmd(&mut c, &["ACL", "USERS"], "*1\r\n$3\r\napp\r\n", "no default user").await;
+    assert_cmd(
+        &mut c,
+        &["ACL", "DRYRUN", "default", "GET", "k"],
+        "-ERR User 'default' not found\r\n",
+        "dryrun",
+    )
+    .await;
+
+    let mut service = stack.service().await;
+    let names: Vec<String> = upstream_users(&mut service)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with(USER_PREFIX))
+        .collect();
+    assert!(!names.is_empty(), "app's rule has its upstream user");
+    for n in &names {
+        assert_eq!(show(&service.cmd(&["ACL", "DELUSER", n]).await), ":1\r\n");
+    }
+    let db = stack.db();
+    eventually("a new client works again", SOON, || async {
+        let mut c = Conn::connect(&db).await;
+        c.send(&login("app", false)).await;
+        c.reply().await;
+        try_cmd(&mut c, &["SET", "k", "w"]).await.filter(|r| show(r) == OK)
+    })
+    .await;
+    assert!(internal_users(&stack).await >= names.len(), "the users are back");
+}
