@@ -463,6 +463,16 @@ async fn acl_subcommands_describe_this_databases_users() {
         let expected = format!("-NOPERM this user has no permissions to run the 'acl|{sub}' command\r\n");
         assert_eq!(show(&r.cmd(&args).await), expected);
     }
+    // turnstile's upstream users are nobody's here, even by their exact names.
+    let mut service = iso.stack.service().await;
+    let mut app = iso.stack.authed("app").await;
+    for (name, _) in upstream_users(&mut service).await {
+        if name.starts_with(USER_PREFIX) {
+            let dryrun = show(&app.cmd(&["ACL", "DRYRUN", &name, "GET", "k"]).await);
+            assert_eq!(dryrun, format!("-ERR User '{name}' not found\r\n"), "ACL DRYRUN {name}");
+            assert_eq!(show(&app.cmd(&["ACL", "GETUSER", &name]).await), "$-1\r\n", "ACL GETUSER {name}");
+        }
+    }
     assert!(
         misordered.is_empty(),
         "`default` comes first, then the other users sorted ({} mismatches):\n{}",
