@@ -424,7 +424,7 @@ fn cases() -> Vec<Case> {
             ],
         ),
         c(
-            "switch: a moved user keeps its subscriptions' rules",
+            "switch: AUTH on a connection of its own takes the new user's channels",
             "carol",
             &[&["SELECT", "0"], &["AUTH", "bob", USER_PW], &["SUBSCRIBE", "news:9"]],
         ),
