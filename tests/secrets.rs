@@ -119,6 +119,7 @@ async fn no_password_appears_in_logs_store_or_responses() {
             &["ACL", "DRYRUN", "default", "GET", "k"],
             &["ACL", "LOG"],
             &["SLOWLOG", "GET"],
+            &["CONFIG", "SET", "slowlog-log-slower-than", "0"],
         ] {
             client_replies.push(String::from_utf8_lossy(&c.cmd(cmd).await).into_owned());
         }

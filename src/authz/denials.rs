@@ -7,7 +7,9 @@
 //! server management, replication, persistence control, modules and ACL management
 //! are out of reach. Beyond RS: `CLIENT LIST` describes turnstile's upstream
 //! connections (shared by many clients, logged in under turnstile's own user names),
-//! not the client's, and `MONITOR` shows every tenant's traffic. (`CLIENT INFO` is
+//! not the client's; `MONITOR` and `SLOWLOG` show every client's commands with their
+//! arguments (other users' keys and values, and turnstile's own management commands
+//! naming its upstream users). (`CLIENT INFO` is
 //! answered with the client's own name in its `user=` field, see `proxy::local`.)
 //! `CONFIG GET` is allowed only for non-secret parameters (see [`super::config_get`]);
 //! `ACL WHOAMI/USERS/LIST/GETUSER/DRYRUN` are answered by turnstile about its own
@@ -51,6 +53,7 @@ pub const FIXED_DENIALS: &[&str] = &[
     "-client|no-evict",
     "-client|list",
     "-monitor",
+    "-slowlog",
     "-swapdb",
 ];
 
