@@ -111,6 +111,7 @@ async fn denial_command(token: &str, oracle: &mut Conn) -> Vec<String> {
         "client|info" => &["CLIENT", "INFO"],
         "monitor" => &["MONITOR"],
         "swapdb" => &["SWAPDB", "0", "1"],
+        "slowlog" => &["SLOWLOG", "GET"],
         _ => &[],
     };
     if !known.is_empty() {
@@ -124,6 +125,11 @@ async fn denial_command(token: &str, oracle: &mut Conn) -> Vec<String> {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no arity for {name}: {info:?}"));
     let mut cmd: Vec<String> = name.split('|').map(str::to_uppercase).collect();
+    if !name.contains('|') && info.contains(&format!("{name}|")) {
+        // A container: its HELP subcommand needs the right too.
+        cmd.push("HELP".into());
+        return cmd;
+    }
     while (cmd.len() as i64) < arity.abs() {
         cmd.push("x".into());
     }
@@ -267,7 +273,11 @@ fn probes(route: Route) -> Vec<Vec<String>> {
         &["EVAL", "return redis.pcall('client', 'list')", "0"],
         &["HELLO"],
     ];
-    let refused_in_multi = |p: &&&[&str]| matches!(p[0], "CLIENT" | "HELLO") || p[..2] == ["ACL", "LOG"];
+    let refused_in_multi = |p: &&&[&str]| {
+        let (name, sub) = (p[0].to_lowercase(), p.get(1).map(|s| s.to_lowercase()).unwrap_or_default());
+        let denied = |t: &&str| *t == format!("-{name}") || *t == format!("-{name}|{sub}");
+        matches!(p[0], "CLIENT" | "HELLO") || FIXED_DENIALS.iter().any(denied)
+    };
     probes
         .iter()
         .filter(|p| !matches!(route, Route::Multi) || !refused_in_multi(p))
