@@ -588,6 +588,25 @@ async fn a_rule_change_applies_to_connected_clients_on_their_next_command() {
             }
         }
     }
+    // Every other token of Redis's grammar is a rule, in any case Redis accepts.
+    for (i, rule) in [
+        "allkeys allchannels allcommands",
+        "nocommands resetkeys resetchannels +get",
+        "+@ALL -@Dangerous ~*",
+        "+GET +Set ~k:*",
+        "+config|get -client|info %RW~a:* %R~b:* %W~c:* &news:* &other",
+        "~* +@read (+set ~rw:*) (+del ~tmp:* &tmp)",
+        "clearselectors +@all ~* -flushall",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, v) =
+            stack.call("POST", "/v1/redis_acls", json!({"name": format!("ok-{i}"), "acl": rule})).await;
+        assert_eq!(status, 200, "{rule:?} is a valid rule: {v}");
+        let uid = v["uid"].as_u64().unwrap();
+        stack.ok("DELETE", &format!("/v1/redis_acls/{uid}"), Value::Null).await;
+    }
     // A rule the upstream refuses: 400, the old rule stays, here and upstream.
     for rule in ["+@all ~* +nosuchcommand", "-@all +get ~* +nosuchcommand"] {
         let (status, v) = stack.call("PUT", &format!("/v1/redis_acls/{acl}"), json!({"acl": rule})).await;
