@@ -36,13 +36,24 @@ impl FromRequest<Control> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Control) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over {BODY_LIMIT} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before reading a byte: the
+        // client, if it sent `Expect: 100-continue`, then never sends the body (hyper
+        // sends `100 Continue` only once the body is read).
+        let declared = req.headers().get(axum::http::header::CONTENT_LENGTH);
+        if declared.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).is_some_and(|n| n > BODY_LIMIT as u64)
+        {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the body is over {BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::bad_request("invalid_body", "the request body could not be read")
             }

@@ -130,6 +130,7 @@ impl Control {
             }
         };
         ctx.set_auth_timeout(self.inner.auth_timeout);
+        ctx.set_admission(Arc::clone(&self.inner.admission));
         ctx.set_tls(tls);
         self.inner.endpoints.run(ctx, listener).await
     }

@@ -68,6 +68,8 @@ pub struct Settings {
     pub event_log_capacity: usize,
     /// Whether `GET /metrics` requires admin API credentials.
     pub metrics_auth: bool,
+    /// The bound on unauthenticated connections, shared by every database.
+    pub admission: Arc<crate::proxy::admission::Admission>,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -110,6 +112,7 @@ struct Inner {
     metrics: crate::metrics::AdminMetrics,
     event_log_capacity: usize,
     metrics_auth: bool,
+    admission: Arc<crate::proxy::admission::Admission>,
 }
 
 impl std::fmt::Debug for Control {
@@ -238,6 +241,7 @@ impl Control {
                 metrics: crate::metrics::AdminMetrics::default(),
                 event_log_capacity: settings.event_log_capacity,
                 metrics_auth: settings.metrics_auth,
+                admission: Arc::clone(&settings.admission),
             }),
         };
         control.load_directory(&state, settings.hash_params)?;

@@ -1,6 +1,7 @@
 //! The data path: one listener per database, and per connection a client half
 //! (framing, AUTH, forwarding) and a relay half (replies, in order).
 
+pub mod admission;
 mod client;
 mod hello;
 pub mod io;
@@ -46,6 +47,8 @@ pub struct BdbContext {
     pub lanes: lane::Lanes,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+    /// The bound on unauthenticated connections, shared with the other databases.
+    admission: ArcSwap<admission::Admission>,
 }
 
 impl BdbContext {
@@ -62,6 +65,7 @@ impl BdbContext {
             pool: pool::Pool::default(),
             lanes: lane::Lanes::default(),
             tls: arc_swap::ArcSwapOption::empty(),
+            admission: ArcSwap::new(admission::Admission::unlimited()),
         }
     }
 
@@ -113,6 +117,15 @@ impl BdbContext {
 
     pub fn set_auth_timeout(&self, timeout: std::time::Duration) {
         self.auth_timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Bounds the unauthenticated connections of this database by `a` (shared).
+    pub fn set_admission(&self, a: std::sync::Arc<admission::Admission>) {
+        self.admission.store(a);
+    }
+
+    pub fn admission(&self) -> std::sync::Arc<admission::Admission> {
+        self.admission.load_full()
     }
 
     pub fn set_max_connections(&self, n: usize) {

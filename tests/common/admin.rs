@@ -98,6 +98,7 @@ pub fn settings() -> Settings {
         default_cert: None,
         event_log_capacity: turnstile::store::events::DEFAULT_CAPACITY,
         metrics_auth: false,
+        admission: turnstile::proxy::admission::Admission::unlimited(),
     }
 }
 
