@@ -192,8 +192,9 @@ pub struct ProxyConfig {
     /// Threads that run connections and the admin API (0 = half the CPUs, at least
     /// one). argon2 runs on a pool of its own, whatever this is.
     pub worker_threads: usize,
-    /// Connections not yet authenticated, over all databases (0 = no bound); beyond
-    /// it new ones get `-ERR max number of clients reached` and are closed.
+    /// Connections not yet authenticated, over all databases; beyond it new ones get
+    /// `-ERR max number of clients reached` and are closed. At most half the open
+    /// file limit, whatever this says (0 = just that cap).
     pub max_unauthenticated_connections: usize,
     /// The same, per source address (0 = no bound).
     pub max_unauthenticated_per_address: usize,

@@ -38,6 +38,18 @@ pub fn prepare() -> u64 {
     limit
 }
 
+/// What a bound that clients without credentials can fill may be under an open file
+/// limit of `fd_limit`: at most `1/share` of it (0 = that cap).
+pub fn cap(wanted: usize, fd_limit: u64, share: usize) -> usize {
+    let room = (usize::try_from(fd_limit).unwrap_or(usize::MAX) / share).max(1);
+    if wanted == 0 { room } else { wanted.min(room) }
+}
+
+/// The open file limit a start would run with: the hard limit (see [`prepare`]).
+pub fn hard_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).ok().map(|(_, hard)| hard)
+}
+
 /// Reopens spare descriptors up to [`RESERVE`] (some may have been spent).
 fn refill() {
     let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,6 +95,14 @@ pub async fn shed(listener: &TcpListener, refuse: impl Fn(&TcpStream)) -> usize 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caps_fit_the_limit() {
+        assert_eq!(cap(1024, 1_048_576, 4), 1024);
+        assert_eq!(cap(1024, 1024, 4), 256);
+        assert_eq!(cap(0, 20_000, 2), 10_000, "0 = the cap");
+        assert_eq!(cap(10, 0, 2), 1, "never 0");
+    }
 
     #[test]
     fn exhaustion_is_recognised() {

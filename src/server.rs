@@ -45,9 +45,9 @@ pub async fn start(
     admin_password: Option<Zeroizing<String>>,
     shutdown: CancellationToken,
 ) -> Result<Running, Error> {
-    let admin = std::net::TcpListener::bind(config.admin_listen)
+    let admin = crate::proxy::listener::bind_addr(config.admin_listen)
+        .and_then(|l| l.into_std())
         .map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
-    admin.set_nonblocking(true).map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
     let admin_addr =
         admin.local_addr().map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
     let store = FileStore::open(&config.config.store.dir)?;
@@ -95,23 +95,21 @@ fn connection_bounds(
     config: &Validated,
     fd_limit: u64,
 ) -> (crate::admin::serve::Limits, Arc<crate::proxy::admission::Admission>) {
-    let fd_limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
     let a = &config.config.admin;
     let p = &config.config.proxy;
     let fit = |key: &str, wanted: usize, share: usize| {
-        let room = (fd_limit / share).max(1);
-        if wanted == 0 || wanted > room {
+        let used = crate::descriptors::cap(wanted, fd_limit, share);
+        // 0 means "just the cap"; anything else lowered deserves a word.
+        if wanted != 0 && used < wanted {
             tracing::warn!(
                 key,
                 configured = wanted,
-                used = room,
+                used,
                 fd_limit,
                 "bound lowered to fit the open file limit (raise `ulimit -n` to allow more)"
             );
-            room
-        } else {
-            wanted
         }
+        used
     };
     let limits = crate::admin::serve::Limits {
         max_connections: fit("admin.max_connections", a.max_connections, 4),

@@ -17,6 +17,9 @@ pub struct Activity {
     last_end_ms: AtomicU64,
     started: AtomicBool,
     responded: AtomicBool,
+    /// Signalled when a request ends, so the watchdog re-arms for the idle limit
+    /// instead of sleeping out the check it set while the request was in flight.
+    ended: tokio::sync::Notify,
 }
 
 /// Counts one request in flight until dropped (with its response body, so a
@@ -32,6 +35,7 @@ impl Activity {
             last_end_ms: AtomicU64::new(0),
             started: AtomicBool::new(false),
             responded: AtomicBool::new(false),
+            ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -40,6 +44,11 @@ impl Activity {
         self.started.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Busy(Arc::clone(self))
+    }
+
+    /// Resolves when a request ends (at once if one ended since the last call).
+    pub async fn request_ended(&self) {
+        self.ended.notified().await
     }
 
     /// Whether a response was written on this connection (its body finished).
@@ -69,6 +78,7 @@ impl Drop for Busy {
         a.last_end_ms.store(a.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
         a.responded.store(true, Ordering::Relaxed);
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
+        a.ended.notify_one();
     }
 }
 

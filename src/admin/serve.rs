@@ -105,8 +105,14 @@ async fn connection(
     };
     let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return tracing::debug!(error = %e, "admin API: TLS handshake failed"),
-        Err(_) => return tracing::debug!("admin API: TLS handshake timed out"),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "admin API: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("admin API: TLS handshake timed out");
+            return;
+        }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     http(Lingering::new(tls, Arc::clone(&activity)), Some(h2), app, activity, limits, shutdown).await
@@ -178,6 +184,7 @@ async fn http<T>(
                     closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
             }
+            _ = activity.request_ended(), if closing.is_none() => {}
             _ = shutdown.cancelled(), if closing.is_none() => {
                 // In-flight requests finish; the accept loop's grace bounds them.
                 conn.as_mut().graceful_shutdown();

@@ -105,7 +105,7 @@ impl Endpoints {
 
 /// Binds `listen` (`host:port`), or explains in RS's terms why not.
 pub async fn bind(listen: &str) -> Result<TcpListener> {
-    TcpListener::bind(listen).await.map_err(|e| {
+    crate::proxy::listener::bind(listen).await.map_err(|e| {
         Error::new(Kind::NotAcceptable, "port_unavailable", format!("cannot listen on {listen}: {e}"))
     })
 }

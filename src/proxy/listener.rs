@@ -15,6 +15,30 @@ use super::session::{handshake, serve_tcp, serve_tls};
 use crate::descriptors;
 use crate::resp::replies;
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// The usual 128 (std) or 1,024 (tokio) overflow during a burst of connections:
+/// the kernel then drops SYNs, and a client retries only after 1 s, then 3 s.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` for listening with [`BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
+        // A host name: resolved by tokio, with its default backlog.
+        return TcpListener::bind(addr).await;
+    };
+    bind_addr(parsed)
+}
+
+/// Binds `addr` for listening with [`BACKLOG`] (not async: nothing to resolve).
+pub fn bind_addr(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted turnstile can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
 /// can wait for them to finish). `shutdown` also asks the connections to finish.
 pub async fn serve(
