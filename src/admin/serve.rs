@@ -179,7 +179,13 @@ async fn http<T>(
                     return;
                 }
                 if activity.deadline(limits.header_timeout, limits.idle_timeout) <= tokio::time::Instant::now() {
-                    tracing::debug!("admin API: idle or half-sent request; closing");
+                    if !activity.started() {
+                        // No request ever came (a half-sent one, or nothing): nothing
+                        // is owed a goodbye, and HTTP/2's would wait for the client.
+                        tracing::debug!("admin API: no request within the header timeout; closed");
+                        return;
+                    }
+                    tracing::debug!("admin API: idle; closing");
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
