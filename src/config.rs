@@ -71,6 +71,13 @@ pub struct AdminConfig {
     /// The TLS handshake must finish within this.
     #[serde(default = "default_tls_handshake_timeout_secs")]
     pub tls_handshake_timeout_secs: u64,
+    /// A request's body must arrive within this once the handler reads it (408).
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+}
+
+fn default_body_timeout_secs() -> u64 {
+    crate::admin::extract::DEFAULT_BODY_TIMEOUT.as_secs()
 }
 
 fn default_admin_max_connections() -> usize {
@@ -411,6 +418,7 @@ impl Config {
             ("admin.header_timeout_secs", self.admin.header_timeout_secs),
             ("admin.idle_timeout_secs", self.admin.idle_timeout_secs),
             ("admin.tls_handshake_timeout_secs", self.admin.tls_handshake_timeout_secs),
+            ("admin.body_timeout_secs", self.admin.body_timeout_secs),
         ] {
             if !(1..=86_400).contains(&v) {
                 return Err(err(k, "must be between 1 and 86400 seconds"));
@@ -590,6 +598,7 @@ upstream_password_env = "UP"
             (a.max_connections, a.header_timeout_secs, a.idle_timeout_secs, a.tls_handshake_timeout_secs),
             (1024, 10, 60, 10)
         );
+        assert_eq!(a.body_timeout_secs, 10);
         let p = &v.config.proxy;
         assert_eq!((p.max_unauthenticated_connections, p.max_unauthenticated_per_address), (10_000, 1_000));
     }

@@ -116,6 +116,7 @@ fn connection_bounds(
         header_timeout: Duration::from_secs(a.header_timeout_secs),
         idle_timeout: Duration::from_secs(a.idle_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(a.tls_handshake_timeout_secs),
+        body_timeout: Duration::from_secs(a.body_timeout_secs),
     };
     let total = fit("proxy.max_unauthenticated_connections", p.max_unauthenticated_connections, 2);
     tracing::info!(

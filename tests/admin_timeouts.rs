@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 const HEADER: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(4);
 const HANDSHAKE: Duration = Duration::from_secs(2);
+const BODY: Duration = Duration::from_secs(3);
 /// The watchdog's close grace (1 s) and scheduling.
 const SLACK: Duration = Duration::from_millis(2500);
 
@@ -37,7 +38,7 @@ async fn closed_after<S: AsyncRead + Unpin>(s: &mut S, since: Instant) -> Durati
 
 #[track_caller]
 fn within(what: &str, took: Duration, limit: Duration) {
-    eprintln!("{what}: closed after {:.2} s (limit {:.0} s)", took.as_secs_f64(), limit.as_secs_f64());
+    eprintln!("{what}: after {:.2} s (limit {:.0} s)", took.as_secs_f64(), limit.as_secs_f64());
     assert!(took + Duration::from_millis(500) >= limit, "{what}: closed early, after {took:?}");
     assert!(took <= limit + SLACK, "{what}: closed late, after {took:?}");
 }
@@ -79,10 +80,11 @@ async fn each_admin_time_limit_closes_its_connection() {
         dir.path(),
         &format!("redis://{}", redis.addr()),
         &format!(
-            "header_timeout_secs = {}\nidle_timeout_secs = {}\ntls_handshake_timeout_secs = {}",
+            "header_timeout_secs = {}\nidle_timeout_secs = {}\ntls_handshake_timeout_secs = {}\nbody_timeout_secs = {}",
             HEADER.as_secs(),
             IDLE.as_secs(),
-            HANDSHAKE.as_secs()
+            HANDSHAKE.as_secs(),
+            BODY.as_secs()
         ),
         "",
         "",
@@ -144,6 +146,30 @@ async fn each_admin_time_limit_closes_its_connection() {
         }
     }
     within("HTTP/2 idle after a request", t.elapsed(), IDLE);
+
+    // A body that stops half-way: 408 with the API's JSON error at the body limit.
+    use base64ct::{Base64, Encoding};
+    let basic =
+        Base64::encode_string(format!("{}:{}", common::admin::ADMIN, common::admin::ADMIN_PW).as_bytes());
+    let mut s =
+        connector(&p, b"http/1.1").connect(name(), TcpStream::connect(&addr).await.unwrap()).await.unwrap();
+    let head = format!(
+        "POST /v1/bdbs/1/passwords HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"passw"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"}") {
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error_code\":\"request_timeout\""), "{text}");
+    within("a body that stopped half-way (408)", t.elapsed(), BODY);
 }
 
 /// HTTP/2 frames read off a stream: (type, flags, stream, payload).

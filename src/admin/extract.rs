@@ -17,6 +17,15 @@ use crate::control::Control;
 /// with a long password and many roles, is a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How long a handler waits for the whole body once it starts reading it, put in
+/// each request's extensions by the server (`admin.body_timeout_secs`). Without
+/// it (requests made in tests through the router) the default applies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// `admin.body_timeout_secs`'s default.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
 
@@ -51,7 +60,17 @@ impl FromRequest<Control> for RawBody {
         {
             return Err(too_large());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        // A body trickled byte by byte would keep its request in flight (and its
+        // connection open) for ever: bounded, like the head.
+        let limit = req.extensions().get::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state)).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {} s", limit.as_secs()),
+            )
+        })?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()
             } else {

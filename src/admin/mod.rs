@@ -10,7 +10,7 @@ mod bodies;
 mod caller;
 mod cluster;
 pub mod error;
-mod extract;
+pub mod extract;
 mod linger;
 mod logs;
 mod metrics;

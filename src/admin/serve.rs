@@ -31,6 +31,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// How long a handler waits for a request's body.
+    pub body_timeout: Duration,
 }
 
 /// After asking an idle connection to close (HTTP/2: GOAWAY), how long it gets
@@ -148,7 +150,8 @@ async fn http<T>(
     let requests = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let busy = requests.begin();
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
+        parts.extensions.insert(super::extract::BodyTimeout(limits.body_timeout));
         let (body, keep) = share(incoming);
         let mut app = app.clone();
         async move {
