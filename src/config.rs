@@ -57,6 +57,43 @@ pub struct AdminConfig {
     /// Events kept in each ring of the event log (`GET /v1/logs`).
     #[serde(default = "default_event_log_capacity")]
     pub event_log_capacity: usize,
+    /// Admin connections open at once; more are closed as soon as they are accepted.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+    /// A request's head (request line and headers) must arrive within this; an
+    /// HTTP/1.1 connection waiting for its next request is closed after it too.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2
+    /// included, whose clients answer keep-alive pings while idle).
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// The TLS handshake must finish within this.
+    #[serde(default = "default_tls_handshake_timeout_secs")]
+    pub tls_handshake_timeout_secs: u64,
+    /// A request's body must arrive within this once the handler reads it (408).
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+}
+
+fn default_body_timeout_secs() -> u64 {
+    crate::admin::extract::DEFAULT_BODY_TIMEOUT.as_secs()
+}
+
+fn default_admin_max_connections() -> usize {
+    1024
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+
+fn default_tls_handshake_timeout_secs() -> u64 {
+    10
 }
 
 fn default_event_log_capacity() -> usize {
@@ -162,6 +199,12 @@ pub struct ProxyConfig {
     /// Threads that run connections and the admin API (0 = half the CPUs, at least
     /// one). argon2 runs on a pool of its own, whatever this is.
     pub worker_threads: usize,
+    /// Connections not yet authenticated, over all databases; beyond it new ones get
+    /// `-ERR max number of clients reached` and are closed. At most half the open
+    /// file limit, whatever this says (0 = just that cap).
+    pub max_unauthenticated_connections: usize,
+    /// The same, per source address (0 = no bound).
+    pub max_unauthenticated_per_address: usize,
 }
 
 impl ProxyConfig {
@@ -201,6 +244,8 @@ impl Default for ProxyConfig {
             upstream_pool_idle_secs: pool.idle.as_secs(),
             upstream_shared_connections: pool.shared,
             worker_threads: 0,
+            max_unauthenticated_connections: 10_000,
+            max_unauthenticated_per_address: 1_000,
         }
     }
 }
@@ -365,6 +410,19 @@ impl Config {
         })?;
         if !(1..=100_000).contains(&self.admin.event_log_capacity) {
             return Err(err("admin.event_log_capacity", "must be between 1 and 100000"));
+        }
+        if self.admin.max_connections == 0 {
+            return Err(err("admin.max_connections", "must be at least 1"));
+        }
+        for (k, v) in [
+            ("admin.header_timeout_secs", self.admin.header_timeout_secs),
+            ("admin.idle_timeout_secs", self.admin.idle_timeout_secs),
+            ("admin.tls_handshake_timeout_secs", self.admin.tls_handshake_timeout_secs),
+            ("admin.body_timeout_secs", self.admin.body_timeout_secs),
+        ] {
+            if !(1..=86_400).contains(&v) {
+                return Err(err(k, "must be between 1 and 86400 seconds"));
+            }
         }
         if self.admin.cert.is_some() != self.admin.key.is_some() {
             return Err(err("admin.cert", "admin.cert and admin.key go together: give both or neither"));
@@ -535,6 +593,30 @@ upstream_password_env = "UP"
         assert_eq!(v.hash_params, HashParams::default());
         assert!(!v.config.admin.metrics_auth, "/metrics is open by default");
         assert_eq!(v.config.admin.event_log_capacity, 1000);
+        let a = &v.config.admin;
+        assert_eq!(
+            (a.max_connections, a.header_timeout_secs, a.idle_timeout_secs, a.tls_handshake_timeout_secs),
+            (1024, 10, 60, 10)
+        );
+        assert_eq!(a.body_timeout_secs, 10);
+        let p = &v.config.proxy;
+        assert_eq!((p.max_unauthenticated_connections, p.max_unauthenticated_per_address), (10_000, 1_000));
+    }
+
+    #[test]
+    fn admin_connection_limits_are_checked() {
+        let with = |kv: &str| BASE.replacen("[admin]\n", &format!("[admin]\n{kv}\n"), 1);
+        for (kv, key) in [
+            ("max_connections = 0", "admin.max_connections"),
+            ("header_timeout_secs = 0", "admin.header_timeout_secs"),
+            ("idle_timeout_secs = 0", "admin.idle_timeout_secs"),
+            ("tls_handshake_timeout_secs = 100000", "admin.tls_handshake_timeout_secs"),
+        ] {
+            let e = Config::parse(&with(kv)).unwrap().validate(&env).unwrap_err();
+            assert_eq!(e.key, key);
+        }
+        let v = Config::parse(&with("header_timeout_secs = 2")).unwrap().validate(&env).unwrap();
+        assert_eq!(v.config.admin.header_timeout_secs, 2);
     }
 
     #[test]

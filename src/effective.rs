@@ -37,6 +37,15 @@ pub fn render(v: &Validated, env_is_set: &dyn Fn(&str) -> bool) -> Result<String
             v.verify.concurrency
         ));
     }
+    if let Some(limit) = crate::descriptors::hard_limit() {
+        let (a, p) = (&v.config.admin, &v.config.proxy);
+        out.push_str(&format!(
+            "# Open file limit at start: {limit} (the hard limit); so at most {} unauthenticated database\n\
+             # connections and {} admin connections (half and a quarter of it).\n",
+            crate::descriptors::cap(p.max_unauthenticated_connections, limit, 2),
+            crate::descriptors::cap(a.max_connections, limit, 4),
+        ));
+    }
     out.push('\n');
     out.push_str(&toml::to_string_pretty(&redacted(v))?);
     Ok(out)

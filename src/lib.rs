@@ -10,6 +10,8 @@
 //! - [`proxy`]: listeners and connections: AUTH at the proxy, forwarding, ordering.
 //! - [`config`]: the TOML configuration, validated before anything binds.
 //! - [`effective`]: the effective configuration `turnstile check-config` prints.
+//! - [`descriptors`]: the open file limit, and spare descriptors to shed connections
+//!   with when it is reached.
 //! - [`control`]: the control plane: the one writer of state (validate → persist → apply).
 //! - [`metrics`]: Prometheus counters (relaxed atomics on the data path) and their
 //!   text exposition.
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod control;
+pub mod descriptors;
 pub mod effective;
 pub mod metrics;
 pub mod proxy;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
@@ -19,7 +18,8 @@ pub struct Running {
     pub control: Control,
     admin: std::net::TcpListener,
     pub admin_addr: SocketAddr,
-    tls: Option<RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: crate::admin::serve::Limits,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     grace: Duration,
@@ -45,9 +45,9 @@ pub async fn start(
     admin_password: Option<Zeroizing<String>>,
     shutdown: CancellationToken,
 ) -> Result<Running, Error> {
-    let admin = std::net::TcpListener::bind(config.admin_listen)
+    let admin = crate::proxy::listener::bind_addr(config.admin_listen)
+        .and_then(|l| l.into_std())
         .map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
-    admin.set_nonblocking(true).map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
     let admin_addr =
         admin.local_addr().map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
     let store = FileStore::open(&config.config.store.dir)?;
@@ -55,12 +55,12 @@ pub async fn start(
         let a = &config.config.admin;
         Some(
             crate::admin::tls::config(store.dir(), a.cert.as_deref(), a.key.as_deref())
-                .await
                 .map_err(Error::Tls)?,
         )
     } else {
         None
     };
+    let (limits, admission) = connection_bounds(config, crate::descriptors::prepare());
     let a = &config.config.admin;
     let default_cert =
         DefaultCert { dir: store.dir().to_path_buf(), cert: a.cert.clone(), key: a.key.clone() };
@@ -79,9 +79,54 @@ pub async fn start(
         pool: config.config.proxy.pool_limits(),
         event_log_capacity: config.config.admin.event_log_capacity,
         metrics_auth: config.config.admin.metrics_auth,
+        admission,
     };
     let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
-    Ok(Running { control, admin, admin_addr, tls, tracker, shutdown, grace: config.shutdown_grace })
+    Ok(Running { control, admin, admin_addr, tls, limits, tracker, shutdown, grace: config.shutdown_grace })
+}
+
+/// The admin API's limits and the bound on unauthenticated database connections,
+/// fitted to the open file limit: those two are what a client without credentials
+/// can occupy, so together they may take at most three quarters of it (a half for
+/// the database ports, a quarter for the admin port). The rest stays for
+/// authenticated clients, upstream connections and the store, so a flood on one
+/// port never leaves another without descriptors.
+fn connection_bounds(
+    config: &Validated,
+    fd_limit: u64,
+) -> (crate::admin::serve::Limits, Arc<crate::proxy::admission::Admission>) {
+    let a = &config.config.admin;
+    let p = &config.config.proxy;
+    let fit = |key: &str, wanted: usize, share: usize| {
+        let used = crate::descriptors::cap(wanted, fd_limit, share);
+        // 0 means "just the cap"; anything else lowered deserves a word.
+        if wanted != 0 && used < wanted {
+            tracing::warn!(
+                key,
+                configured = wanted,
+                used,
+                fd_limit,
+                "bound lowered to fit the open file limit (raise `ulimit -n` to allow more)"
+            );
+        }
+        used
+    };
+    let limits = crate::admin::serve::Limits {
+        max_connections: fit("admin.max_connections", a.max_connections, 4),
+        header_timeout: Duration::from_secs(a.header_timeout_secs),
+        idle_timeout: Duration::from_secs(a.idle_timeout_secs),
+        tls_handshake_timeout: Duration::from_secs(a.tls_handshake_timeout_secs),
+        body_timeout: Duration::from_secs(a.body_timeout_secs),
+    };
+    let total = fit("proxy.max_unauthenticated_connections", p.max_unauthenticated_connections, 2);
+    tracing::info!(
+        fd_limit,
+        admin_max_connections = limits.max_connections,
+        max_unauthenticated = total,
+        max_unauthenticated_per_address = p.max_unauthenticated_per_address,
+        "connection bounds"
+    );
+    (limits, crate::proxy::admission::Admission::new(total, p.max_unauthenticated_per_address))
 }
 
 impl Running {
@@ -99,30 +144,13 @@ impl Running {
     /// to finish what is in flight.
     pub async fn run(self) {
         let app = crate::admin::app(self.control.clone());
-        let served = match self.tls {
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                let shutdown = self.shutdown.clone();
-                let grace = self.grace;
-                tokio::spawn(async move {
-                    shutdown.cancelled().await;
-                    h.graceful_shutdown(Some(grace));
-                });
-                match axum_server::from_tcp_rustls(self.admin, tls) {
-                    Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
-                    Err(e) => Err(e),
-                }
+        match tokio::net::TcpListener::from_std(self.admin) {
+            Ok(listener) => {
+                let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+                crate::admin::serve::serve(listener, app, tls, self.limits, self.shutdown.clone(), self.grace)
+                    .await
             }
-            None => match tokio::net::TcpListener::from_std(self.admin) {
-                Ok(l) => {
-                    axum::serve(l, app).with_graceful_shutdown(self.shutdown.clone().cancelled_owned()).await
-                }
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "admin API stopped");
+            Err(e) => tracing::error!(error = %e, "admin API stopped"),
         }
         self.shutdown.cancelled().await;
         self.tracker.close();

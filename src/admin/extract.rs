@@ -17,6 +17,15 @@ use crate::control::Control;
 /// with a long password and many roles, is a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How long a handler waits for the whole body once it starts reading it, put in
+/// each request's extensions by the server (`admin.body_timeout_secs`). Without
+/// it (requests made in tests through the router) the default applies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// `admin.body_timeout_secs`'s default.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A JSON request body.
 pub struct JsonBody<T>(pub T);
 
@@ -36,13 +45,34 @@ impl FromRequest<Control> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Control) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body is over {BODY_LIMIT} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before reading a byte: the
+        // client, if it sent `Expect: 100-continue`, then never sends the body (hyper
+        // sends `100 Continue` only once the body is read).
+        let declared = req.headers().get(axum::http::header::CONTENT_LENGTH);
+        if declared.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).is_some_and(|n| n > BODY_LIMIT as u64)
+        {
+            return Err(too_large());
+        }
+        // A body trickled byte by byte would keep its request in flight (and its
+        // connection open) for ever: bounded, like the head.
+        let limit = req.extensions().get::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state)).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {} s", limit.as_secs()),
+            )
+        })?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the body is over {BODY_LIMIT} bytes"),
-                )
+                too_large()
             } else {
                 ApiError::bad_request("invalid_body", "the request body could not be read")
             }

@@ -4,17 +4,21 @@
 //! the document served at `/v1/openapi.json` (`openapi()`) cannot drift from them.
 
 mod acls;
+mod activity;
 mod bdbs;
+mod bodies;
 mod caller;
 mod cluster;
 pub mod error;
-mod extract;
+pub mod extract;
+mod linger;
 mod logs;
 mod metrics;
 mod openapi;
 mod passwords;
 mod responses;
 mod roles;
+pub mod serve;
 pub mod tls;
 mod trace;
 mod users;

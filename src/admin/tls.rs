@@ -3,8 +3,7 @@
 //! certificate does not change on every restart).
 
 use std::path::{Path, PathBuf};
-
-use axum_server::tls_rustls::RustlsConfig;
+use std::sync::Arc;
 
 /// Installs rustls's ring provider once per process (several callers may race).
 pub fn install_crypto_provider() {
@@ -12,11 +11,19 @@ pub fn install_crypto_provider() {
 }
 
 /// Loads `cert`/`key` (PEM) if given, else the self-signed pair in `dir/tls`,
-/// creating it the first time.
-pub async fn config(dir: &Path, cert: Option<&Path>, key: Option<&Path>) -> std::io::Result<RustlsConfig> {
+/// creating it the first time. Offers HTTP/2 and HTTP/1.1 (ALPN), so the protocol
+/// is known when the handshake ends, without sniffing the first bytes.
+pub fn config(
+    dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> std::io::Result<Arc<rustls::ServerConfig>> {
     install_crypto_provider();
     let (cert, key) = cert_paths(dir, cert, key)?;
-    RustlsConfig::from_pem_file(cert, key).await
+    let loaded = crate::tls::server_config(&cert, &key, None).map_err(std::io::Error::other)?;
+    let mut config = (*loaded).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The admin API's certificate and key files: the operator's, else the self-signed

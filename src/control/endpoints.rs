@@ -105,7 +105,7 @@ impl Endpoints {
 
 /// Binds `listen` (`host:port`), or explains in RS's terms why not.
 pub async fn bind(listen: &str) -> Result<TcpListener> {
-    TcpListener::bind(listen).await.map_err(|e| {
+    crate::proxy::listener::bind(listen).await.map_err(|e| {
         Error::new(Kind::NotAcceptable, "port_unavailable", format!("cannot listen on {listen}: {e}"))
     })
 }
@@ -134,6 +134,7 @@ impl Control {
             )),
         };
         ctx.set_auth_timeout(self.inner.auth_timeout);
+        ctx.set_admission(Arc::clone(&self.inner.admission));
         ctx.set_tls(tls);
         self.inner.endpoints.run(ctx, listener).await
     }

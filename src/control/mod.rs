@@ -69,6 +69,8 @@ pub struct Settings {
     pub event_log_capacity: usize,
     /// Whether `GET /metrics` requires admin API credentials.
     pub metrics_auth: bool,
+    /// The bound on unauthenticated connections, shared by every database.
+    pub admission: Arc<crate::proxy::admission::Admission>,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -113,6 +115,7 @@ struct Inner {
     metrics_auth: bool,
     /// turnstile's secret for its upstream users (from the store).
     secret: crate::authz::Secret,
+    admission: Arc<crate::proxy::admission::Admission>,
 }
 
 impl std::fmt::Debug for Control {
@@ -258,6 +261,7 @@ impl Control {
                 event_log_capacity: settings.event_log_capacity,
                 metrics_auth: settings.metrics_auth,
                 secret,
+                admission: Arc::clone(&settings.admission),
             }),
         };
         control.load_directory(&state, settings.hash_params)?;

@@ -19,6 +19,9 @@ use histogram::Histogram;
 pub struct BdbStats {
     /// Connections accepted (refused ones over `max_connections` included).
     pub accepted: AtomicU64,
+    /// Of those, refused at once: the bound on unauthenticated connections (in all
+    /// or from the address) was reached.
+    pub refused_unauthenticated: AtomicU64,
     pub auth_success: AtomicU64,
     /// AUTHs refused after checking the password (wrong password, unknown user, …).
     pub auth_failure: AtomicU64,

@@ -75,6 +75,15 @@ fn bdbs(control: &Control, e: &mut Exposition) {
     for (c, uid) in ctxs.iter().zip(&uids) {
         e.sample("turnstile_bdb_connections_accepted_total", &[("bdb", uid)], get(&c.stats.accepted));
     }
+    e.family(
+        "turnstile_bdb_connections_refused_unauthenticated_total",
+        "counter",
+        "Client connections refused at accept: too many unauthenticated connections, in all or from the address.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        let n = get(&c.stats.refused_unauthenticated);
+        e.sample("turnstile_bdb_connections_refused_unauthenticated_total", &[("bdb", uid)], n);
+    }
     e.family("turnstile_bdb_auth_total", "counter", "AUTH and HELLO AUTH outcomes, per database.");
     for (c, uid) in ctxs.iter().zip(&uids) {
         let s = &c.stats;

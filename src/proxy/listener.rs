@@ -12,7 +12,32 @@ use tracing::Instrument;
 
 use super::BdbContext;
 use super::session::{handshake, serve_tcp, serve_tls};
+use crate::descriptors;
 use crate::resp::replies;
+
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// The usual 128 (std) or 1,024 (tokio) overflow during a burst of connections:
+/// the kernel then drops SYNs, and a client retries only after 1 s, then 3 s.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` for listening with [`BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let Ok(parsed) = addr.parse::<std::net::SocketAddr>() else {
+        // A host name: resolved by tokio, with its default backlog.
+        return TcpListener::bind(addr).await;
+    };
+    bind_addr(parsed)
+}
+
+/// Binds `addr` for listening with [`BACKLOG`] (not async: nothing to resolve).
+pub fn bind_addr(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted turnstile can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// Accepts connections until `shutdown`, serving each on `tracker` (so the caller
 /// can wait for them to finish). `shutdown` also asks the connections to finish.
@@ -37,6 +62,7 @@ pub async fn serve_until(
 ) {
     // Idle upstream connections expire even when no client comes to notice.
     let mut sweep = tokio::time::interval(POOL_SWEEP);
+    let mut last_warned: Option<std::time::Instant> = None;
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
@@ -49,14 +75,38 @@ pub async fn serve_until(
         };
         let (mut stream, peer) = match accepted {
             Ok(x) => x,
+            Err(e) if descriptors::exhausted(&e) => {
+                // Out of descriptors: shed what is queued with a spare one (Redis's
+                // refusal on plain ports; TLS clients are just closed), then back off
+                // instead of spinning on `accept`.
+                let tls = ctx.tls_enabled();
+                let shed = descriptors::shed(&listener, |s| refuse(s, tls)).await;
+                if last_warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(error = %e, bdb = ctx.uid, shed, "accept failed: out of file descriptors");
+                    last_warned = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(descriptors::EXHAUSTED_BACKOFF).await;
+                continue;
+            }
             Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, bdb = ctx.uid, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // A connection reset before it was accepted, or a kernel shortage.
+                tracing::debug!(error = %e, bdb = ctx.uid, "accept failed");
+                tokio::time::sleep(descriptors::EXHAUSTED_BACKOFF).await;
                 continue;
             }
         };
         crate::metrics::inc(&ctx.stats.accepted);
+        // Unauthenticated connections are bounded before anything is spent on them
+        // (no task, no TLS handshake): refused ones are closed here and now.
+        let permit = match ctx.admission().admit(peer.ip()) {
+            Ok(p) => p,
+            Err(bound) => {
+                tracing::debug!(bdb = ctx.uid, %peer, ?bound, "too many unauthenticated connections; refused");
+                crate::metrics::inc(&ctx.stats.refused_unauthenticated);
+                refuse(&stream, ctx.tls_enabled());
+                continue;
+            }
+        };
         let active = ctx.connections.fetch_add(1, Ordering::AcqRel) + 1;
         let guard = ConnectionGuard(Arc::clone(&ctx));
         let max = ctx.max_connections();
@@ -77,7 +127,7 @@ pub async fn serve_until(
                     async move {
                         let _guard = guard;
                         tracing::debug!("connected");
-                        serve_tcp(ctx, stream, shutdown).await;
+                        serve_tcp(ctx, stream, Some(permit), shutdown).await;
                         tracing::debug!("disconnected");
                     }
                     .instrument(span),
@@ -97,7 +147,7 @@ pub async fn serve_until(
                             return;
                         }
                         tracing::debug!("connected (TLS)");
-                        serve_tls(ctx, tls, shutdown).await;
+                        serve_tls(ctx, tls, Some(permit), shutdown).await;
                         tracing::debug!("disconnected");
                     }
                     .instrument(span),
@@ -106,6 +156,18 @@ pub async fn serve_until(
         }
     }
 }
+
+/// Refuses a connection as Redis does when it has too many clients: the error, then
+/// close. Written without waiting (a fresh socket's buffer takes it); a TLS port
+/// sends nothing, since plaintext would only confuse a TLS client.
+fn refuse(stream: &tokio::net::TcpStream, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(replies::MAX_CLIENTS);
+    }
+}
+
+/// At most one "out of descriptors" warning per this, however long it lasts.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a database's idle upstream connections are checked for expiry.
 const POOL_SWEEP: Duration = Duration::from_secs(5);

@@ -2,6 +2,7 @@
 //! (framing, AUTH, forwarding) and a relay half (replies, in order).
 
 mod acl;
+pub mod admission;
 mod client;
 pub mod handshake;
 mod hello;
@@ -56,6 +57,8 @@ pub struct BdbContext {
     pub users: users::UpstreamUsers,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+    /// The bound on unauthenticated connections, shared with the other databases.
+    admission: ArcSwap<admission::Admission>,
 }
 
 impl BdbContext {
@@ -87,6 +90,7 @@ impl BdbContext {
             lanes: lane::Lanes::default(),
             users: users::UpstreamUsers::new(uid, secret),
             tls: arc_swap::ArcSwapOption::empty(),
+            admission: ArcSwap::new(admission::Admission::unlimited()),
         }
     }
 
@@ -138,6 +142,15 @@ impl BdbContext {
 
     pub fn set_auth_timeout(&self, timeout: std::time::Duration) {
         self.auth_timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Bounds the unauthenticated connections of this database by `a` (shared).
+    pub fn set_admission(&self, a: std::sync::Arc<admission::Admission>) {
+        self.admission.store(a);
+    }
+
+    pub fn admission(&self) -> std::sync::Arc<admission::Admission> {
+        self.admission.load_full()
     }
 
     pub fn set_max_connections(&self, n: usize) {

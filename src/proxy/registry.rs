@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::Permit;
 use crate::auth::Identity;
 use crate::authz::RuleKey;
 
@@ -18,11 +19,18 @@ pub struct SessionSlot {
     /// logged in as, if it has one: a change of the identity's rule closes it.
     own_rule: Mutex<Option<RuleKey>>,
     kill: CancellationToken,
+    /// Counts the connection as unauthenticated until its first successful AUTH.
+    unauthenticated: Mutex<Option<Permit>>,
 }
 
 impl SessionSlot {
     /// Records who the connection is now authenticated as (`None` after RESET).
     pub fn set_identity(&self, identity: Option<Identity>) {
+        if identity.is_some() {
+            // Authenticated: from now on only `max_connections` bounds it. (A RESET
+            // later does not count it again: it has shown it holds a password.)
+            self.unauthenticated.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
         *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity;
     }
 
@@ -60,10 +68,16 @@ impl Drop for Registration<'_> {
 }
 
 impl Sessions {
-    /// Registers a connection; `kill` ends it.
-    pub fn register(&self, kill: CancellationToken) -> Registration<'_> {
+    /// Registers a connection; `kill` ends it; `permit` (if any) is released when it
+    /// authenticates.
+    pub fn register(&self, kill: CancellationToken, permit: Option<Permit>) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(SessionSlot { identity: Mutex::new(None), own_rule: Mutex::new(None), kill });
+        let slot = Arc::new(SessionSlot {
+            identity: Mutex::new(None),
+            own_rule: Mutex::new(None),
+            kill,
+            unauthenticated: Mutex::new(permit),
+        });
         self.map.insert(id, Arc::clone(&slot));
         Registration { sessions: self, id, slot }
     }

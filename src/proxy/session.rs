@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::BdbContext;
+use super::admission::Permit;
 use super::client::{ClientHalf, Handback};
 use super::io::{ReadSome, UpstreamRead, UpstreamWrite};
 use super::plan::Plan;
@@ -25,12 +26,13 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn serve_tcp(
     ctx: Arc<BdbContext>,
     stream: TcpStream,
+    permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok().map(|a| a.ip());
     let (reader, writer) = stream.into_split();
-    serve_connection(ctx, reader, writer, peer, shutdown)
+    serve_connection(ctx, reader, writer, peer, permit, shutdown)
 }
 
 /// Completes a client's TLS handshake, bounded in time. None if it failed (a
@@ -60,11 +62,12 @@ pub async fn handshake(
 pub fn serve_tls(
     ctx: Arc<BdbContext>,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
+    permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
     let peer = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());
     let (reader, writer) = tokio::io::split(stream);
-    serve_connection(ctx, reader, writer, peer, shutdown)
+    serve_connection(ctx, reader, writer, peer, permit, shutdown)
 }
 
 /// Serves one client until it leaves, misbehaves, or `shutdown` (after which what it
@@ -81,6 +84,7 @@ pub fn serve_connection<R, W>(
     reader: R,
     writer: W,
     peer: Option<IpAddr>,
+    permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send
 where
@@ -93,7 +97,9 @@ where
         let abort = CancellationToken::new();
         // Registered so the admin side can close this connection (password removed,
         // user deleted, database deleted): cancelling `abort` ends both halves.
-        let registration = ctx.sessions.register(abort.clone());
+        // The unauthenticated permit moves into the registration, which lets it go
+        // at the first successful AUTH.
+        let registration = ctx.sessions.register(abort.clone(), permit);
         let client =
             ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
         let relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
@@ -136,7 +142,7 @@ mod tests {
         {
             let (r, w) = TcpStream::connect(l.local_addr().unwrap()).await.unwrap().into_split();
             let plan = Arc::new(Plan::default());
-            let reg = ctx.sessions.register(CancellationToken::new());
+            let reg = ctx.sessions.register(CancellationToken::new(), None);
             let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan), None);
             let cf = c.run(r, CancellationToken::new(), CancellationToken::new());
             let rf = Relay::new(plan, w).run(CancellationToken::new());
@@ -146,7 +152,7 @@ mod tests {
                 std::mem::size_of_val(&rf)
             );
         }
-        let fut = serve_tcp(ctx, client, CancellationToken::new());
+        let fut = serve_tcp(ctx, client, None, CancellationToken::new());
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
         // 1,792 bytes when measured (2,976 before the relay made its reply scanner
@@ -178,7 +184,7 @@ mod tests {
         let ctx = Arc::new(BdbContext::new(1, d, Upstream::parse("redis://127.0.0.1:1").unwrap(), 0));
         let tls = handshake(&ctx, tokio_rustls::TlsAcceptor::from(server), tcp).await.expect("handshake");
         let _client = connecting.await.unwrap();
-        let fut = serve_tls(ctx, tls, CancellationToken::new());
+        let fut = serve_tls(ctx, tls, None, CancellationToken::new());
         let size = std::mem::size_of_val(&fut);
         eprintln!("TLS connection future: {size} bytes");
         assert!(size < 3072, "TLS connection future is {size} bytes");

@@ -98,6 +98,7 @@ pub fn settings() -> Settings {
         default_cert: None,
         event_log_capacity: turnstile::store::events::DEFAULT_CAPACITY,
         metrics_auth: false,
+        admission: turnstile::proxy::admission::Admission::unlimited(),
     }
 }
 
@@ -175,11 +176,23 @@ impl Process {
         bdb_extra: &str,
         more_bdbs: &str,
     ) -> Self {
+        Self::start_configured(dir, upstream, "", tables, bdb_extra, more_bdbs).await
+    }
+
+    /// Like `start_with`, with `admin_extra` (keys) inside the `[admin]` table too.
+    pub async fn start_configured(
+        dir: &Path,
+        upstream: &str,
+        admin_extra: &str,
+        tables: &str,
+        bdb_extra: &str,
+        more_bdbs: &str,
+    ) -> Self {
         let config = dir.join("turnstile.toml");
         std::fs::write(
             &config,
             format!(
-                "[admin]\nlisten = \"127.0.0.1:0\"\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
+                "[admin]\nlisten = \"127.0.0.1:0\"\n{admin_extra}\n[store]\ndir = \"{}\"\n[auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
                  [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n{tables}\n\
                  [[bdbs]]\nuid = 1\nname = \"app\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{bdb_extra}\n{more_bdbs}\n",
                 dir.join("data").display()
