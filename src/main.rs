@@ -62,7 +62,9 @@ Exit status:
   0   clean shutdown (SIGTERM or SIGINT), or check-config found the file valid
   1   start-up failed after the configuration was accepted (a port taken, the store unreadable)
   2   bad command line
-  64  invalid configuration file (the message names the key)
+  64  invalid configuration file (the message names the key), or an upstream whose
+      service credential may not manage turnstile's ACL users (the message names the
+      database and the least ACL it needs)
 
 Examples:
   turnstile --config /etc/turnstile/turnstile.toml
@@ -133,7 +135,7 @@ fn main() -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("turnstile: {e}");
-                return ExitCode::FAILURE;
+                return if e.is_configuration() { ExitCode::from(EXIT_CONFIG) } else { ExitCode::FAILURE };
             }
         };
         for (uid, addr) in running.bdb_addrs() {

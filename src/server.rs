@@ -38,6 +38,15 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
 }
 
+impl Error {
+    /// A configuration the upstream cannot serve (its service credential may not
+    /// manage turnstile's users, or it refuses a rule): the operator must change
+    /// the configuration, as for an invalid file.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Self::Control(StartError::Unmanageable(_)))
+    }
+}
+
 /// Opens the store, starts the control plane (which starts every database
 /// listener) and binds the admin API. `admin_password` is `TURNSTILE_ADMIN_PASSWORD`.
 pub async fn start(

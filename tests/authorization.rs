@@ -379,9 +379,10 @@ async fn acl_subcommands_describe_this_databases_users() {
     let db = iso.stack.db();
     let mut oracle = Conn::connect(&iso.oracle.addr()).await;
     assert_eq!(show(&oracle.cmd(&["AUTH", DEFAULT_PW]).await), OK);
-    // Users admitted here, `default` first; not `outsider` (its role is not granted)
-    // nor the admin API's `admin`.
-    let users = "*3\r\n$7\r\ndefault\r\n$3\r\napp\r\n$6\r\nreader\r\n";
+    // Users admitted here, sorted by name as Redis lists its users (ACL USERS walks
+    // its radix tree); not `outsider` (its role is not granted) nor the admin API's
+    // `admin`.
+    let users = "*3\r\n$3\r\napp\r\n$7\r\ndefault\r\n$6\r\nreader\r\n";
     // Order mismatches are collected, so that everything else is still checked.
     let mut misordered = Vec::new();
     for (user, resp3) in [("default", false), ("app", false), ("default", true), ("app", true)] {
@@ -417,7 +418,7 @@ async fn acl_subcommands_describe_this_databases_users() {
             assert!(line("app").contains("+@all") && line("app").contains("~*"), "{what}: {list:?}");
             assert!(line("reader").contains("+@read"), "{what}: {list:?}");
             let order: Vec<&str> = list.iter().filter_map(|l| l.split(' ').nth(1)).collect();
-            if order != ["default", "app", "reader"] {
+            if order != ["app", "default", "reader"] {
                 misordered.push(format!("{what}: ACL LIST order {order:?}"));
             }
             // CLIENT INFO, if answered, names the client's own user (never turnstile's).

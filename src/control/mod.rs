@@ -133,6 +133,9 @@ pub enum StartError {
     NoAdminPassword(String),
     #[error("{0}")]
     Invalid(String),
+    /// A config-file database's upstream refuses to let turnstile manage its users.
+    #[error("{0}")]
+    Unmanageable(String),
 }
 
 impl Control {
@@ -301,14 +304,16 @@ impl Control {
         match ctx.users.reconcile(&ctx.upstream_full(), &grants).await {
             Err(crate::proxy::users::ManageError::Upstream(
                 e @ (crate::proxy::UpstreamError::CannotManage | crate::proxy::UpstreamError::ServiceRefused),
-            )) if self.inner.config_upstreams.contains_key(&uid) => Err(StartError::Invalid(format!(
+            )) if self.inner.config_upstreams.contains_key(&uid) => Err(StartError::Unmanageable(format!(
                 "bdb {uid}: {e}. Give the service user at least: ACL SETUSER <user> on >… {}",
                 crate::authz::denials::CONTROL_ACL
             ))),
             Err(crate::proxy::users::ManageError::RuleRefused(why))
                 if self.inner.config_upstreams.contains_key(&uid) =>
             {
-                Err(StartError::Invalid(format!("bdb {uid}: the upstream refused a redis_acl rule: {why}")))
+                Err(StartError::Unmanageable(format!(
+                    "bdb {uid}: the upstream refused a redis_acl rule: {why}"
+                )))
             }
             _ => Ok(()),
         }

@@ -68,6 +68,10 @@ impl ClientHalf {
                 return Ok(Flow::Stop);
             }
             Command::Reset => return self.reset().await,
+            Command::ClientReply if authenticated && !self.granted(AclPerm::ClientReply).await => {
+                // Refused as Redis refuses it; the mode stays as it was.
+                self.local(acl::noperm("client|reply"));
+            }
             Command::ClientReply if authenticated => match reply_mode(args.get(2).map(Vec::as_slice)) {
                 Some(ReplyMode::On) => {
                     self.reply_mode = ReplyMode::On;
@@ -184,6 +188,12 @@ impl ClientHalf {
         self.plan_entry(Entry::Rewrite { from, to, silent }).await;
         self.write_own(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nINFO\r\n").await?;
         Ok(Flow::Continue)
+    }
+
+    /// Whether the client's rule grants a command turnstile implements itself (an
+    /// upstream that cannot be asked grants nothing).
+    async fn granted(&mut self, perm: AclPerm) -> bool {
+        self.own_credential().await.is_ok_and(|c| c.allows(perm))
     }
 
     /// The credential of the client's rule (its upstream user made if needed).

@@ -36,14 +36,17 @@ pub enum AclPerm {
     List = 4,
     Getuser = 8,
     Dryrun = 16,
+    /// `CLIENT REPLY`, which turnstile implements itself.
+    ClientReply = 32,
 }
 
-const PROBES: [(AclPerm, &[&[u8]]); 5] = [
+const PROBES: [(AclPerm, &[&[u8]]); 6] = [
     (AclPerm::Whoami, &[b"ACL", b"WHOAMI"]),
     (AclPerm::Users, &[b"ACL", b"USERS"]),
     (AclPerm::List, &[b"ACL", b"LIST"]),
     (AclPerm::Getuser, &[b"ACL", b"GETUSER", b"x"]),
     (AclPerm::Dryrun, &[b"ACL", b"DRYRUN", b"x", b"PING"]),
+    (AclPerm::ClientReply, &[b"CLIENT", b"REPLY", b"ON"]),
 ];
 
 /// How a client session logs in upstream, and what Redis said about the user.
