@@ -162,6 +162,13 @@ pub struct ProxyConfig {
     /// Threads that run connections and the admin API (0 = half the CPUs, at least
     /// one). argon2 runs on a pool of its own, whatever this is.
     pub worker_threads: usize,
+    /// Redis's `client-output-buffer-limit` for clients of shared upstream
+    /// connections, in MiB and seconds: replies queued beyond the hard limit, or
+    /// beyond the soft one for longer than its seconds, disconnect the client
+    /// (0 = no such limit).
+    pub client_output_buffer_hard_mb: usize,
+    pub client_output_buffer_soft_mb: usize,
+    pub client_output_buffer_soft_secs: u64,
 }
 
 impl ProxyConfig {
@@ -186,9 +193,16 @@ impl ProxyConfig {
             size: self.upstream_pool_size,
             idle: Duration::from_secs(self.upstream_pool_idle_secs),
             shared: self.upstream_shared_connections,
+            output: crate::proxy::OutputLimits {
+                hard: self.client_output_buffer_hard_mb * MIB,
+                soft: self.client_output_buffer_soft_mb * MIB,
+                soft_for: Duration::from_secs(self.client_output_buffer_soft_secs),
+            },
         }
     }
 }
+
+const MIB: usize = 1024 * 1024;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -201,6 +215,9 @@ impl Default for ProxyConfig {
             upstream_pool_idle_secs: pool.idle.as_secs(),
             upstream_shared_connections: pool.shared,
             worker_threads: 0,
+            client_output_buffer_hard_mb: pool.output.hard / MIB,
+            client_output_buffer_soft_mb: pool.output.soft / MIB,
+            client_output_buffer_soft_secs: pool.output.soft_for.as_secs(),
         }
     }
 }
@@ -381,6 +398,15 @@ impl Config {
         }
         if self.proxy.upstream_shared_connections > 64 {
             return Err(err("proxy.upstream_shared_connections", "must be at most 64 (0 turns sharing off)"));
+        }
+        // Bounded so the MiB count cannot overflow; 512 MiB is Redis's largest value.
+        for (key, mb) in [
+            ("proxy.client_output_buffer_hard_mb", self.proxy.client_output_buffer_hard_mb),
+            ("proxy.client_output_buffer_soft_mb", self.proxy.client_output_buffer_soft_mb),
+        ] {
+            if mb > 1024 * 1024 {
+                return Err(err(key, "must be at most 1048576 (1 TiB; 0 = no limit)"));
+            }
         }
         if self.proxy.worker_threads > 1024 {
             return Err(err("proxy.worker_threads", "must be at most 1024 (0 = half the CPUs)"));

@@ -723,7 +723,7 @@ impl ClientHalf {
                 match &mut self.shared {
                     Some(s) => s.lane = lane,
                     None => {
-                        let mailbox = Arc::new(Mailbox::default());
+                        let mailbox = Arc::new(Mailbox::new(upstream.pool.output, self.slot.kill_switch()));
                         self.push(Entry::Mailbox(Arc::clone(&mailbox)));
                         self.shared = Some(Shared { lane, mailbox });
                     }

@@ -20,6 +20,12 @@
 //!   so its commands still take effect in the order it sent them.
 //! - a lane whose connection fails tells every client it owed replies, and the next
 //!   request opens a new one.
+//! - a lane never waits for a client: replies are handed to the client's mailbox
+//!   as they are read, and a client that does not take them is disconnected at its
+//!   output limits (see [`super::mailbox`]), so no one's reply waits behind
+//!   another client's reading. The one exception costs no one anything: while a
+//!   single client is owed everything on the lane and nothing else is queued, the
+//!   lane reads at that client's pace (a huge value streams through, not buffered).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -34,7 +40,7 @@ use tokio::sync::mpsc;
 
 use super::Upstream;
 use super::io::{READ_MIN, ReadSome, UpstreamStream};
-use super::mailbox::{Delivery, Mailbox, STALL};
+use super::mailbox::{Delivery, Mailbox, PAUSE_AT};
 use crate::resp::replies;
 use crate::resp::reply::ReplyScanner;
 
@@ -303,19 +309,22 @@ async fn pump(
         if !wanted && owed.is_empty() && out.is_empty() {
             return Ok(());
         }
+        // Read on for everyone, unless only one client is owed anything and it is
+        // behind (see the module documentation).
+        let paused = pause_for(owed, rx);
         tokio::select! {
             biased;
-            read = reader.read_some(&mut buf, &mut chunk) => {
+            read = reader.read_some(&mut buf, &mut chunk), if paused.is_none() => {
                 if read? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
                 split(&buf, &mut scanner, owed, &mut deliveries)?;
                 let bytes = buf.split().freeze();
                 for (mailbox, range, replies, whole) in deliveries.drain(..) {
-                    let d = Delivery { bytes: bytes.slice(range), replies, whole };
-                    mailbox.deliver(d, replies::CLIENT_TOO_SLOW, STALL).await;
+                    mailbox.deliver(Delivery { bytes: bytes.slice(range), replies, whole });
                 }
             }
+            () = async { paused.as_ref().expect("guarded").room().await }, if paused.is_some() => {}
             ready = writer.writable(), if !out.is_empty() => ready?,
             batch = rx.recv(), if wanted && out.len() < WRITE_MAX => match batch {
                 Some(batch) => {
@@ -344,6 +353,17 @@ async fn pump(
             },
         }
     }
+}
+
+/// The client to wait for before reading on: the one owed every reply in flight,
+/// if its backlog reached [`PAUSE_AT`] and no other client's batch is queued.
+/// Waiting then delays no one; the moment another batch arrives, it stops.
+fn pause_for(owed: &VecDeque<InFlight>, rx: &mpsc::Receiver<Batch>) -> Option<Arc<Mailbox>> {
+    let head = &owed.front()?.mailbox;
+    if head.backlog() < PAUSE_AT || !rx.is_empty() {
+        return None;
+    }
+    owed.iter().all(|f| Arc::ptr_eq(&f.mailbox, head)).then(|| Arc::clone(head))
 }
 
 fn take(batch: Batch, out: &mut BytesMut, owed: &mut VecDeque<InFlight>) {

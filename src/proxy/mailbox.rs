@@ -1,27 +1,53 @@
 //! A client's share of a shared upstream connection: the replies a lane has read
 //! for it, queued until the client's relay writes them out, with the bounds that
 //! keep one slow client from holding up the others or turnstile's memory.
+//!
+//! The lane never waits for a client: it hands each reply over and reads on, so
+//! another client's reply is never delayed by how one client reads. A client that
+//! cannot take its replies is dealt with as Redis deals with one
+//! (`client-output-buffer-limit`): past the hard limit, or above the soft limit for
+//! longer than its seconds, it is disconnected and what was queued for it dropped.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Queued reply bytes beyond which the client is taken off the shared connection
 /// for its next requests (it is not keeping up: let Redis buffer for it, as it would
 /// without turnstile, on a connection of its own).
 pub const BACKLOG_SOFT: usize = 256 * 1024;
-/// Queued reply bytes beyond which the lane waits for the client to make room
-/// before passing it more (a huge value is streamed through in steps of this).
-const BACKLOG_HARD: usize = 16 * 1024 * 1024;
-/// A lane waits this long for a client that makes no room at all; then the client
-/// is cut off, so that it cannot stall everyone else on the connection.
-pub const STALL: Duration = Duration::from_secs(5);
+/// Queued reply bytes at which a lane stops reading for a client while no one else
+/// is owed a reply on it: a huge value read by one client then streams through at
+/// that client's pace with this much held here (nobody else waits). As soon as
+/// another client's request is on the lane, the lane reads on regardless.
+pub const PAUSE_AT: usize = 1024 * 1024;
 /// Requests one client may have unanswered on a shared connection; past it the
 /// client waits for answers (a pipeline of 20,000 GETs goes through in steps).
 pub const MAX_IN_FLIGHT: u64 = 128;
+
+/// How much turnstile queues for one client of a shared connection, in the terms
+/// of Redis's `client-output-buffer-limit <class> <hard> <soft> <soft seconds>`
+/// (0 turns a limit off). See `proxy.client_output_buffer_*` in the README for the
+/// defaults and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes queued beyond which the client is disconnected at once.
+    pub hard: usize,
+    /// Bytes queued beyond which, for longer than `soft_for`, it is disconnected.
+    pub soft: usize,
+    pub soft_for: Duration,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self { hard: 64 * 1024 * 1024, soft: 16 * 1024 * 1024, soft_for: Duration::from_secs(60) }
+    }
+}
 
 /// Replies read for one client: `bytes` complete `replies` of them (a partial reply
 /// at the end of `bytes` is completed by the next delivery).
@@ -36,6 +62,8 @@ pub struct Delivery {
 struct Inbox {
     queue: VecDeque<Delivery>,
     bytes: usize,
+    /// Since when `bytes` has been above the soft limit.
+    soft_since: Option<Instant>,
     /// Requests sent on a lane whose replies have not all arrived.
     in_flight: u64,
     /// Set when nothing more will come: what the relay should tell the client.
@@ -50,6 +78,12 @@ struct Inbox {
 #[derive(Default)]
 pub struct Mailbox {
     inbox: Mutex<Inbox>,
+    /// `Inbox::bytes`, readable without the lock (the lane looks at it on every
+    /// pass, the client half at every lane request).
+    queued: AtomicUsize,
+    limits: OutputLimits,
+    /// Ends the client's connection (both halves) when it is over its limits.
+    kill: CancellationToken,
     /// For the relay: something was delivered (or lost).
     ready: Notify,
     /// For the lane: the relay made room.
@@ -66,6 +100,11 @@ impl std::fmt::Debug for Mailbox {
 }
 
 impl Mailbox {
+    /// A mailbox bounded by `limits`; `kill` closes the client's connection.
+    pub fn new(limits: OutputLimits, kill: CancellationToken) -> Self {
+        Self { limits, kill, ..Self::default() }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -96,7 +135,7 @@ impl Mailbox {
 
     /// Reply bytes queued and not yet written to the client.
     pub fn backlog(&self) -> usize {
-        self.lock().bytes
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// True once nothing more will be delivered.
@@ -126,6 +165,10 @@ impl Mailbox {
                 let mut i = self.lock();
                 if let Some(d) = i.queue.pop_front() {
                     i.bytes -= d.bytes.len();
+                    self.queued.store(i.bytes, Ordering::Relaxed);
+                    if i.bytes <= self.limits.soft {
+                        i.soft_since = None;
+                    }
                     if i.queue.is_empty() {
                         // An idle client holds no queue (measured: ~190 bytes each).
                         i.queue = VecDeque::new();
@@ -142,19 +185,26 @@ impl Mailbox {
         }
     }
 
+    /// For the lane: resolves once the relay has taken something (or the client is
+    /// gone). A permit is kept if it happened before the wait began.
+    pub async fn room(&self) {
+        self.space.notified().await;
+    }
+
     /// The relay is gone: the lane drops what it still reads for this client.
     pub fn close(&self) {
         let mut i = self.lock();
         i.closed = true;
-        i.queue.clear();
+        i.queue = VecDeque::new();
         i.bytes = 0;
+        self.queued.store(0, Ordering::Relaxed);
         drop(i);
         self.space.notify_one();
     }
 
-    /// Nothing more will come (the lane's connection failed, or the client was cut
-    /// off): the relay tells the client `reason` once the queue is drained, and the
-    /// client half stops waiting for answers.
+    /// Nothing more will come (the lane's connection failed): the relay tells the
+    /// client `reason` once the queue is drained, and the client half stops waiting
+    /// for answers.
     pub fn lose(&self, reason: &'static [u8]) {
         let mut i = self.lock();
         i.lost.get_or_insert(reason);
@@ -165,31 +215,67 @@ impl Mailbox {
         self.space.notify_one();
     }
 
-    /// Queues replies for the relay. Waits while the client has a large backlog;
-    /// false if it made no room for `stall` (see [`STALL`]) and was cut off.
-    pub async fn deliver(&self, d: Delivery, cut: &'static [u8], stall: Duration) -> bool {
-        loop {
-            {
-                let mut i = self.lock();
-                if i.closed || i.lost.is_some() {
-                    i.in_flight = i.in_flight.saturating_sub(d.replies);
-                    return true;
-                }
-                if i.bytes < BACKLOG_HARD || i.queue.is_empty() {
-                    i.in_flight = i.in_flight.saturating_sub(d.replies);
-                    i.bytes += d.bytes.len();
-                    i.queue.push_back(d);
-                    drop(i);
-                    self.ready.notify_one();
-                    self.answered.notify_one();
-                    return true;
-                }
+    /// Queues replies for the relay, never waiting: the lane goes on reading for
+    /// everyone else. A client this puts over its limits is disconnected, as Redis
+    /// disconnects a client over its output buffer limits: at once, without a word,
+    /// its queued replies dropped. False then.
+    pub fn deliver(&self, d: Delivery) -> bool {
+        self.deliver_at(d, Instant::now)
+    }
+
+    /// [`Self::deliver`] with the clock passed in (read only above the soft limit).
+    fn deliver_at(&self, d: Delivery, now: impl FnOnce() -> Instant) -> bool {
+        let mut i = self.lock();
+        i.in_flight = i.in_flight.saturating_sub(d.replies);
+        if i.closed || i.lost.is_some() {
+            return true;
+        }
+        i.bytes += d.bytes.len();
+        i.queue.push_back(d);
+        if let Some(limit) = self.over_limit(&mut i, now) {
+            tracing::info!(
+                queued = i.bytes,
+                limit,
+                "client closed for overcoming its output buffer limit on a shared upstream connection"
+            );
+            i.closed = true;
+            i.lost.get_or_insert(b"");
+            i.in_flight = 0;
+            i.queue = VecDeque::new();
+            i.bytes = 0;
+            self.queued.store(0, Ordering::Relaxed);
+            drop(i);
+            self.kill.cancel();
+            self.ready.notify_one();
+            self.answered.notify_one();
+            self.space.notify_one();
+            return false;
+        }
+        self.queued.store(i.bytes, Ordering::Relaxed);
+        drop(i);
+        self.ready.notify_one();
+        self.answered.notify_one();
+        true
+    }
+
+    /// Which limit the queue is over, if any (Redis's `checkClientOutputBufferLimits`:
+    /// the soft one counts once it has been exceeded for more than its seconds).
+    fn over_limit(&self, i: &mut Inbox, now: impl FnOnce() -> Instant) -> Option<&'static str> {
+        let l = &self.limits;
+        if l.hard > 0 && i.bytes > l.hard {
+            return Some("hard");
+        }
+        if l.soft == 0 || i.bytes <= l.soft {
+            i.soft_since = None;
+            return None;
+        }
+        let now = now();
+        match i.soft_since {
+            None => {
+                i.soft_since = Some(now);
+                None
             }
-            if tokio::time::timeout(stall, self.space.notified()).await.is_err() {
-                tracing::info!("client cut off: it read none of its replies for {stall:?}");
-                self.lose(cut);
-                return false;
-            }
+            Some(since) => (now.duration_since(since) > l.soft_for).then_some("soft"),
         }
     }
 }
@@ -202,12 +288,16 @@ mod tests {
         Delivery { bytes: Bytes::from_static(bytes), replies, whole: true }
     }
 
+    fn big(n: usize) -> Delivery {
+        Delivery { bytes: Bytes::from(vec![b'x'; n]), replies: 1, whole: true }
+    }
+
     #[tokio::test]
     async fn delivers_in_order_and_counts_answers() {
         let m = Mailbox::default();
         m.sent(3);
-        assert!(m.deliver(d(b"+a\r\n+b", 1), b"", STALL).await);
-        assert!(m.deliver(d(b"\r\n+c\r\n", 2), b"", STALL).await);
+        assert!(m.deliver(d(b"+a\r\n+b", 1)));
+        assert!(m.deliver(d(b"\r\n+c\r\n", 2)));
         m.wait_in_flight_below(1).await;
         assert_eq!(m.backlog(), 12);
         assert_eq!(&m.next().await.ok().unwrap().bytes[..], b"+a\r\n+b");
@@ -218,45 +308,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_client_that_makes_no_room_is_cut_off() {
-        let m = Mailbox::default();
-        m.sent(2);
-        let big = Bytes::from(vec![b'x'; BACKLOG_HARD]);
-        assert!(
-            m.deliver(
-                Delivery { bytes: big.clone(), replies: 1, whole: true },
-                b"-cut\r\n",
-                Duration::from_millis(50)
-            )
-            .await
-        );
-        // Full: the next delivery waits STALL (paused clock), then gives up on the client.
-        assert!(
-            !m.deliver(
-                Delivery { bytes: big, replies: 1, whole: true },
-                b"-cut\r\n",
-                Duration::from_millis(50)
-            )
-            .await
-        );
+    async fn past_the_hard_limit_the_client_is_disconnected_and_its_replies_dropped() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 1000, soft: 0, soft_for: Duration::ZERO };
+        let m = Mailbox::new(limits, kill.clone());
+        m.sent(3);
+        assert!(m.deliver(big(1000)), "at the limit is not over it");
+        assert!(!kill.is_cancelled());
+        assert!(!m.deliver(big(1)), "one byte over");
+        assert!(kill.is_cancelled(), "the connection is closed");
         assert!(m.is_lost());
+        assert_eq!(m.backlog(), 0, "its replies are dropped, not kept");
         m.wait_in_flight_below(1).await;
-        assert_eq!(m.next().await.ok().unwrap().bytes.len(), BACKLOG_HARD);
-        assert_eq!(m.next().await.err(), Some(&b"-cut\r\n"[..]));
+        // Later replies are dropped as they arrive, and nothing is written.
+        assert!(m.deliver(big(5000)));
+        assert_eq!(m.backlog(), 0);
+        assert_eq!(m.next().await.err(), Some(&b""[..]));
+    }
+
+    #[tokio::test]
+    async fn above_the_soft_limit_for_too_long_the_client_is_disconnected() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60) };
+        let m = Mailbox::new(limits, kill.clone());
+        m.sent(10);
+        let t0 = Instant::now();
+        let at = |s: u64| move || t0 + Duration::from_secs(s);
+        assert!(m.deliver_at(big(150), at(0)), "over the soft limit: the clock starts");
+        assert!(m.deliver_at(big(10), at(60)), "not for longer than 60 s yet");
+        // Drained below it: the clock starts again.
+        m.next().await.ok().unwrap();
+        m.next().await.ok().unwrap();
+        assert!(m.deliver_at(big(150), at(100)), "over again, but the clock was reset");
+        assert!(m.deliver_at(big(1), at(160)), "60 s is not more than 60 s");
+        assert!(!kill.is_cancelled());
+        assert!(!m.deliver_at(big(1), at(161)), "over for longer than the soft seconds");
+        assert!(kill.is_cancelled());
     }
 
     #[tokio::test]
     async fn a_closed_mailbox_swallows_deliveries() {
         let m = Mailbox::default();
         m.close();
-        assert!(
-            m.deliver(
-                Delivery { bytes: Bytes::from(vec![0; BACKLOG_HARD * 2]), replies: 1, whole: true },
-                b"",
-                STALL
-            )
-            .await
-        );
+        assert!(m.deliver(big(OutputLimits::default().hard * 2)));
         assert_eq!(m.backlog(), 0);
     }
 }

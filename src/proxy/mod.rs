@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::auth::Directory;
+pub use mailbox::OutputLimits;
 pub use pool::PoolLimits;
 pub use registry::Sessions;
 pub use upstream::Upstream;

@@ -14,6 +14,9 @@ use crate::resp::command::SubKind;
 use crate::resp::replies;
 use crate::resp::reply::{FrameInfo, ReplyScanner};
 
+/// How long closing the client's side of the connection may take.
+const SHUTDOWN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the relay knows of the upstream connection's state.
 #[derive(Debug, Default)]
 struct Modes {
@@ -165,7 +168,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     false
                 }
             };
-            let _ = self.client.shutdown().await;
+            // Bounded: over TLS a shutdown writes close_notify, which a client that
+            // reads nothing (one closed for its output limits) would never take.
+            let _ = tokio::time::timeout(SHUTDOWN_MAX, self.client.shutdown()).await;
             let idle = planned_close
                 && !self.opaque
                 && !self.swallowing

@@ -19,8 +19,6 @@ pub const BAD_CLIENT_NAME: &[u8] =
 pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n";
 pub const UPSTREAM_LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
 pub const UPSTREAM_AUTH_FAILED: &[u8] = b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
-pub const CLIENT_TOO_SLOW: &[u8] =
-    b"-ERR closed by the proxy: the client read none of its replies for too long\r\n";
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// `-ERR Syntax error in HELLO option '<opt>'`.
