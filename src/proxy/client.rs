@@ -47,6 +47,8 @@ enum ReplyMode {
 enum Flow {
     Continue,
     Stop,
+    /// Close now, dropping whatever the client is still owed.
+    Abort,
 }
 
 /// Where a forwarded request goes.
@@ -170,6 +172,10 @@ impl ClientHalf {
                 match Box::pin(self.process(&mut buf)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Stop) => break,
+                    Ok(Flow::Abort) => {
+                        abort.cancel();
+                        return None;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "upstream write failed");
                         self.push(Entry::Close);
@@ -303,33 +309,54 @@ impl ClientHalf {
             let len = req.len();
             let frame = &buf[*pos..];
             let Some(name) = req.arg(frame, 0) else {
-                // Nothing to answer. Inside a run it travels with it (Redis ignores
-                // it too), which keeps the run contiguous.
-                if let Some(r) = run.as_mut() {
-                    r.end = *pos + len;
+                // Nothing to answer, and nothing to send: Redis would ignore it too.
+                // (Only requests in their canonical form go upstream.)
+                if run.is_some() {
+                    self.flush(buf, run).await?;
                 }
                 *pos += len;
                 continue;
             };
+            if command::is_cross_protocol(name) {
+                // Redis's defence against browsers speaking HTTP to it: the
+                // connection is closed at once, before authentication, without a
+                // reply (not even those still to be written for earlier requests).
+                tracing::info!("POST or Host: received, closing the connection (cross-protocol scripting?)");
+                *pos += len;
+                return Ok(Flow::Abort);
+            }
             let argc = req.argc();
             let mut cmd = command::classify(name, req.arg(frame, 1));
             if cmd == Command::ClientReply && (argc != 3 || reply_mode(req.arg(frame, 2)).is_none()) {
                 // Malformed: let the upstream answer with its own error.
                 cmd = Command::Other;
             }
+            if cmd == Command::Reset && argc != 1 && self.upstream.is_some() {
+                // Redis answers the arity error itself, and fails an open MULTI.
+                cmd = Command::Other;
+            }
+            // An inline request goes upstream re-encoded (see `Request::encoded`).
+            let encoded = req.encoded();
+            let wire_len = encoded.as_ref().map_or(len, Bytes::len);
             if authenticated && forwarded(cmd) {
                 if matches!(cmd, Command::Stateless | Command::ClientSetinfo)
                     && self.upstream.is_none()
                     && !self.pinned
                     && self.reply_mode == ReplyMode::On
-                    && len <= lane::MAX_REQUEST
+                    && wire_len <= lane::MAX_REQUEST
                 {
                     match self.route().await {
                         Route::Lane => {
-                            self.shared_pending += 1;
                             self.shared_unplanned += 1;
-                            extend(run, *pos, *pos + len);
                             *pos += len;
+                            if let Some(bytes) = encoded {
+                                // What came before goes first; this one on its own.
+                                self.flush(buf, run).await?;
+                                self.send_shared(bytes, 1).await?;
+                            } else {
+                                self.shared_pending += 1;
+                                extend(run, *pos - len, *pos);
+                            }
                             continue;
                         }
                         Route::Failed => {
@@ -355,7 +382,16 @@ impl ClientHalf {
                     return Ok(Flow::Stop);
                 }
                 self.plan_entry(entry).await;
-                extend(run, *pos, *pos + len);
+                if let Some(bytes) = encoded {
+                    // The plan learns of this reply before its request goes upstream.
+                    self.flush(buf, run).await?;
+                    if let Some((up, _)) = self.upstream.as_mut() {
+                        up.write_all(&bytes).await?;
+                        up.flush().await?;
+                    }
+                } else {
+                    extend(run, *pos, *pos + len);
+                }
                 *pos += len;
                 continue;
             }
@@ -400,20 +436,29 @@ impl ClientHalf {
             Command::Hello => match hello::parse(&args) {
                 Err(reply) => self.local(reply),
                 Ok(mut h) => {
-                    if let Some((user, password)) = h.auth.take() {
-                        let ok = self.login(Some(&user), &password).await;
-                        let (mut user, mut password) = (user, password);
-                        password.zeroize();
-                        user.zeroize();
-                        if !ok {
-                            self.local(Bytes::from_static(replies::WRONGPASS));
+                    // Option by option, as Redis 7.0's helloCommand: the first that
+                    // fails answers the HELLO, and what came before it stands.
+                    for step in std::mem::take(&mut h.steps) {
+                        let failed = match step {
+                            hello::Step::Auth(user, password) => {
+                                (!self.login(Some(&user), &password).await).then_some(replies::WRONGPASS)
+                            }
+                            hello::Step::SetName(name) if hello::name_is_valid(&name) => {
+                                h.setname = Some(name);
+                                None
+                            }
+                            hello::Step::SetName(_) => Some(replies::BAD_CLIENT_NAME),
+                            hello::Step::Syntax(reply) => {
+                                self.local(reply);
+                                return Ok(Flow::Continue);
+                            }
+                        };
+                        if let Some(reply) = failed {
+                            self.local(Bytes::from_static(reply));
                             return Ok(Flow::Continue);
                         }
                     }
-                    // Redis 7.0's order: AUTH, then the name, then "must be authenticated".
-                    if !h.name_is_valid() {
-                        self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
-                    } else if self.identity.is_none() {
+                    if self.identity.is_none() {
                         self.local(Bytes::from_static(replies::HELLO_NOAUTH));
                     } else if let Flow::Stop = self.hello(h).await? {
                         return Ok(Flow::Stop);
@@ -426,6 +471,10 @@ impl ClientHalf {
                 self.push(Entry::Close);
                 return Ok(Flow::Stop);
             }
+            // Redis checks RESET's arity before anything else (authentication
+            // included); with a connection of its own the client's `RESET x` went
+            // upstream instead (see `process_from`), where it also fails a MULTI.
+            Command::Reset if args.len() != 1 => self.local(Bytes::from_static(replies::RESET_ARITY)),
             Command::Reset => {
                 if self.upstream.is_none() {
                     // Back to RESP2, as Redis's RESET does (on lanes, a RESP2 lane).
@@ -505,7 +554,10 @@ impl ClientHalf {
                 Route::Own => self.resp3 = before,
             }
         }
-        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent: false };
+        // CLIENT REPLY OFF|SKIP silences a HELLO's map like any other reply (the
+        // relay still reads it, to learn the protocol).
+        let silent = self.silenced();
+        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent };
         Ok(if self.forward_own(entry, &request).await? { Flow::Continue } else { Flow::Stop })
     }
 
@@ -572,17 +624,7 @@ impl ClientHalf {
 
     /// What the client is owed for a forwarded request, minding `CLIENT REPLY`.
     fn expectation(&mut self, cmd: Command, argc: usize) -> Entry {
-        // Redis sends nothing while replies are OFF, and nothing for the one request
-        // after SKIP. The upstream is never told (turnstile implements CLIENT REPLY
-        // itself), so it always answers and the relay drops what must not be seen.
-        let silent = match self.reply_mode {
-            ReplyMode::On => false,
-            ReplyMode::Off => true,
-            ReplyMode::SkipNext => {
-                self.reply_mode = ReplyMode::On;
-                true
-            }
-        };
+        let silent = self.silenced();
         let subscriptions = argc.saturating_sub(1) as u64;
         // (Un)subscribe confirmations are pushes to Redis: sent even with replies off.
         match cmd {
@@ -594,6 +636,22 @@ impl ClientHalf {
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
             Command::Replication => Entry::Opaque,
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
+        }
+    }
+
+    /// Whether the upstream's reply to the request being forwarded must not reach
+    /// the client. Redis sends nothing while replies are OFF, and nothing for the
+    /// one request after SKIP. The upstream is never told (turnstile implements
+    /// CLIENT REPLY itself), so it always answers and the relay drops what must not
+    /// be seen.
+    fn silenced(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
         }
     }
 

@@ -10,6 +10,7 @@ pub const EXECABORT_NOAUTH: &[u8] =
     b"-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n";
 pub const AUTH_ARITY: &[u8] = b"-ERR wrong number of arguments for 'auth' command\r\n";
 pub const WHOAMI_ARITY: &[u8] = b"-ERR wrong number of arguments for 'acl|whoami' command\r\n";
+pub const RESET_ARITY: &[u8] = b"-ERR wrong number of arguments for 'reset' command\r\n";
 pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
 pub const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
 pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
