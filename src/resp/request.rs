@@ -62,7 +62,9 @@ impl ProtoError {
             Self::UnbalancedQuotes => b"-ERR Protocol error: unbalanced quotes in request\r\n",
             Self::ExpectedDollar(c) => {
                 let mut v = b"-ERR Protocol error: expected '$', got '".to_vec();
-                v.push(c);
+                // addReplyErrorFormat turns line ends into spaces, so that the
+                // reply stays one line.
+                v.push(if c == b'\r' || c == b'\n' { b' ' } else { c });
                 v.extend_from_slice(b"'\r\n");
                 return Bytes::from(v);
             }
@@ -412,6 +414,7 @@ mod tests {
         let long = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(parse(&long, false), Parse::Error(TooBigInline));
         assert_eq!(ExpectedDollar(b':').reply(), &b"-ERR Protocol error: expected '$', got ':'\r\n"[..]);
+        assert_eq!(ExpectedDollar(b'\n').reply(), &b"-ERR Protocol error: expected '$', got ' '\r\n"[..]);
     }
 
     #[test]
