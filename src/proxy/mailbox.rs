@@ -26,6 +26,15 @@ pub const BACKLOG_SOFT: usize = 256 * 1024;
 /// that client's pace with this much held here (nobody else waits). As soon as
 /// another client's request is on the lane, the lane reads on regardless.
 pub const PAUSE_AT: usize = 1024 * 1024;
+/// Deliveries queued beyond which a small one is copied out of the lane's read
+/// buffer. A delivery is a slice of a whole read (up to 64 KiB, shared with the
+/// other clients' replies in it): queued behind others, ten bytes would keep the
+/// whole read alive while counting as ten. Copying only for a client that is this
+/// far behind keeps what it holds within about twice what is counted, and costs
+/// clients that keep up nothing.
+const COPY_BEHIND: usize = 16;
+/// Slices at least this large already count for half their read or more.
+const COPY_BELOW: usize = 32 * 1024;
 /// Requests one client may have unanswered on a shared connection; past it the
 /// client waits for answers (a pipeline of 20,000 GETs goes through in steps).
 pub const MAX_IN_FLIGHT: u64 = 128;
@@ -230,6 +239,10 @@ impl Mailbox {
         if i.closed || i.lost.is_some() {
             return true;
         }
+        let mut d = d;
+        if i.queue.len() >= COPY_BEHIND && d.bytes.len() < COPY_BELOW {
+            d.bytes = Bytes::copy_from_slice(&d.bytes);
+        }
         i.bytes += d.bytes.len();
         i.queue.push_back(d);
         if let Some(limit) = self.over_limit(&mut i, now) {
@@ -344,6 +357,20 @@ mod tests {
         assert!(!kill.is_cancelled());
         assert!(!m.deliver_at(big(1), at(161)), "over for longer than the soft seconds");
         assert!(kill.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_client_far_behind_holds_copies_not_whole_reads() {
+        let m = Mailbox::default();
+        m.sent(100);
+        let read = Bytes::from(vec![b'r'; 64 * 1024]);
+        for _ in 0..COPY_BEHIND + 4 {
+            assert!(m.deliver(Delivery { bytes: read.slice(0..10), replies: 1, whole: true }));
+        }
+        let i = m.lock();
+        let sharing = |d: &Delivery| d.bytes.as_ptr() == read.as_ptr();
+        assert!(i.queue.iter().take(COPY_BEHIND).all(sharing), "a client keeping up gets slices");
+        assert!(!i.queue.iter().skip(COPY_BEHIND).any(sharing), "one far behind gets copies");
     }
 
     #[tokio::test]
