@@ -246,22 +246,8 @@ impl Mailbox {
         i.bytes += d.bytes.len();
         i.queue.push_back(d);
         if let Some(limit) = self.over_limit(&mut i, now) {
-            tracing::info!(
-                queued = i.bytes,
-                limit,
-                "client closed for overcoming its output buffer limit on a shared upstream connection"
-            );
-            i.closed = true;
-            i.lost.get_or_insert(b"");
-            i.in_flight = 0;
-            i.queue = VecDeque::new();
-            i.bytes = 0;
-            self.queued.store(0, Ordering::Relaxed);
             drop(i);
-            self.kill.cancel();
-            self.ready.notify_one();
-            self.answered.notify_one();
-            self.space.notify_one();
+            self.cut(limit);
             return false;
         }
         self.queued.store(i.bytes, Ordering::Relaxed);
@@ -269,6 +255,46 @@ impl Mailbox {
         self.ready.notify_one();
         self.answered.notify_one();
         true
+    }
+
+    /// Disconnects the client for going over `limit`, dropping what is queued.
+    fn cut(&self, limit: &str) {
+        let mut i = self.lock();
+        tracing::info!(
+            queued = i.bytes,
+            limit,
+            "client closed for overcoming its output buffer limit on a shared upstream connection"
+        );
+        i.closed = true;
+        i.lost.get_or_insert(b"");
+        i.in_flight = 0;
+        i.queue = VecDeque::new();
+        i.bytes = 0;
+        self.queued.store(0, Ordering::Relaxed);
+        drop(i);
+        self.kill.cancel();
+        self.ready.notify_one();
+        self.answered.notify_one();
+        self.space.notify_one();
+    }
+
+    /// When the client goes over its soft limit for too long, if it is above it now.
+    pub fn soft_deadline(&self) -> Option<Instant> {
+        let since = self.lock().soft_since?;
+        Some(since + self.limits.soft_for)
+    }
+
+    /// For the relay, at the soft deadline: disconnects the client if it is still
+    /// above its soft limit (the kill ends the relay too); else the next deadline.
+    pub fn enforce_soft_limit(&self) -> Option<Instant> {
+        let over = self.over_limit(&mut self.lock(), Instant::now);
+        match over {
+            Some(limit) => {
+                self.cut(limit);
+                None
+            }
+            None => self.soft_deadline(),
+        }
     }
 
     /// Which limit the queue is over, if any (Redis's `checkClientOutputBufferLimits`:
@@ -356,6 +382,21 @@ mod tests {
         assert!(m.deliver_at(big(1), at(160)), "60 s is not more than 60 s");
         assert!(!kill.is_cancelled());
         assert!(!m.deliver_at(big(1), at(161)), "over for longer than the soft seconds");
+        assert!(kill.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn the_soft_limit_holds_without_further_replies() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60) };
+        let m = Mailbox::new(limits, kill.clone());
+        m.sent(1);
+        let Some(past) = Instant::now().checked_sub(Duration::from_secs(61)) else { return };
+        assert_eq!(m.soft_deadline(), None, "below the soft limit: no deadline");
+        assert!(m.deliver_at(big(150), || past));
+        assert_eq!(m.soft_deadline(), Some(past + Duration::from_secs(60)));
+        // What the relay does at the deadline, with nothing more delivered.
+        assert_eq!(m.enforce_soft_limit(), None);
         assert!(kill.is_cancelled());
     }
 

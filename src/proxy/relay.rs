@@ -157,9 +157,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = Option<UpstreamRead>> {
         async move {
+            // Abort first: a connection closed at once (POST, output limits) writes
+            // nothing more, even if more happens to be ready.
             let result = tokio::select! {
-                r = self.pump() => r,
+                biased;
                 _ = abort.cancelled() => Ok(false),
+                r = self.pump() => r,
             };
             let planned_close = match result {
                 Ok(planned) => planned,
@@ -239,7 +242,28 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             match mailbox.next().await {
                 Ok(d) => {
                     mid_reply = !d.whole;
-                    self.client.write_all(&d.bytes).await?;
+                    match mailbox.soft_deadline() {
+                        None => self.client.write_all(&d.bytes).await?,
+                        // Above the soft output limit: the client must make room in
+                        // time, whether or not more replies arrive to notice it.
+                        Some(at) => {
+                            let write = self.client.write_all(&d.bytes);
+                            tokio::pin!(write);
+                            let mut at = Some(at);
+                            while let Some(deadline) = at {
+                                tokio::select! {
+                                    r = &mut write => {
+                                        r?;
+                                        break;
+                                    }
+                                    () = tokio::time::sleep_until(deadline.into()) => at = mailbox.enforce_soft_limit(),
+                                }
+                            }
+                            if at.is_none() {
+                                write.await?;
+                            }
+                        }
+                    }
                     if let Some(Entry::Shared { n }) = &mut self.current {
                         *n = n.saturating_sub(d.replies);
                         if *n == 0 {
