@@ -7,6 +7,7 @@
 #[path = "../src/framing.rs"]
 mod framing;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
@@ -19,20 +20,17 @@ fn server() -> &'static Mutex<Server> {
     static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
     SERVER.get_or_init(|| {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("redis-server on the PATH");
+        // Ready when its log says so (the port was free a moment ago; if it was taken
+        // since, the log ends first and the run fails loudly).
+        let log = BufReader::new(child.stdout.take().expect("piped"));
+        let ready = log.lines().map_while(Result::ok).any(|l| l.contains("Ready to accept connections"));
+        assert!(ready, "redis-server did not start on port {port}");
         let addr = format!("127.0.0.1:{port}");
-        // Ready once it accepts a connection (a bounded number of tries, no fixed sleep).
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            std::thread::yield_now();
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
         Mutex::new(Server { _child: child, oracle: framing::Oracle::new(&addr) })
     })
 }
