@@ -166,9 +166,11 @@ impl Mailbox {
         }
     }
 
-    /// The relay's next delivery; None once the mailbox is lost and drained, with
-    /// what to tell the client.
-    pub async fn next(&self) -> Result<Delivery, &'static [u8]> {
+    /// The relay's next delivery, and when the client will be over its soft limit
+    /// for too long if it is above it now (see [`Self::enforce_soft_limit`]; read
+    /// under the same lock). `Err` once the mailbox is lost and drained, with what to
+    /// tell the client.
+    pub async fn next(&self) -> Result<(Delivery, Option<Instant>), &'static [u8]> {
         loop {
             {
                 let mut i = self.lock();
@@ -182,9 +184,10 @@ impl Mailbox {
                         // An idle client holds no queue (measured: ~190 bytes each).
                         i.queue = VecDeque::new();
                     }
+                    let soft_deadline = i.soft_since.map(|t| t + self.limits.soft_for);
                     drop(i);
                     self.space.notify_one();
-                    return Ok(d);
+                    return Ok((d, soft_deadline));
                 }
                 if let Some(reason) = i.lost {
                     return Err(reason);
@@ -278,10 +281,9 @@ impl Mailbox {
         self.space.notify_one();
     }
 
-    /// When the client goes over its soft limit for too long, if it is above it now.
-    pub fn soft_deadline(&self) -> Option<Instant> {
-        let since = self.lock().soft_since?;
-        Some(since + self.limits.soft_for)
+    #[cfg(test)]
+    fn soft_deadline(&self) -> Option<Instant> {
+        Some(self.lock().soft_since? + self.limits.soft_for)
     }
 
     /// For the relay, at the soft deadline: disconnects the client if it is still
@@ -293,7 +295,7 @@ impl Mailbox {
                 self.cut(limit);
                 None
             }
-            None => self.soft_deadline(),
+            None => self.lock().soft_since.map(|t| t + self.limits.soft_for),
         }
     }
 
@@ -339,8 +341,8 @@ mod tests {
         assert!(m.deliver(d(b"\r\n+c\r\n", 2)));
         m.wait_in_flight_below(1).await;
         assert_eq!(m.backlog(), 12);
-        assert_eq!(&m.next().await.ok().unwrap().bytes[..], b"+a\r\n+b");
-        assert_eq!(m.next().await.ok().unwrap().replies, 2);
+        assert_eq!(&m.next().await.ok().unwrap().0.bytes[..], b"+a\r\n+b");
+        assert_eq!(m.next().await.ok().unwrap().0.replies, 2);
         assert_eq!(m.backlog(), 0);
         m.lose(b"-ERR gone\r\n");
         assert_eq!(m.next().await.err(), Some(&b"-ERR gone\r\n"[..]));

@@ -240,9 +240,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         let mut mid_reply = false;
         loop {
             match mailbox.next().await {
-                Ok(d) => {
+                Ok((d, soft_deadline)) => {
                     mid_reply = !d.whole;
-                    match mailbox.soft_deadline() {
+                    match soft_deadline {
                         None => self.client.write_all(&d.bytes).await?,
                         // Above the soft output limit: the client must make room in
                         // time, whether or not more replies arrive to notice it.
