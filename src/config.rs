@@ -169,6 +169,9 @@ pub struct ProxyConfig {
     pub client_output_buffer_hard_mb: usize,
     pub client_output_buffer_soft_mb: usize,
     pub client_output_buffer_soft_secs: u64,
+    /// All of a database's clients together (Redis's `maxmemory-clients`): beyond
+    /// it, a client holding more than 256 KiB that gets more is disconnected.
+    pub client_output_buffer_total_mb: usize,
 }
 
 impl ProxyConfig {
@@ -197,6 +200,7 @@ impl ProxyConfig {
                 hard: self.client_output_buffer_hard_mb * MIB,
                 soft: self.client_output_buffer_soft_mb * MIB,
                 soft_for: Duration::from_secs(self.client_output_buffer_soft_secs),
+                total: self.client_output_buffer_total_mb * MIB,
             },
         }
     }
@@ -218,6 +222,7 @@ impl Default for ProxyConfig {
             client_output_buffer_hard_mb: pool.output.hard / MIB,
             client_output_buffer_soft_mb: pool.output.soft / MIB,
             client_output_buffer_soft_secs: pool.output.soft_for.as_secs(),
+            client_output_buffer_total_mb: pool.output.total / MIB,
         }
     }
 }
@@ -403,6 +408,7 @@ impl Config {
         for (key, mb) in [
             ("proxy.client_output_buffer_hard_mb", self.proxy.client_output_buffer_hard_mb),
             ("proxy.client_output_buffer_soft_mb", self.proxy.client_output_buffer_soft_mb),
+            ("proxy.client_output_buffer_total_mb", self.proxy.client_output_buffer_total_mb),
         ] {
             if mb > 1024 * 1024 {
                 return Err(err(key, "must be at most 1048576 (1 TiB; 0 = no limit)"));

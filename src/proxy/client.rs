@@ -781,7 +781,11 @@ impl ClientHalf {
                 match &mut self.shared {
                     Some(s) => s.lane = lane,
                     None => {
-                        let mailbox = Arc::new(Mailbox::new(upstream.pool.output, self.slot.kill_switch()));
+                        let mailbox = Arc::new(Mailbox::new(
+                            upstream.pool.output,
+                            self.slot.kill_switch(),
+                            Arc::clone(&self.ctx.lane_replies),
+                        ));
                         self.push(Entry::Mailbox(Arc::clone(&mailbox)));
                         self.shared = Some(Shared { lane, mailbox });
                     }

@@ -9,8 +9,8 @@
 //! longer than its seconds, it is disconnected and what was queued for it dropped.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,11 +50,20 @@ pub struct OutputLimits {
     /// Bytes queued beyond which, for longer than `soft_for`, it is disconnected.
     pub soft: usize,
     pub soft_for: Duration,
+    /// Bytes queued for all clients of a database together beyond which a client
+    /// that gets more while holding over [`BACKLOG_SOFT`] is disconnected (Redis's
+    /// `maxmemory-clients`, which evicts the clients using most first).
+    pub total: usize,
 }
 
 impl Default for OutputLimits {
     fn default() -> Self {
-        Self { hard: 64 * 1024 * 1024, soft: 16 * 1024 * 1024, soft_for: Duration::from_secs(60) }
+        Self {
+            hard: 64 * 1024 * 1024,
+            soft: 16 * 1024 * 1024,
+            soft_for: Duration::from_secs(60),
+            total: 1024 * 1024 * 1024,
+        }
     }
 }
 
@@ -91,6 +100,8 @@ pub struct Mailbox {
     /// pass, the client half at every lane request).
     queued: AtomicUsize,
     limits: OutputLimits,
+    /// What is queued for all the database's clients (see [`OutputLimits::total`]).
+    total: Arc<AtomicUsize>,
     /// Ends the client's connection (both halves) when it is over its limits.
     kill: CancellationToken,
     /// For the relay: something was delivered (or lost).
@@ -101,6 +112,14 @@ pub struct Mailbox {
     answered: Notify,
 }
 
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        // What it still held no longer counts towards the database's total.
+        let held = self.lock().bytes;
+        self.total.fetch_sub(held, Ordering::Relaxed);
+    }
+}
+
 impl std::fmt::Debug for Mailbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let i = self.lock();
@@ -109,9 +128,30 @@ impl std::fmt::Debug for Mailbox {
 }
 
 impl Mailbox {
-    /// A mailbox bounded by `limits`; `kill` closes the client's connection.
-    pub fn new(limits: OutputLimits, kill: CancellationToken) -> Self {
-        Self { limits, kill, ..Self::default() }
+    /// A mailbox bounded by `limits`, counting what it holds in `total` (shared by
+    /// the database's clients); `kill` closes the client's connection.
+    pub fn new(limits: OutputLimits, kill: CancellationToken, total: Arc<AtomicUsize>) -> Self {
+        Self {
+            inbox: Mutex::default(),
+            queued: AtomicUsize::new(0),
+            limits,
+            total,
+            kill,
+            ready: Notify::new(),
+            space: Notify::new(),
+            answered: Notify::new(),
+        }
+    }
+
+    /// Sets what is queued, here and in the database's total.
+    fn set_bytes(&self, i: &mut Inbox, bytes: usize) {
+        if bytes >= i.bytes {
+            self.total.fetch_add(bytes - i.bytes, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(i.bytes - bytes, Ordering::Relaxed);
+        }
+        i.bytes = bytes;
+        self.queued.store(bytes, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
@@ -175,8 +215,8 @@ impl Mailbox {
             {
                 let mut i = self.lock();
                 if let Some(d) = i.queue.pop_front() {
-                    i.bytes -= d.bytes.len();
-                    self.queued.store(i.bytes, Ordering::Relaxed);
+                    let left = i.bytes - d.bytes.len();
+                    self.set_bytes(&mut i, left);
                     if i.bytes <= self.limits.soft {
                         i.soft_since = None;
                     }
@@ -208,8 +248,7 @@ impl Mailbox {
         let mut i = self.lock();
         i.closed = true;
         i.queue = VecDeque::new();
-        i.bytes = 0;
-        self.queued.store(0, Ordering::Relaxed);
+        self.set_bytes(&mut i, 0);
         drop(i);
         self.space.notify_one();
     }
@@ -246,14 +285,14 @@ impl Mailbox {
         if i.queue.len() >= COPY_BEHIND && d.bytes.len() < COPY_BELOW {
             d.bytes = Bytes::copy_from_slice(&d.bytes);
         }
-        i.bytes += d.bytes.len();
+        let queued = i.bytes + d.bytes.len();
+        self.set_bytes(&mut i, queued);
         i.queue.push_back(d);
         if let Some(limit) = self.over_limit(&mut i, now) {
             drop(i);
             self.cut(limit);
             return false;
         }
-        self.queued.store(i.bytes, Ordering::Relaxed);
         drop(i);
         self.ready.notify_one();
         self.answered.notify_one();
@@ -272,8 +311,7 @@ impl Mailbox {
         i.lost.get_or_insert(b"");
         i.in_flight = 0;
         i.queue = VecDeque::new();
-        i.bytes = 0;
-        self.queued.store(0, Ordering::Relaxed);
+        self.set_bytes(&mut i, 0);
         drop(i);
         self.kill.cancel();
         self.ready.notify_one();
@@ -305,6 +343,9 @@ impl Mailbox {
         let l = &self.limits;
         if l.hard > 0 && i.bytes > l.hard {
             return Some("hard");
+        }
+        if l.total > 0 && i.bytes > BACKLOG_SOFT && self.total.load(Ordering::Relaxed) > l.total {
+            return Some("total");
         }
         if l.soft == 0 || i.bytes <= l.soft {
             i.soft_since = None;
@@ -351,8 +392,8 @@ mod tests {
     #[tokio::test]
     async fn past_the_hard_limit_the_client_is_disconnected_and_its_replies_dropped() {
         let kill = CancellationToken::new();
-        let limits = OutputLimits { hard: 1000, soft: 0, soft_for: Duration::ZERO };
-        let m = Mailbox::new(limits, kill.clone());
+        let limits = OutputLimits { hard: 1000, soft: 0, soft_for: Duration::ZERO, total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(3);
         assert!(m.deliver(big(1000)), "at the limit is not over it");
         assert!(!kill.is_cancelled());
@@ -370,8 +411,8 @@ mod tests {
     #[tokio::test]
     async fn above_the_soft_limit_for_too_long_the_client_is_disconnected() {
         let kill = CancellationToken::new();
-        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60) };
-        let m = Mailbox::new(limits, kill.clone());
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(10);
         let t0 = Instant::now();
         let at = |s: u64| move || t0 + Duration::from_secs(s);
@@ -390,8 +431,8 @@ mod tests {
     #[tokio::test]
     async fn the_soft_limit_holds_without_further_replies() {
         let kill = CancellationToken::new();
-        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60) };
-        let m = Mailbox::new(limits, kill.clone());
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(1);
         let Some(past) = Instant::now().checked_sub(Duration::from_secs(61)) else { return };
         assert_eq!(m.soft_deadline(), None, "below the soft limit: no deadline");
@@ -414,6 +455,27 @@ mod tests {
         let sharing = |d: &Delivery| d.bytes.as_ptr() == read.as_ptr();
         assert!(i.queue.iter().take(COPY_BEHIND).all(sharing), "a client keeping up gets slices");
         assert!(!i.queue.iter().skip(COPY_BEHIND).any(sharing), "one far behind gets copies");
+    }
+
+    #[tokio::test]
+    async fn over_the_database_total_the_clients_holding_much_are_disconnected() {
+        let total = Arc::new(AtomicUsize::new(0));
+        let limits = OutputLimits { hard: 0, soft: 0, soft_for: Duration::ZERO, total: 2 * BACKLOG_SOFT };
+        let (ka, kb) = (CancellationToken::new(), CancellationToken::new());
+        let a = Mailbox::new(limits, ka.clone(), Arc::clone(&total));
+        let b = Mailbox::new(limits, kb.clone(), Arc::clone(&total));
+        a.sent(10);
+        b.sent(10);
+        assert!(a.deliver(big(2 * BACKLOG_SOFT)), "at the total is not over it");
+        assert!(b.deliver(big(100)), "over the total, but b holds little");
+        assert!(b.deliver(big(1000)));
+        assert_eq!(total.load(Ordering::Relaxed), 2 * BACKLOG_SOFT + 1100);
+        assert!(!a.deliver(big(1)), "a holds much: cut");
+        assert!(ka.is_cancelled() && !kb.is_cancelled());
+        assert_eq!(total.load(Ordering::Relaxed), 1100, "a's bytes are given back");
+        b.next().await.ok().unwrap();
+        drop(b);
+        assert_eq!(total.load(Ordering::Relaxed), 0, "and b's when it goes");
     }
 
     #[tokio::test]

@@ -45,6 +45,9 @@ pub struct BdbContext {
     pub pool: pool::Pool,
     /// Upstream connections shared by all clients for stateless commands.
     pub lanes: lane::Lanes,
+    /// Reply bytes queued for this database's clients of those connections (bounded
+    /// by `proxy.client_output_buffer_total_mb`).
+    pub lane_replies: std::sync::Arc<AtomicUsize>,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
 }
@@ -62,6 +65,7 @@ impl BdbContext {
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
             lanes: lane::Lanes::default(),
+            lane_replies: Default::default(),
             tls: arc_swap::ArcSwapOption::empty(),
         }
     }
