@@ -4,13 +4,13 @@
 # toolchain; installs cargo-fuzz if missing. A crash leaves its input in
 # fuzz/artifacts/<target>/: copy it to fuzz/regressions/<target>/ so that the normal
 # `cargo test --test fuzz_regressions` replays it forever.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     (targets: request reply)
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     (targets: request reply framing; framing needs redis-server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request reply)
+[ ${#targets[@]} -gt 0 ] || targets=(request reply framing)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for t in "${targets[@]}"; do

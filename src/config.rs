@@ -205,6 +205,16 @@ pub struct ProxyConfig {
     pub max_unauthenticated_connections: usize,
     /// The same, per source address (0 = no bound).
     pub max_unauthenticated_per_address: usize,
+    /// Redis's `client-output-buffer-limit` for clients of shared upstream
+    /// connections, in MiB and seconds: replies queued beyond the hard limit, or
+    /// beyond the soft one for longer than its seconds, disconnect the client
+    /// (0 = no such limit).
+    pub client_output_buffer_hard_mb: usize,
+    pub client_output_buffer_soft_mb: usize,
+    pub client_output_buffer_soft_secs: u64,
+    /// All of a database's clients together (Redis's `maxmemory-clients`): beyond
+    /// it, a client holding more than 256 KiB that gets more is disconnected.
+    pub client_output_buffer_total_mb: usize,
 }
 
 impl ProxyConfig {
@@ -229,9 +239,17 @@ impl ProxyConfig {
             size: self.upstream_pool_size,
             idle: Duration::from_secs(self.upstream_pool_idle_secs),
             shared: self.upstream_shared_connections,
+            output: crate::proxy::OutputLimits {
+                hard: self.client_output_buffer_hard_mb * MIB,
+                soft: self.client_output_buffer_soft_mb * MIB,
+                soft_for: Duration::from_secs(self.client_output_buffer_soft_secs),
+                total: self.client_output_buffer_total_mb * MIB,
+            },
         }
     }
 }
+
+const MIB: usize = 1024 * 1024;
 
 impl Default for ProxyConfig {
     fn default() -> Self {
@@ -246,6 +264,10 @@ impl Default for ProxyConfig {
             worker_threads: 0,
             max_unauthenticated_connections: 10_000,
             max_unauthenticated_per_address: 1_000,
+            client_output_buffer_hard_mb: pool.output.hard / MIB,
+            client_output_buffer_soft_mb: pool.output.soft / MIB,
+            client_output_buffer_soft_secs: pool.output.soft_for.as_secs(),
+            client_output_buffer_total_mb: pool.output.total / MIB,
         }
     }
 }
@@ -439,6 +461,16 @@ impl Config {
         }
         if self.proxy.upstream_shared_connections > 64 {
             return Err(err("proxy.upstream_shared_connections", "must be at most 64 (0 turns sharing off)"));
+        }
+        // Bounded so the MiB count cannot overflow; 512 MiB is Redis's largest value.
+        for (key, mb) in [
+            ("proxy.client_output_buffer_hard_mb", self.proxy.client_output_buffer_hard_mb),
+            ("proxy.client_output_buffer_soft_mb", self.proxy.client_output_buffer_soft_mb),
+            ("proxy.client_output_buffer_total_mb", self.proxy.client_output_buffer_total_mb),
+        ] {
+            if mb > 1024 * 1024 {
+                return Err(err(key, "must be at most 1048576 (1 TiB; 0 = no limit)"));
+            }
         }
         if self.proxy.worker_threads > 1024 {
             return Err(err("proxy.worker_threads", "must be at most 1024 (0 = half the CPUs)"));

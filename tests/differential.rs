@@ -49,6 +49,7 @@ fn p(cmds: &[&[&str]]) -> Vec<u8> {
 /// Keys are distinct per case, so both servers hold the same data at every step.
 fn cases() -> Vec<(&'static str, Vec<u8>, Read)> {
     let big = "b".repeat(20_000);
+    let filler = vec![b'f'; 70_000];
     let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
     let mut rpush11 = vec!["RPUSH", "k:rpush11"];
     rpush11.extend(eleven.iter().map(String::as_str));
@@ -376,6 +377,89 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Read)> {
             [c(&["AUTH", "pw1"]), c(&rpush11), c(&["SET", "k:big", &big]), c(&["STRLEN", "k:big"])].concat(),
             Replies(4),
         ),
+        // ---- Issue 12: CLIENT REPLY and HELLO, HELLO's options one by one, RESET's
+        // arity, the cross-protocol defence, NUL bytes that hide a line's end.
+        (
+            "CLIENT REPLY OFF silences a HELLO",
+            p(&[
+                &["AUTH", "pw1"],
+                &["CLIENT", "REPLY", "OFF"],
+                &["HELLO", "3"],
+                &["CLIENT", "REPLY", "ON"],
+                &["PING"],
+            ]),
+            Replies(3),
+        ),
+        (
+            "CLIENT REPLY SKIP skips a HELLO",
+            p(&[&["AUTH", "pw1"], &["CLIENT", "REPLY", "SKIP"], &["HELLO", "2"], &["PING"]]),
+            Replies(2),
+        ),
+        (
+            "HELLO with a bad AUTH, then a good one",
+            p(&[&["HELLO", "2", "AUTH", "default", "nope", "AUTH", "default", "pw1"], &["ACL", "WHOAMI"]]),
+            Replies(2),
+        ),
+        (
+            "HELLO with a good AUTH, then a bad one",
+            p(&[
+                &["HELLO", "3", "AUTH", "alice", "alice-pw", "AUTH", "default", "nope"],
+                &["ACL", "WHOAMI"],
+                &["PING"],
+            ]),
+            Replies(3),
+        ),
+        (
+            "HELLO AUTH then a bad name",
+            p(&[
+                &["HELLO", "3", "AUTH", "alice", "alice-pw", "SETNAME", "a b"],
+                &["ACL", "WHOAMI"],
+                &["PING"],
+            ]),
+            Replies(3),
+        ),
+        (
+            "HELLO bad name then AUTH",
+            p(&[&["HELLO", "3", "SETNAME", "a b", "AUTH", "alice", "alice-pw"], &["ACL", "WHOAMI"]]),
+            Replies(2),
+        ),
+        (
+            "HELLO AUTH then a bad option",
+            p(&[&["HELLO", "2", "AUTH", "default", "pw1", "FOO"], &["ACL", "WHOAMI"]]),
+            Replies(2),
+        ),
+        (
+            "HELLO bad AUTH then a bad option",
+            p(&[&["HELLO", "2", "AUTH", "default", "nope", "FOO"], &["ACL", "WHOAMI"]]),
+            Replies(2),
+        ),
+        ("RESET x before auth", p(&[&["RESET", "x"], &["PING"]]), Replies(2)),
+        ("RESET x keeps the login", p(&[&["AUTH", "pw1"], &["RESET", "x"], &["ACL", "WHOAMI"]]), Replies(3)),
+        (
+            "RESET x fails a MULTI",
+            p(&[
+                &["AUTH", "pw1"],
+                &["MULTI"],
+                &["SET", "k:resetx", "1"],
+                &["RESET", "x"],
+                &["EXEC"],
+                &["GET", "k:resetx"],
+            ]),
+            Replies(6),
+        ),
+        ("POST before auth", b"POST / HTTP/1.1\r\nHost: example\r\n\r\n".to_vec(), ToClose),
+        ("Host: before auth", b"Host: example\r\nPING\r\n".to_vec(), ToClose),
+        ("post as a multibulk", c(&["post", "x"]), ToClose),
+        ("POST after AUTH drops the AUTH's reply", b"AUTH pw1\r\nPOST /\r\nPING\r\n".to_vec(), ToClose),
+        ("POSTS is just unknown", p(&[&["AUTH", "pw1"], &["POSTS"]]), Replies(2)),
+        // Redis waits for a line end it cannot see; the filler pushes the buffer past
+        // 64 KiB, where both give up with the same error instead of waiting forever.
+        ("inline PING\\0", [&b"AUTH pw1\r\nPING\0\r\n"[..], &filler].concat(), ToClose),
+        ("inline GET a\\0", [&b"AUTH pw1\r\nGET a\0\r\n"[..], &filler].concat(), ToClose),
+        ("a NUL line in a pipeline", [&b"AUTH pw1\r\nPING\r\n\0\r\nPING\r\n"[..], &filler].concat(), ToClose),
+        ("NUL in a *N header", [&b"AUTH pw1\r\n*1\0\r\n$4\r\nPING\r\n"[..], &filler].concat(), ToClose),
+        ("NUL in a $N header", [&b"AUTH pw1\r\n*1\r\n$4\0\r\nPING\r\n"[..], &filler].concat(), ToClose),
+        ("NUL in a *N header before auth", [&b"*1\0\r\n"[..], &filler].concat(), ToClose),
         // ---- Protocol errors: an error reply, then the server closes.
         ("*x", b"*x\r\n".to_vec(), ToClose),
         ("$abc", b"*1\r\n$abc\r\n".to_vec(), ToClose),

@@ -40,7 +40,7 @@ async fn dedicated(upstream: &str) -> Proxy {
 fn set_limits(proxy: &Proxy, redis: &Redis, size: usize) {
     let mut up = Upstream::parse(&format!("redis://{}", redis.addr())).unwrap();
     // Dedicated connections only: this file tests their reuse.
-    up.pool = PoolLimits { size, idle: Duration::from_secs(30), shared: 0 };
+    up.pool = PoolLimits { size, idle: Duration::from_secs(30), shared: 0, ..PoolLimits::default() };
     proxy.ctx.set_upstream(up);
 }
 

@@ -954,3 +954,37 @@ async fn lanes_are_per_rule_bounded_and_close_when_idle() {
     }
     assert_eq!(lanes.open(), 3, "reopened on demand");
 }
+
+/// A client cannot aim Redis's tracking invalidations at a shared RESP3 connection
+/// (`CLIENT TRACKING on REDIRECT <id>`, with the id a HELLO on the lane shows): the
+/// pushes are dropped, the lane's clients never see them and keep their connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_invalidations_cannot_break_a_lane() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut lane_client = proxy.authed(PW).await;
+    let hello = show(&lane_client.cmd(&["HELLO", "3"]).await);
+    let id = hello.split("$2\r\nid\r\n:").nth(1).and_then(|r| r.split("\r\n").next()).unwrap().to_string();
+    same(&lane_client.cmd(&["SET", "k", "1"]).await, b"+OK\r\n", "SET on the RESP3 lane");
+    let mut attacker = proxy.authed(PW).await;
+    same(&attacker.cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", &id]).await, b"+OK\r\n", "TRACKING");
+    same(&attacker.cmd(&["GET", "k"]).await, b"$1\r\n1\r\n", "GET tracked");
+    for i in 0..20 {
+        // Each write invalidates k: Redis pushes to the lane's connection.
+        same(&attacker.cmd(&["SET", "k", &i.to_string()]).await, b"+OK\r\n", "SET invalidates");
+        same(
+            &attacker.cmd(&["GET", "k"]).await,
+            format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+            "GET",
+        );
+        same(
+            &lane_client.cmd(&["GET", "k"]).await,
+            format!("${}\r\n{i}\r\n", i.to_string().len()).as_bytes(),
+            "the lane client's GET, with nothing pushed ahead of it",
+        );
+    }
+    // The same upstream connection still carries the lane: it was never ended.
+    let again = show(&lane_client.cmd(&["HELLO", "3"]).await);
+    assert!(again.contains(&format!("$2\r\nid\r\n:{id}\r\n")), "the lane was replaced: {again:?}");
+    assert_eq!(proxy.ctx.lanes.open(), 1, "the RESP3 lane survived");
+}

@@ -46,6 +46,8 @@ pub(super) enum ReplyMode {
 pub(super) enum Flow {
     Continue,
     Stop,
+    /// Close now, dropping whatever the client is still owed.
+    Abort,
 }
 
 /// Where the client's forwarded requests go now. One choice, so impossible
@@ -188,6 +190,10 @@ impl ClientHalf {
                 match Box::pin(self.process(&mut buf)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Stop) => break,
+                    Ok(Flow::Abort) => {
+                        abort.cancel();
+                        return None;
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "upstream write failed");
                         self.push(Entry::Close);
@@ -296,20 +302,35 @@ impl ClientHalf {
             let len = req.len();
             let frame = &buf[*pos..];
             let Some(name) = req.arg(frame, 0) else {
-                // Nothing to answer. Inside a run it travels with it (Redis ignores
-                // it too), which keeps the run contiguous.
-                if let Some(r) = run.as_mut() {
-                    r.end = *pos + len;
+                // Nothing to answer, and nothing to send: Redis would ignore it too.
+                // (Only requests in their canonical form go upstream.)
+                if run.is_some() {
+                    self.flush(buf, run).await?;
                 }
                 *pos += len;
                 continue;
             };
+            if command::is_cross_protocol(name) {
+                // Redis's defence against browsers speaking HTTP to it: the
+                // connection is closed at once, before authentication, without a
+                // reply (not even those still to be written for earlier requests).
+                tracing::info!("POST or Host: received, closing the connection (cross-protocol scripting?)");
+                *pos += len;
+                return Ok(Flow::Abort);
+            }
             let argc = req.argc();
             let mut cmd = command::classify(name, req.arg(frame, 1));
             if cmd == Command::ClientReply && (argc != 3 || reply_mode(req.arg(frame, 2)).is_none()) {
                 // Malformed: let the upstream answer with its own error.
                 cmd = Command::Other;
             }
+            if cmd == Command::Reset && argc != 1 && matches!(self.conn, Conn::Own(_)) {
+                // Redis answers the arity error itself, and fails an open MULTI.
+                cmd = Command::Other;
+            }
+            // An inline request goes upstream re-encoded (see `Request::encoded`).
+            let encoded = req.encoded();
+            let wire_len = encoded.as_ref().map_or(len, Bytes::len);
             if authenticated && forwarded(cmd) {
                 // The identity's rights changed under it (a role or policy change):
                 // a connection of its own logged in with the old rights is closed.
@@ -319,14 +340,20 @@ impl ClientHalf {
                 if matches!(cmd, Command::Stateless | Command::ClientSetinfo)
                     && !matches!(self.conn, Conn::Own(_))
                     && self.reply_mode == ReplyMode::On
-                    && len <= lane::MAX_REQUEST
+                    && wire_len <= lane::MAX_REQUEST
                 {
                     match self.route().await {
                         super::route::Route::Lane => {
-                            self.shared_pending += 1;
                             self.shared_unplanned += 1;
-                            extend(run, *pos, *pos + len);
                             *pos += len;
+                            if let Some(bytes) = encoded {
+                                // What came before goes first; this one on its own.
+                                self.flush(buf, run).await?;
+                                self.send_shared(bytes, 1).await?;
+                            } else {
+                                self.shared_pending += 1;
+                                extend(run, *pos - len, *pos);
+                            }
                             continue;
                         }
                         super::route::Route::Failed => {
@@ -363,7 +390,13 @@ impl ClientHalf {
                     _ => {}
                 }
                 self.plan_entry(entry).await;
-                extend(run, *pos, *pos + len);
+                if let Some(bytes) = encoded {
+                    // The plan learns of this reply before its request goes upstream.
+                    self.flush(buf, run).await?;
+                    self.write_own(&bytes).await?;
+                } else {
+                    extend(run, *pos, *pos + len);
+                }
                 *pos += len;
                 continue;
             }
@@ -444,17 +477,7 @@ impl ClientHalf {
 
     /// What the client is owed for a forwarded request, minding `CLIENT REPLY`.
     pub(super) fn expectation(&mut self, cmd: Command, argc: usize) -> Entry {
-        // Redis sends nothing while replies are OFF, and nothing for the one request
-        // after SKIP. The upstream is never told (turnstile implements CLIENT REPLY
-        // itself), so it always answers and the relay drops what must not be seen.
-        let silent = match self.reply_mode {
-            ReplyMode::On => false,
-            ReplyMode::Off => true,
-            ReplyMode::SkipNext => {
-                self.reply_mode = ReplyMode::On;
-                true
-            }
-        };
+        let silent = self.silenced();
         let subscriptions = argc.saturating_sub(1) as u64;
         // (Un)subscribe confirmations are pushes to Redis: sent even with replies off.
         match cmd {
@@ -468,6 +491,22 @@ impl ClientHalf {
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
             Command::Replication => Entry::Opaque,
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
+        }
+    }
+
+    /// Whether the upstream's reply to the request being forwarded must not reach
+    /// the client. Redis sends nothing while replies are OFF, and nothing for the
+    /// one request after SKIP. The upstream is never told (turnstile implements
+    /// CLIENT REPLY itself), so it always answers and the relay drops what must not
+    /// be seen.
+    pub(super) fn silenced(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
         }
     }
 

@@ -20,6 +20,12 @@
 //!   so its commands still take effect in the order it sent them.
 //! - a lane whose connection fails tells every client it owed replies, and the next
 //!   request opens a new one.
+//! - a lane never waits for a client: replies are handed to the client's mailbox
+//!   as they are read, and a client that does not take them is disconnected at its
+//!   output limits (see [`super::mailbox`]), so no one's reply waits behind
+//!   another client's reading. The one exception costs no one anything: while a
+//!   single client is owed everything on the lane and nothing else is queued, the
+//!   lane reads at that client's pace (a huge value streams through, not buffered).
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -34,7 +40,7 @@ use tokio::sync::mpsc;
 use super::Upstream;
 use super::handshake::UpstreamError;
 use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
-use super::mailbox::{Delivery, Mailbox, STALL};
+use super::mailbox::{Delivery, Mailbox, PAUSE_AT};
 use super::users::UpstreamUsers;
 use crate::authz::{Grant, RuleKey};
 use crate::resp::replies;
@@ -268,6 +274,8 @@ async fn pump(
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
     let mut scanner = ReplyScanner::new();
+    // Inside a push frame nobody asked for (see `split`).
+    let mut skipping = false;
     let mut deliveries = Vec::new();
     let mut wanted = true;
     loop {
@@ -295,19 +303,22 @@ async fn pump(
         if !wanted && owed.is_empty() && out.is_empty() {
             return Ok(());
         }
+        // Read on for everyone, unless only one client is owed anything and it is
+        // behind (see the module documentation).
+        let paused = pause_for(owed, rx);
         tokio::select! {
             biased;
-            read = reader.read_some(&mut buf, &mut chunk) => {
+            read = reader.read_some(&mut buf, &mut chunk), if paused.is_none() => {
                 if read? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
-                split(&buf, &mut scanner, owed, &mut deliveries, noperm)?;
+                split(&buf, &mut scanner, &mut skipping, owed, &mut deliveries, noperm)?;
                 let bytes = buf.split().freeze();
                 for (mailbox, range, replies, whole) in deliveries.drain(..) {
-                    let d = Delivery { bytes: bytes.slice(range), replies, whole };
-                    mailbox.deliver(d, replies::CLIENT_TOO_SLOW, STALL).await;
+                    mailbox.deliver(Delivery { bytes: bytes.slice(range), replies, whole });
                 }
             }
+            () = async { paused.as_ref().expect("guarded").room().await }, if paused.is_some() => {}
             ready = writer.writable(), if !out.is_empty() => ready?,
             _ = idle_check.tick(), if wanted => {
                 if !std::mem::take(&mut busy) && owed.is_empty() && out.is_empty() {
@@ -351,6 +362,17 @@ async fn pump(
     }
 }
 
+/// The client to wait for before reading on: the one owed every reply in flight,
+/// if its backlog reached [`PAUSE_AT`] and no other client's batch is queued.
+/// Waiting then delays no one; the moment another batch arrives, it stops.
+fn pause_for(owed: &VecDeque<InFlight>, rx: &mpsc::Receiver<Batch>) -> Option<Arc<Mailbox>> {
+    let head = &owed.front()?.mailbox;
+    if head.backlog() < PAUSE_AT || !rx.is_empty() {
+        return None;
+    }
+    owed.iter().all(|f| Arc::ptr_eq(&f.mailbox, head)).then(|| Arc::clone(head))
+}
+
 fn take(batch: Batch, out: &mut BytesMut, owed: &mut VecDeque<InFlight>) {
     out.extend_from_slice(&batch.bytes);
     owed.push_back(InFlight { mailbox: batch.mailbox, remaining: batch.n });
@@ -361,12 +383,35 @@ fn take(batch: Batch, out: &mut BytesMut, owed: &mut VecDeque<InFlight>) {
 fn split(
     buf: &BytesMut,
     scanner: &mut ReplyScanner,
+    skipping: &mut bool,
     owed: &mut VecDeque<InFlight>,
     deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64, bool)>,
     noperm: &AtomicU64,
 ) -> std::io::Result<()> {
     let (mut pos, mut start, mut done) = (0, 0, 0);
     while pos < buf.len() {
+        // A RESP3 push is nobody's reply: another client can aim its tracking
+        // invalidations at this connection (`CLIENT TRACKING on REDIRECT <id>`,
+        // the id a HELLO on a lane shows). Dropped, so it can neither reach a
+        // client nor end the lane for everyone.
+        if !*skipping && scanner.at_boundary() && buf[pos] == b'>' {
+            if start < pos
+                && let Some(head) = owed.front()
+            {
+                deliveries.push((Arc::clone(&head.mailbox), start..pos, done, true));
+                done = 0;
+            }
+            *skipping = true;
+        }
+        if *skipping {
+            let (n, info) = scanner
+                .scan(&buf[pos..])
+                .map_err(|_| std::io::Error::other("upstream reply not understood"))?;
+            pos += n;
+            start = pos;
+            *skipping = info.is_none();
+            continue;
+        }
         let Some(head) = owed.front_mut() else {
             return Err(std::io::Error::other("upstream sent bytes nobody asked for"));
         };

@@ -41,20 +41,32 @@ impl ClientHalf {
             Command::Hello => match hello::parse(&args) {
                 Err(reply) => self.local(reply),
                 Ok(mut h) => {
-                    if let Some((user, password)) = h.auth.take() {
-                        let ok = self.login(Some(&user), &password).await;
-                        let (mut user, mut password) = (user, password);
-                        password.zeroize();
-                        user.zeroize();
-                        if !ok {
-                            self.local(Bytes::from_static(replies::WRONGPASS));
+                    // Option by option, as Redis 7.0's helloCommand: the first that
+                    // fails answers the HELLO, and what came before it stands.
+                    for step in std::mem::take(&mut h.steps) {
+                        let failed = match step {
+                            hello::Step::Auth(mut user, mut password) => {
+                                let ok = self.login(Some(&user), &password).await;
+                                password.zeroize();
+                                user.zeroize();
+                                (!ok).then_some(replies::WRONGPASS)
+                            }
+                            hello::Step::SetName(name) if hello::name_is_valid(&name) => {
+                                h.setname = Some(name);
+                                None
+                            }
+                            hello::Step::SetName(_) => Some(replies::BAD_CLIENT_NAME),
+                            hello::Step::Syntax(reply) => {
+                                self.local(reply);
+                                return Ok(Flow::Continue);
+                            }
+                        };
+                        if let Some(reply) = failed {
+                            self.local(Bytes::from_static(reply));
                             return Ok(Flow::Continue);
                         }
                     }
-                    // Redis 7.0's order: AUTH, then the name, then "must be authenticated".
-                    if !h.name_is_valid() {
-                        self.local(Bytes::from_static(replies::BAD_CLIENT_NAME));
-                    } else if self.identity.is_none() {
+                    if self.identity.is_none() {
                         self.local(Bytes::from_static(replies::HELLO_NOAUTH));
                     } else if let Flow::Stop = self.hello(h).await? {
                         return Ok(Flow::Stop);
@@ -67,6 +79,10 @@ impl ClientHalf {
                 self.push(Entry::Close);
                 return Ok(Flow::Stop);
             }
+            // Redis checks RESET's arity before anything else (authentication
+            // included); with a connection of its own the client's `RESET x` went
+            // upstream instead (see `process_from`), where it also fails a MULTI.
+            Command::Reset if args.len() != 1 => self.local(Bytes::from_static(replies::RESET_ARITY)),
             Command::Reset => return self.reset().await,
             Command::ClientReply if authenticated && !self.granted(AclPerm::ClientReply).await => {
                 // Refused as Redis refuses it; the mode stays as it was.
@@ -326,7 +342,10 @@ impl ClientHalf {
                 super::route::Route::Own => self.resp3 = before,
             }
         }
-        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent: false };
+        // CLIENT REPLY OFF|SKIP silences a HELLO's map like any other reply (the
+        // relay still reads it, to learn the protocol).
+        let silent = self.silenced();
+        let entry = Entry::Replies { n: 1, tag: Tag::Hello, silent };
         Ok(if self.forward_own(entry, &request).await? { Flow::Continue } else { Flow::Stop })
     }
 

@@ -1,27 +1,71 @@
 //! A client's share of a shared upstream connection: the replies a lane has read
 //! for it, queued until the client's relay writes them out, with the bounds that
 //! keep one slow client from holding up the others or turnstile's memory.
+//!
+//! The lane never waits for a client: it hands each reply over and reads on, so
+//! another client's reply is never delayed by how one client reads. A client that
+//! cannot take its replies is dealt with as Redis deals with one
+//! (`client-output-buffer-limit`): past the hard limit, or above the soft limit for
+//! longer than its seconds, it is disconnected and what was queued for it dropped.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Queued reply bytes beyond which the client is taken off the shared connection
 /// for its next requests (it is not keeping up: let Redis buffer for it, as it would
 /// without turnstile, on a connection of its own).
 pub const BACKLOG_SOFT: usize = 256 * 1024;
-/// Queued reply bytes beyond which the lane waits for the client to make room
-/// before passing it more (a huge value is streamed through in steps of this).
-const BACKLOG_HARD: usize = 16 * 1024 * 1024;
-/// A lane waits this long for a client that makes no room at all; then the client
-/// is cut off, so that it cannot stall everyone else on the connection.
-pub const STALL: Duration = Duration::from_secs(5);
+/// Queued reply bytes at which a lane stops reading for a client while no one else
+/// is owed a reply on it: a huge value read by one client then streams through at
+/// that client's pace with this much held here (nobody else waits). As soon as
+/// another client's request is on the lane, the lane reads on regardless.
+pub const PAUSE_AT: usize = 1024 * 1024;
+/// Deliveries queued beyond which a small one is copied out of the lane's read
+/// buffer. A delivery is a slice of a whole read (up to 64 KiB, shared with the
+/// other clients' replies in it): queued behind others, ten bytes would keep the
+/// whole read alive while counting as ten. Copying only for a client that is this
+/// far behind keeps what it holds within about twice what is counted, and costs
+/// clients that keep up nothing.
+const COPY_BEHIND: usize = 16;
+/// Slices at least this large already count for half their read or more.
+const COPY_BELOW: usize = 32 * 1024;
 /// Requests one client may have unanswered on a shared connection; past it the
 /// client waits for answers (a pipeline of 20,000 GETs goes through in steps).
 pub const MAX_IN_FLIGHT: u64 = 128;
+
+/// How much turnstile queues for one client of a shared connection, in the terms
+/// of Redis's `client-output-buffer-limit <class> <hard> <soft> <soft seconds>`
+/// (0 turns a limit off). See `proxy.client_output_buffer_*` in the README for the
+/// defaults and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Bytes queued beyond which the client is disconnected at once.
+    pub hard: usize,
+    /// Bytes queued beyond which, for longer than `soft_for`, it is disconnected.
+    pub soft: usize,
+    pub soft_for: Duration,
+    /// Bytes queued for all clients of a database together beyond which a client
+    /// that gets more while holding over [`BACKLOG_SOFT`] is disconnected (Redis's
+    /// `maxmemory-clients`, which evicts the clients using most first).
+    pub total: usize,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self {
+            hard: 64 * 1024 * 1024,
+            soft: 16 * 1024 * 1024,
+            soft_for: Duration::from_secs(60),
+            total: 1024 * 1024 * 1024,
+        }
+    }
+}
 
 /// Replies read for one client: `bytes` complete `replies` of them (a partial reply
 /// at the end of `bytes` is completed by the next delivery).
@@ -36,6 +80,8 @@ pub struct Delivery {
 struct Inbox {
     queue: VecDeque<Delivery>,
     bytes: usize,
+    /// Since when `bytes` has been above the soft limit.
+    soft_since: Option<Instant>,
     /// Requests sent on a lane whose replies have not all arrived.
     in_flight: u64,
     /// Set when nothing more will come: what the relay should tell the client.
@@ -50,12 +96,28 @@ struct Inbox {
 #[derive(Default)]
 pub struct Mailbox {
     inbox: Mutex<Inbox>,
+    /// `Inbox::bytes`, readable without the lock (the lane looks at it on every
+    /// pass, the client half at every lane request).
+    queued: AtomicUsize,
+    limits: OutputLimits,
+    /// What is queued for all the database's clients (see [`OutputLimits::total`]).
+    total: Arc<AtomicUsize>,
+    /// Ends the client's connection (both halves) when it is over its limits.
+    kill: CancellationToken,
     /// For the relay: something was delivered (or lost).
     ready: Notify,
     /// For the lane: the relay made room.
     space: Notify,
     /// For the client half: requests were answered.
     answered: Notify,
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        // What it still held no longer counts towards the database's total.
+        let held = self.lock().bytes;
+        self.total.fetch_sub(held, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -66,6 +128,32 @@ impl std::fmt::Debug for Mailbox {
 }
 
 impl Mailbox {
+    /// A mailbox bounded by `limits`, counting what it holds in `total` (shared by
+    /// the database's clients); `kill` closes the client's connection.
+    pub fn new(limits: OutputLimits, kill: CancellationToken, total: Arc<AtomicUsize>) -> Self {
+        Self {
+            inbox: Mutex::default(),
+            queued: AtomicUsize::new(0),
+            limits,
+            total,
+            kill,
+            ready: Notify::new(),
+            space: Notify::new(),
+            answered: Notify::new(),
+        }
+    }
+
+    /// Sets what is queued, here and in the database's total.
+    fn set_bytes(&self, i: &mut Inbox, bytes: usize) {
+        if bytes >= i.bytes {
+            self.total.fetch_add(bytes - i.bytes, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(i.bytes - bytes, Ordering::Relaxed);
+        }
+        i.bytes = bytes;
+        self.queued.store(bytes, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -96,7 +184,7 @@ impl Mailbox {
 
     /// Reply bytes queued and not yet written to the client.
     pub fn backlog(&self) -> usize {
-        self.lock().bytes
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// True once nothing more will be delivered.
@@ -118,21 +206,28 @@ impl Mailbox {
         }
     }
 
-    /// The relay's next delivery; None once the mailbox is lost and drained, with
-    /// what to tell the client.
-    pub async fn next(&self) -> Result<Delivery, &'static [u8]> {
+    /// The relay's next delivery, and when the client will be over its soft limit
+    /// for too long if it is above it now (see [`Self::enforce_soft_limit`]; read
+    /// under the same lock). `Err` once the mailbox is lost and drained, with what to
+    /// tell the client.
+    pub async fn next(&self) -> Result<(Delivery, Option<Instant>), &'static [u8]> {
         loop {
             {
                 let mut i = self.lock();
                 if let Some(d) = i.queue.pop_front() {
-                    i.bytes -= d.bytes.len();
+                    let left = i.bytes - d.bytes.len();
+                    self.set_bytes(&mut i, left);
+                    if i.bytes <= self.limits.soft {
+                        i.soft_since = None;
+                    }
                     if i.queue.is_empty() {
                         // An idle client holds no queue (measured: ~190 bytes each).
                         i.queue = VecDeque::new();
                     }
+                    let soft_deadline = i.soft_since.map(|t| t + self.limits.soft_for);
                     drop(i);
                     self.space.notify_one();
-                    return Ok(d);
+                    return Ok((d, soft_deadline));
                 }
                 if let Some(reason) = i.lost {
                     return Err(reason);
@@ -142,19 +237,25 @@ impl Mailbox {
         }
     }
 
+    /// For the lane: resolves once the relay has taken something (or the client is
+    /// gone). A permit is kept if it happened before the wait began.
+    pub async fn room(&self) {
+        self.space.notified().await;
+    }
+
     /// The relay is gone: the lane drops what it still reads for this client.
     pub fn close(&self) {
         let mut i = self.lock();
         i.closed = true;
-        i.queue.clear();
-        i.bytes = 0;
+        i.queue = VecDeque::new();
+        self.set_bytes(&mut i, 0);
         drop(i);
         self.space.notify_one();
     }
 
-    /// Nothing more will come (the lane's connection failed, or the client was cut
-    /// off): the relay tells the client `reason` once the queue is drained, and the
-    /// client half stops waiting for answers.
+    /// Nothing more will come (the lane's connection failed): the relay tells the
+    /// client `reason` once the queue is drained, and the client half stops waiting
+    /// for answers.
     pub fn lose(&self, reason: &'static [u8]) {
         let mut i = self.lock();
         i.lost.get_or_insert(reason);
@@ -165,31 +266,98 @@ impl Mailbox {
         self.space.notify_one();
     }
 
-    /// Queues replies for the relay. Waits while the client has a large backlog;
-    /// false if it made no room for `stall` (see [`STALL`]) and was cut off.
-    pub async fn deliver(&self, d: Delivery, cut: &'static [u8], stall: Duration) -> bool {
-        loop {
-            {
-                let mut i = self.lock();
-                if i.closed || i.lost.is_some() {
-                    i.in_flight = i.in_flight.saturating_sub(d.replies);
-                    return true;
-                }
-                if i.bytes < BACKLOG_HARD || i.queue.is_empty() {
-                    i.in_flight = i.in_flight.saturating_sub(d.replies);
-                    i.bytes += d.bytes.len();
-                    i.queue.push_back(d);
-                    drop(i);
-                    self.ready.notify_one();
-                    self.answered.notify_one();
-                    return true;
-                }
+    /// Queues replies for the relay, never waiting: the lane goes on reading for
+    /// everyone else. A client this puts over its limits is disconnected, as Redis
+    /// disconnects a client over its output buffer limits: at once, without a word,
+    /// its queued replies dropped. False then.
+    pub fn deliver(&self, d: Delivery) -> bool {
+        self.deliver_at(d, Instant::now)
+    }
+
+    /// [`Self::deliver`] with the clock passed in (read only above the soft limit).
+    fn deliver_at(&self, d: Delivery, now: impl FnOnce() -> Instant) -> bool {
+        let mut i = self.lock();
+        i.in_flight = i.in_flight.saturating_sub(d.replies);
+        if i.closed || i.lost.is_some() {
+            return true;
+        }
+        let mut d = d;
+        if i.queue.len() >= COPY_BEHIND && d.bytes.len() < COPY_BELOW {
+            d.bytes = Bytes::copy_from_slice(&d.bytes);
+        }
+        let queued = i.bytes + d.bytes.len();
+        self.set_bytes(&mut i, queued);
+        i.queue.push_back(d);
+        if let Some(limit) = self.over_limit(&mut i, now) {
+            drop(i);
+            self.cut(limit);
+            return false;
+        }
+        drop(i);
+        self.ready.notify_one();
+        self.answered.notify_one();
+        true
+    }
+
+    /// Disconnects the client for going over `limit`, dropping what is queued.
+    fn cut(&self, limit: &str) {
+        let mut i = self.lock();
+        tracing::info!(
+            queued = i.bytes,
+            limit,
+            "client closed for overcoming its output buffer limit on a shared upstream connection"
+        );
+        i.closed = true;
+        i.lost.get_or_insert(b"");
+        i.in_flight = 0;
+        i.queue = VecDeque::new();
+        self.set_bytes(&mut i, 0);
+        drop(i);
+        self.kill.cancel();
+        self.ready.notify_one();
+        self.answered.notify_one();
+        self.space.notify_one();
+    }
+
+    #[cfg(test)]
+    fn soft_deadline(&self) -> Option<Instant> {
+        Some(self.lock().soft_since? + self.limits.soft_for)
+    }
+
+    /// For the relay, at the soft deadline: disconnects the client if it is still
+    /// above its soft limit (the kill ends the relay too); else the next deadline.
+    pub fn enforce_soft_limit(&self) -> Option<Instant> {
+        let over = self.over_limit(&mut self.lock(), Instant::now);
+        match over {
+            Some(limit) => {
+                self.cut(limit);
+                None
             }
-            if tokio::time::timeout(stall, self.space.notified()).await.is_err() {
-                tracing::info!("client cut off: it read none of its replies for {stall:?}");
-                self.lose(cut);
-                return false;
+            None => self.lock().soft_since.map(|t| t + self.limits.soft_for),
+        }
+    }
+
+    /// Which limit the queue is over, if any (Redis's `checkClientOutputBufferLimits`:
+    /// the soft one counts once it has been exceeded for more than its seconds).
+    fn over_limit(&self, i: &mut Inbox, now: impl FnOnce() -> Instant) -> Option<&'static str> {
+        let l = &self.limits;
+        if l.hard > 0 && i.bytes > l.hard {
+            return Some("hard");
+        }
+        if l.total > 0 && i.bytes > BACKLOG_SOFT && self.total.load(Ordering::Relaxed) > l.total {
+            return Some("total");
+        }
+        if l.soft == 0 || i.bytes <= l.soft {
+            i.soft_since = None;
+            return None;
+        }
+        let now = now();
+        match i.soft_since {
+            None => {
+                i.soft_since = Some(now);
+                None
             }
+            Some(since) => (now.duration_since(since) > l.soft_for).then_some("soft"),
         }
     }
 }
@@ -202,61 +370,119 @@ mod tests {
         Delivery { bytes: Bytes::from_static(bytes), replies, whole: true }
     }
 
+    fn big(n: usize) -> Delivery {
+        Delivery { bytes: Bytes::from(vec![b'x'; n]), replies: 1, whole: true }
+    }
+
     #[tokio::test]
     async fn delivers_in_order_and_counts_answers() {
         let m = Mailbox::default();
         m.sent(3);
-        assert!(m.deliver(d(b"+a\r\n+b", 1), b"", STALL).await);
-        assert!(m.deliver(d(b"\r\n+c\r\n", 2), b"", STALL).await);
+        assert!(m.deliver(d(b"+a\r\n+b", 1)));
+        assert!(m.deliver(d(b"\r\n+c\r\n", 2)));
         m.wait_in_flight_below(1).await;
         assert_eq!(m.backlog(), 12);
-        assert_eq!(&m.next().await.ok().unwrap().bytes[..], b"+a\r\n+b");
-        assert_eq!(m.next().await.ok().unwrap().replies, 2);
+        assert_eq!(&m.next().await.ok().unwrap().0.bytes[..], b"+a\r\n+b");
+        assert_eq!(m.next().await.ok().unwrap().0.replies, 2);
         assert_eq!(m.backlog(), 0);
         m.lose(b"-ERR gone\r\n");
         assert_eq!(m.next().await.err(), Some(&b"-ERR gone\r\n"[..]));
     }
 
     #[tokio::test]
-    async fn a_client_that_makes_no_room_is_cut_off() {
-        let m = Mailbox::default();
-        m.sent(2);
-        let big = Bytes::from(vec![b'x'; BACKLOG_HARD]);
-        assert!(
-            m.deliver(
-                Delivery { bytes: big.clone(), replies: 1, whole: true },
-                b"-cut\r\n",
-                Duration::from_millis(50)
-            )
-            .await
-        );
-        // Full: the next delivery waits STALL (paused clock), then gives up on the client.
-        assert!(
-            !m.deliver(
-                Delivery { bytes: big, replies: 1, whole: true },
-                b"-cut\r\n",
-                Duration::from_millis(50)
-            )
-            .await
-        );
+    async fn past_the_hard_limit_the_client_is_disconnected_and_its_replies_dropped() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 1000, soft: 0, soft_for: Duration::ZERO, total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
+        m.sent(3);
+        assert!(m.deliver(big(1000)), "at the limit is not over it");
+        assert!(!kill.is_cancelled());
+        assert!(!m.deliver(big(1)), "one byte over");
+        assert!(kill.is_cancelled(), "the connection is closed");
         assert!(m.is_lost());
+        assert_eq!(m.backlog(), 0, "its replies are dropped, not kept");
         m.wait_in_flight_below(1).await;
-        assert_eq!(m.next().await.ok().unwrap().bytes.len(), BACKLOG_HARD);
-        assert_eq!(m.next().await.err(), Some(&b"-cut\r\n"[..]));
+        // Later replies are dropped as they arrive, and nothing is written.
+        assert!(m.deliver(big(5000)));
+        assert_eq!(m.backlog(), 0);
+        assert_eq!(m.next().await.err(), Some(&b""[..]));
+    }
+
+    #[tokio::test]
+    async fn above_the_soft_limit_for_too_long_the_client_is_disconnected() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
+        m.sent(10);
+        let t0 = Instant::now();
+        let at = |s: u64| move || t0 + Duration::from_secs(s);
+        assert!(m.deliver_at(big(150), at(0)), "over the soft limit: the clock starts");
+        assert!(m.deliver_at(big(10), at(60)), "not for longer than 60 s yet");
+        // Drained below it: the clock starts again.
+        m.next().await.ok().unwrap();
+        m.next().await.ok().unwrap();
+        assert!(m.deliver_at(big(150), at(100)), "over again, but the clock was reset");
+        assert!(m.deliver_at(big(1), at(160)), "60 s is not more than 60 s");
+        assert!(!kill.is_cancelled());
+        assert!(!m.deliver_at(big(1), at(161)), "over for longer than the soft seconds");
+        assert!(kill.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn the_soft_limit_holds_without_further_replies() {
+        let kill = CancellationToken::new();
+        let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
+        let m = Mailbox::new(limits, kill.clone(), Arc::default());
+        m.sent(1);
+        let Some(past) = Instant::now().checked_sub(Duration::from_secs(61)) else { return };
+        assert_eq!(m.soft_deadline(), None, "below the soft limit: no deadline");
+        assert!(m.deliver_at(big(150), || past));
+        assert_eq!(m.soft_deadline(), Some(past + Duration::from_secs(60)));
+        // What the relay does at the deadline, with nothing more delivered.
+        assert_eq!(m.enforce_soft_limit(), None);
+        assert!(kill.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_client_far_behind_holds_copies_not_whole_reads() {
+        let m = Mailbox::default();
+        m.sent(100);
+        let read = Bytes::from(vec![b'r'; 64 * 1024]);
+        for _ in 0..COPY_BEHIND + 4 {
+            assert!(m.deliver(Delivery { bytes: read.slice(0..10), replies: 1, whole: true }));
+        }
+        let i = m.lock();
+        let sharing = |d: &Delivery| d.bytes.as_ptr() == read.as_ptr();
+        assert!(i.queue.iter().take(COPY_BEHIND).all(sharing), "a client keeping up gets slices");
+        assert!(!i.queue.iter().skip(COPY_BEHIND).any(sharing), "one far behind gets copies");
+    }
+
+    #[tokio::test]
+    async fn over_the_database_total_the_clients_holding_much_are_disconnected() {
+        let total = Arc::new(AtomicUsize::new(0));
+        let limits = OutputLimits { hard: 0, soft: 0, soft_for: Duration::ZERO, total: 2 * BACKLOG_SOFT };
+        let (ka, kb) = (CancellationToken::new(), CancellationToken::new());
+        let a = Mailbox::new(limits, ka.clone(), Arc::clone(&total));
+        let b = Mailbox::new(limits, kb.clone(), Arc::clone(&total));
+        a.sent(10);
+        b.sent(10);
+        assert!(a.deliver(big(2 * BACKLOG_SOFT)), "at the total is not over it");
+        assert!(b.deliver(big(100)), "over the total, but b holds little");
+        assert!(b.deliver(big(1000)));
+        assert_eq!(total.load(Ordering::Relaxed), 2 * BACKLOG_SOFT + 1100);
+        assert!(!a.deliver(big(1)), "a holds much: cut");
+        assert!(ka.is_cancelled() && !kb.is_cancelled());
+        assert_eq!(total.load(Ordering::Relaxed), 1100, "a's bytes are given back");
+        b.next().await.ok().unwrap();
+        drop(b);
+        assert_eq!(total.load(Ordering::Relaxed), 0, "and b's when it goes");
     }
 
     #[tokio::test]
     async fn a_closed_mailbox_swallows_deliveries() {
         let m = Mailbox::default();
         m.close();
-        assert!(
-            m.deliver(
-                Delivery { bytes: Bytes::from(vec![0; BACKLOG_HARD * 2]), replies: 1, whole: true },
-                b"",
-                STALL
-            )
-            .await
-        );
+        assert!(m.deliver(big(OutputLimits::default().hard * 2)));
         assert_eq!(m.backlog(), 0);
     }
 }

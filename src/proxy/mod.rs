@@ -28,6 +28,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Directory;
 use crate::authz::Secret;
 pub use handshake::UpstreamError;
+pub use mailbox::OutputLimits;
 pub use pool::PoolLimits;
 pub use registry::Sessions;
 pub use upstream::Upstream;
@@ -55,6 +56,9 @@ pub struct BdbContext {
     pub lanes: lane::Lanes,
     /// turnstile's users on the upstream, which client sessions log in as.
     pub users: users::UpstreamUsers,
+    /// Reply bytes queued for this database's clients of those connections (bounded
+    /// by `proxy.client_output_buffer_total_mb`).
+    pub lane_replies: std::sync::Arc<AtomicUsize>,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     /// The bound on unauthenticated connections, shared with the other databases.
@@ -89,6 +93,7 @@ impl BdbContext {
             pool: pool::Pool::default(),
             lanes: lane::Lanes::default(),
             users: users::UpstreamUsers::new(uid, secret),
+            lane_replies: Default::default(),
             tls: arc_swap::ArcSwapOption::empty(),
             admission: ArcSwap::new(admission::Admission::unlimited()),
         }

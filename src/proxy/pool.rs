@@ -31,11 +31,14 @@ pub struct PoolLimits {
     /// Upstream connections shared by all clients of a database for stateless
     /// commands (see [`super::lane`]); 0 gives every client its own connection.
     pub shared: usize,
+    /// What turnstile queues for one client of a shared connection before it
+    /// disconnects it (`proxy.client_output_buffer_*`).
+    pub output: super::mailbox::OutputLimits,
 }
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { size: 64, idle: Duration::from_secs(30), shared: 1 }
+        Self { size: 64, idle: Duration::from_secs(30), shared: 1, output: Default::default() }
     }
 }
 

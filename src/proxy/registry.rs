@@ -34,6 +34,11 @@ impl SessionSlot {
         *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity;
     }
 
+    /// Closes the connection (both halves), as the admin side does.
+    pub fn kill_switch(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
     fn identity(&self) -> Option<Identity> {
         self.identity.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

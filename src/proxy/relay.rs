@@ -14,6 +14,9 @@ use crate::resp::command::SubKind;
 use crate::resp::replies;
 use crate::resp::reply::{FrameInfo, ReplyScanner};
 
+/// How long closing the client's side of the connection may take.
+const SHUTDOWN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the relay knows of the upstream connection's state.
 #[derive(Debug, Default)]
 struct Modes {
@@ -157,9 +160,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = Option<UpstreamRead>> {
         async move {
+            // Abort first: a connection closed at once (POST, output limits) writes
+            // nothing more, even if more happens to be ready.
             let result = tokio::select! {
-                r = self.pump() => r,
+                biased;
                 _ = abort.cancelled() => Ok(false),
+                r = self.pump() => r,
             };
             let planned_close = match result {
                 Ok(planned) => planned,
@@ -168,7 +174,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     false
                 }
             };
-            let _ = self.client.shutdown().await;
+            // Bounded: over TLS a shutdown writes close_notify, which a client that
+            // reads nothing (one closed for its output limits) would never take.
+            let _ = tokio::time::timeout(SHUTDOWN_MAX, self.client.shutdown()).await;
             let idle = planned_close
                 && !self.opaque
                 && !self.swallowing
@@ -235,9 +243,30 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         let mut mid_reply = false;
         loop {
             match mailbox.next().await {
-                Ok(d) => {
+                Ok((d, soft_deadline)) => {
                     mid_reply = !d.whole;
-                    self.client.write_all(&d.bytes).await?;
+                    match soft_deadline {
+                        None => self.client.write_all(&d.bytes).await?,
+                        // Above the soft output limit: the client must make room in
+                        // time, whether or not more replies arrive to notice it.
+                        Some(at) => {
+                            let write = self.client.write_all(&d.bytes);
+                            tokio::pin!(write);
+                            let mut at = Some(at);
+                            while let Some(deadline) = at {
+                                tokio::select! {
+                                    r = &mut write => {
+                                        r?;
+                                        break;
+                                    }
+                                    () = tokio::time::sleep_until(deadline.into()) => at = mailbox.enforce_soft_limit(),
+                                }
+                            }
+                            if at.is_none() {
+                                write.await?;
+                            }
+                        }
+                    }
                     if let Some(Entry::Shared { n }) = &mut self.current {
                         *n = n.saturating_sub(d.replies);
                         if *n == 0 {

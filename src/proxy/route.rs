@@ -85,7 +85,11 @@ impl ClientHalf {
                 match &mut self.conn {
                     Conn::Lane(s) => s.lane = lane,
                     _ => {
-                        let mailbox = Arc::new(Mailbox::default());
+                        let mailbox = Arc::new(Mailbox::new(
+                            upstream.pool.output,
+                            self.slot.kill_switch(),
+                            Arc::clone(&self.ctx.lane_replies),
+                        ));
                         self.push(Entry::Mailbox(Arc::clone(&mailbox)));
                         self.conn = Conn::Lane(Shared { lane, mailbox });
                     }

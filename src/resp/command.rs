@@ -108,6 +108,19 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
     }
 }
 
+/// True for the first arguments Redis takes for an HTTP request (`POST`, `Host:`)
+/// and answers by closing the connection (its defence against cross-protocol
+/// scripting, checked in `processCommand` before anything else). Redis compares
+/// with `strcasecmp`, so the name counts up to its first NUL byte.
+pub fn is_cross_protocol(name: &[u8]) -> bool {
+    // Most names are ruled out by their first byte.
+    if !matches!(name.first(), Some(b'p' | b'P' | b'h' | b'H')) {
+        return false;
+    }
+    let name = name.iter().position(|&b| b == 0).map_or(name, |i| &name[..i]);
+    name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+}
+
 /// True when classifying this request needs its second argument too.
 pub fn needs_subcommand(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"acl")
@@ -153,5 +166,15 @@ mod tests {
         assert_eq!(classify(b"client", Some(b"setname")), Command::Other);
         assert_eq!(classify(b"CLIENT", Some(b"SetInfo")), Command::ClientSetinfo);
         assert_eq!(classify(b"client", Some(b"MAINT_NOTIFICATIONS")), Command::ClientMaintNotifications);
+    }
+
+    #[test]
+    fn cross_protocol_names_as_strcasecmp_sees_them() {
+        for name in [&b"POST"[..], b"post", b"Host:", b"HOST:", b"post\0x", b"host:\0"] {
+            assert!(is_cross_protocol(name), "{name:?}");
+        }
+        for name in [&b"POSTS"[..], b"host", b"Host: x", b"PING", b"", b"\0post"] {
+            assert!(!is_cross_protocol(name), "{name:?}");
+        }
     }
 }

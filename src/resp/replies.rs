@@ -10,6 +10,7 @@ pub const EXECABORT_NOAUTH: &[u8] =
     b"-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n";
 pub const AUTH_ARITY: &[u8] = b"-ERR wrong number of arguments for 'auth' command\r\n";
 pub const WHOAMI_ARITY: &[u8] = b"-ERR wrong number of arguments for 'acl|whoami' command\r\n";
+pub const RESET_ARITY: &[u8] = b"-ERR wrong number of arguments for 'reset' command\r\n";
 pub const SYNTAX: &[u8] = b"-ERR syntax error\r\n";
 pub const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
 pub const NOPROTO: &[u8] = b"-NOPROTO unsupported protocol version\r\n";
@@ -20,8 +21,6 @@ pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n
 pub const UPSTREAM_LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
 pub const UPSTREAM_AUTH_FAILED: &[u8] = b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
 pub const UPSTREAM_RULE_REFUSED: &[u8] = b"-ERR upstream Redis refused the ACL rule of this user\r\n";
-pub const CLIENT_TOO_SLOW: &[u8] =
-    b"-ERR closed by the proxy: the client read none of its replies for too long\r\n";
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// `-ERR Syntax error in HELLO option '<opt>'`.

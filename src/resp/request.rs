@@ -3,6 +3,17 @@
 //! Pure functions over a byte buffer, no I/O. The rules are those of Redis's
 //! `processMultibulkBuffer` / `processInlineBuffer`, including their quirks, so that a
 //! client sees the same protocol errors from turnstile as from Redis.
+//!
+//! One quirk matters beyond error messages: Redis looks for the end of a line (an
+//! inline request, a `*N` or `$N` header) with `strchr`, which stops at a NUL byte.
+//! A NUL before the line's end therefore hides it: Redis waits for more input
+//! (until the buffer passes 64 KiB, then "too big …"), and so must turnstile. If
+//! turnstile ended the line at the NUL instead, it would pass on bytes Redis never
+//! executes, and on a shared upstream connection every other client would wait
+//! behind them. Multibulk requests go upstream as the client sent them, so their
+//! framing here must be Redis's byte for byte (checked against a real Redis by
+//! `tests/framing.rs` and the `framing` fuzz target); inline requests are re-encoded
+//! as multibulk before they go upstream (see `Request::encoded`).
 
 use std::ops::Range;
 
@@ -51,7 +62,9 @@ impl ProtoError {
             Self::UnbalancedQuotes => b"-ERR Protocol error: unbalanced quotes in request\r\n",
             Self::ExpectedDollar(c) => {
                 let mut v = b"-ERR Protocol error: expected '$', got '".to_vec();
-                v.push(c);
+                // addReplyErrorFormat turns line ends into spaces, so that the
+                // reply stays one line.
+                v.push(if c == b'\r' || c == b'\n' { b' ' } else { c });
                 v.extend_from_slice(b"'\r\n");
                 return Bytes::from(v);
             }
@@ -130,6 +143,22 @@ impl Request {
         }
     }
 
+    /// An inline request as the multibulk frame that goes upstream in its place:
+    /// Redis then executes exactly the arguments turnstile split and classified,
+    /// whatever the line held (quotes, escapes, a bare `\r`, a line near 64 KiB,
+    /// which Redis accepts or refuses depending on how its reads fall). Inline
+    /// requests are rare (clients and benchmarks send multibulk), so the allocation
+    /// is off the hot path. `None` for other requests: they go as they came.
+    pub fn encoded(&self) -> Option<Bytes> {
+        match self {
+            Self::Inline { args, .. } => {
+                let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                Some(super::encode::command(&args))
+            }
+            _ => None,
+        }
+    }
+
     /// Every argument, borrowed from `buf`. Walks the frame again: for the requests
     /// turnstile answers itself, not for the ones it forwards.
     pub fn args<'a>(&'a self, buf: &'a [u8]) -> Vec<&'a [u8]> {
@@ -186,12 +215,15 @@ pub enum Parse {
 /// Finds the `\r` that ends a header line starting at `from`, as Redis does: the
 /// byte after it is skipped without being checked, but it must have arrived.
 fn header_end(buf: &[u8], from: usize) -> Option<usize> {
-    let cr = from + memchr(b'\r', &buf[from..])?;
+    let cr = from + strchr(b'\r', &buf[from..])?;
     (cr + 1 < buf.len()).then_some(cr)
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+/// C's `strchr` on a NUL-terminated buffer (Redis's query buffer is an sds string,
+/// always followed by a NUL): the first `needle`, unless a NUL comes first.
+fn strchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    let i = hay.iter().position(|&b| b == needle || b == 0)?;
+    (hay[i] == needle).then_some(i)
 }
 
 /// Parses the request at the start of `buf`. `authenticated` selects Redis's limits
@@ -205,7 +237,7 @@ pub fn parse(buf: &[u8], authenticated: bool) -> Parse {
 }
 
 fn parse_inline(buf: &[u8]) -> Parse {
-    let Some(nl) = memchr(b'\n', buf) else {
+    let Some(nl) = strchr(b'\n', buf) else {
         return if buf.len() > INLINE_MAX {
             Parse::Error(ProtoError::TooBigInline)
         } else {
@@ -382,6 +414,40 @@ mod tests {
         let long = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(parse(&long, false), Parse::Error(TooBigInline));
         assert_eq!(ExpectedDollar(b':').reply(), &b"-ERR Protocol error: expected '$', got ':'\r\n"[..]);
+        assert_eq!(ExpectedDollar(b'\n').reply(), &b"-ERR Protocol error: expected '$', got ' '\r\n"[..]);
+    }
+
+    #[test]
+    fn a_nul_hides_the_end_of_a_line_as_from_strchr() {
+        // Inline: Redis never sees the line end, and waits.
+        for buf in [&b"PING\0\r\n"[..], b"GET a\0\r\n", b"\0\r\n", b"\0\n", b"ECHO \"\0\"\r\n"] {
+            assert_eq!(parse(buf, true), Parse::Incomplete(None), "{buf:?}");
+        }
+        // ...until the buffer passes 64 KiB, NUL and all.
+        let mut long = b"PING\0\r\n".to_vec();
+        long.resize(INLINE_MAX + 1, b'a');
+        assert_eq!(parse(&long, true), Parse::Error(ProtoError::TooBigInline));
+        // A NUL after the line end is the next request's business.
+        assert!(matches!(parse(b"PING\r\n\0", true), Parse::Complete(Request::Inline { len: 6, .. })));
+        // Multibulk headers: waits, where a plain search for \r would see a bad length.
+        assert_eq!(parse(b"*1\0\r\n$4\r\nPING\r\n", true), Parse::Incomplete(None));
+        assert!(matches!(parse(b"*1\r\n$4\0\r\nPING\r\n", true), Parse::Incomplete(Some(_))));
+        let mut long = b"*1\0\r\n".to_vec();
+        long.resize(INLINE_MAX + 1, b'a');
+        assert_eq!(parse(&long, true), Parse::Error(ProtoError::TooBigMultibulkCount));
+        // In a payload, a NUL is just a byte.
+        assert!(matches!(parse(b"*1\r\n$2\r\n\0\0\r\n", true), Parse::Complete(_)));
+        let mut s = Streamer::new(1);
+        assert_eq!(s.advance(b"$4\0\r\nPING\r\n"), Ok((0, false)));
+    }
+
+    #[test]
+    fn inline_requests_go_upstream_as_multibulk() {
+        let buf = b"SET \"a b\" '\\'x'\r\n";
+        let Parse::Complete(req) = parse(buf, true) else { panic!() };
+        assert_eq!(&req.encoded().unwrap()[..], b"*3\r\n$3\r\nSET\r\n$3\r\na b\r\n$2\r\n'x\r\n");
+        let Parse::Complete(req) = parse(b"*1\r\n$4\r\nPING\r\n", true) else { panic!() };
+        assert_eq!(req.encoded(), None);
     }
 
     #[test]
