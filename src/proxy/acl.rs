@@ -180,15 +180,15 @@ mod tests {
         assert!(r3.starts_with(b"%4\r\n$5\r\nflags\r\n~1\r\n$2\r\non\r\n$9\r\npasswords\r\n*0\r\n"));
         assert!(r3.ends_with(b"$9\r\nselectors\r\n*1\r\n%1\r\n$8\r\ncommands\r\n$4\r\n+get\r\n"));
         assert_eq!(&null(true)[..], b"_\r\n");
-        let info = b"$47\r\nid=3 addr=x user=__turnstile:ab:1:default resp=2\n\r\n";
+        let info = b"$49\r\nid=3 addr=x user=__turnstile:ab:1:default resp=2\n\r\n";
         assert_eq!(
             rewrite_user(info, "__turnstile:ab:1:default", "default"),
-            b"$30\r\nid=3 addr=x user=default resp=2\n\r\n"
+            b"$32\r\nid=3 addr=x user=default resp=2\n\r\n"
         );
-        let v = b"=51\r\ntxt:id=3 addr=x user=__turnstile:ab:1:default resp=3\n\r\n";
+        let v = b"=53\r\ntxt:id=3 addr=x user=__turnstile:ab:1:default resp=3\n\r\n";
         assert_eq!(
             rewrite_user(v, "__turnstile:ab:1:default", "alice"),
-            b"=32\r\ntxt:id=3 addr=x user=alice resp=3\n\r\n"
+            b"=34\r\ntxt:id=3 addr=x user=alice resp=3\n\r\n"
         );
         assert_eq!(rewrite_user(b"-ERR x\r\n", "a", "b"), b"-ERR x\r\n");
     }
