@@ -238,15 +238,20 @@ pub async fn run(addr: &str, input: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
-async fn collect(stream: &mut TcpStream, input: &[u8], n: usize, out: &mut Vec<u8>) -> Result<(), String> {
-    stream.write_all(input).await.map_err(|e| format!("<write failed: {e}>"))?;
+/// Reads until `n` more whole replies follow `*framed` in `out`; on a close, says
+/// how many of them came.
+async fn read_replies(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    framed: &mut usize,
+    n: usize,
+) -> Result<(), String> {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut got = 0;
-    let mut framed = 0;
     while got < n {
-        match frame_len(&out[framed..]) {
+        match frame_len(&out[*framed..]) {
             Ok(Some(len)) => {
-                framed += len;
+                *framed += len;
                 got += 1;
                 continue;
             }
@@ -254,10 +259,19 @@ async fn collect(stream: &mut TcpStream, input: &[u8], n: usize, out: &mut Vec<u
             Err(e) => return Err(format!("<invalid RESP: {e}>")),
         }
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Err(format!("<closed after {got} of {n} replies>")),
+            Ok(0) | Err(_) => return Err(format!("after {got} of {n} replies>")),
             Ok(k) => out.extend_from_slice(&chunk[..k]),
         }
     }
+    Ok(())
+}
+
+async fn collect(stream: &mut TcpStream, input: &[u8], n: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    stream.write_all(input).await.map_err(|e| format!("<write failed: {e}>"))?;
+    read_replies(stream, out, &mut 0, n)
+        .await
+        .map_err(|e| if e.starts_with('<') { e } else { format!("<closed {e}") })?;
+    let mut chunk = vec![0u8; 64 * 1024];
     stream.write_all(&cmd_bytes(&["QUIT"])).await.map_err(|e| format!("<QUIT not sent: {e}>"))?;
     loop {
         match stream.read(&mut chunk).await {
@@ -278,26 +292,10 @@ pub async fn run_steps(addr: &str, steps: &[(Vec<u8>, usize)]) -> Vec<u8> {
         let last = steps.len().saturating_sub(1);
         for (i, (input, n)) in steps.iter().enumerate() {
             if i < last {
-                let mut got = 0;
                 stream.write_all(input).await.map_err(|e| format!("<write failed: {e}>"))?;
-                let mut chunk = vec![0u8; 64 * 1024];
-                while got < *n {
-                    match frame_len(&out[framed..]) {
-                        Ok(Some(len)) => {
-                            framed += len;
-                            got += 1;
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(e) => return Err(format!("<invalid RESP: {e}>")),
-                    }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => {
-                            return Err(format!("<closed in step {i} after {got} of {n} replies>"));
-                        }
-                        Ok(k) => out.extend_from_slice(&chunk[..k]),
-                    }
-                }
+                read_replies(&mut stream, &mut out, &mut framed, *n)
+                    .await
+                    .map_err(|e| if e.starts_with('<') { e } else { format!("<closed in step {i} {e}") })?;
             } else {
                 let mut rest = out.split_off(framed);
                 collect(&mut stream, input, *n, &mut rest).await?;
