@@ -489,7 +489,11 @@ impl ClientHalf {
             // A fixed denial (Redis answers NOPERM), planned as MONITOR all the same
             // should an upstream ever run it.
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
-            Command::Replication => Entry::Opaque,
+            // A fixed denial too: its one reply is the NOPERM, followed like any
+            // other (it may name turnstile's upstream user, see `authz::names`).
+            // Should an upstream ever run it, the stream that follows is not RESP
+            // and the relay passes it through unparsed.
+            Command::Replication => Entry::Replies { n: 1, tag: Tag::Plain, silent },
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }

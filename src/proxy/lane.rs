@@ -312,10 +312,15 @@ async fn pump(
                 if read? == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
-                split(&buf, &mut scanner, &mut skipping, owed, &mut deliveries, noperm)?;
-                let bytes = buf.split().freeze();
-                for (mailbox, range, replies, whole) in deliveries.drain(..) {
-                    mailbox.deliver(Delivery { bytes: bytes.slice(range), replies, whole });
+                let done = split(&buf, &mut scanner, &mut skipping, owed, &mut deliveries, noperm)?;
+                // What `split` held back (the start of an error line) stays for the next read.
+                let bytes = buf.split_to(done).freeze();
+                for (mailbox, part, replies, whole) in deliveries.drain(..) {
+                    let bytes = match part {
+                        Part::Read(range) => bytes.slice(range),
+                        Part::Shown(shown) => shown,
+                    };
+                    mailbox.deliver(Delivery { bytes, replies, whole });
                 }
             }
             () = async { paused.as_ref().expect("guarded").room().await }, if paused.is_some() => {}
@@ -378,18 +383,35 @@ fn take(batch: Batch, out: &mut BytesMut, owed: &mut VecDeque<InFlight>) {
     owed.push_back(InFlight { mailbox: batch.mailbox, remaining: batch.n });
 }
 
+/// What a delivery holds: bytes of the read, or a reply rewritten for the client.
+enum Part {
+    Read(Range<usize>),
+    /// An error naming turnstile's upstream user, with the client's name instead.
+    Shown(Bytes),
+}
+
+type Deliveries = Vec<(Arc<Mailbox>, Part, u64, bool)>;
+
 /// Cuts the replies in `buf` by client: one range per client per read (a client's
-/// whole batch, or the part of it read so far), oldest first.
+/// whole batch, or the part of it read so far), oldest first. Returns how many
+/// bytes of `buf` it handled: all, unless the read ends inside an error line,
+/// which is held back until whole (it may name turnstile's upstream user; see
+/// [`crate::authz::names`]).
 fn split(
     buf: &BytesMut,
     scanner: &mut ReplyScanner,
     skipping: &mut bool,
     owed: &mut VecDeque<InFlight>,
-    deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64, bool)>,
+    deliveries: &mut Deliveries,
     noperm: &AtomicU64,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
     let (mut pos, mut start, mut done) = (0, 0, 0);
+    // Where the top-level reply being scanned began, if in this read.
+    let mut began = None;
     while pos < buf.len() {
+        if !*skipping && scanner.at_boundary() {
+            began = Some(pos);
+        }
         // A RESP3 push is nobody's reply: another client can aim its tracking
         // invalidations at this connection (`CLIENT TRACKING on REDIRECT <id>`,
         // the id a HELLO on a lane shows). Dropped, so it can neither reach a
@@ -398,7 +420,7 @@ fn split(
             if start < pos
                 && let Some(head) = owed.front()
             {
-                deliveries.push((Arc::clone(&head.mailbox), start..pos, done, true));
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..pos), done, true));
                 done = 0;
             }
             *skipping = true;
@@ -422,18 +444,48 @@ fn split(
         if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
             crate::metrics::inc(noperm);
         }
+        // An error naming turnstile's user: what came before it goes as it is,
+        // the error itself with the client's name.
+        if info.kind == b'-'
+            && let Some(at) = began
+            && let Some(shown) = crate::authz::names::rewrite_error(&buf[at..pos], &head.mailbox.shown_name())
+        {
+            if start < at {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));
+            }
+            deliveries.push((Arc::clone(&head.mailbox), Part::Shown(Bytes::from(shown)), 1, true));
+            (start, done) = (pos, 0);
+            head.remaining -= 1;
+            if head.remaining == 0 {
+                owed.pop_front();
+            }
+            continue;
+        }
         done += 1;
         head.remaining -= 1;
         if head.remaining == 0 {
             let head = owed.pop_front().expect("checked above");
-            deliveries.push((head.mailbox, start..pos, done, true));
+            deliveries.push((head.mailbox, Part::Read(start..pos), done, true));
             (start, done) = (pos, 0);
         }
     }
-    if start < pos
+    // A read that ends inside an error line: the line waits for the rest of it
+    // (it is short; past `MAX_ERROR` it is not an ACL error and goes as it comes).
+    let mut end = pos;
+    if let Some(at) = began
+        && !*skipping
+        && !scanner.at_boundary()
+        && buf[at] == b'-'
+        && pos - at <= crate::authz::names::MAX_ERROR
+    {
+        *scanner = ReplyScanner::new();
+        end = at;
+    }
+    if start < end
         && let Some(head) = owed.front()
     {
-        deliveries.push((Arc::clone(&head.mailbox), start..pos, done, scanner.at_boundary()));
+        let whole = end < pos || scanner.at_boundary();
+        deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..end), done, whole));
     }
-    Ok(())
+    Ok(end)
 }

@@ -46,12 +46,13 @@ pub enum Entry {
     Local(Bytes),
     /// The upstream connection was opened: read replies from here on.
     Attach(UpstreamRead),
+    /// From here on the client's user is this one (AUTH, RESET): the name shown
+    /// where Redis 7.2+ names turnstile's upstream user in an error.
+    Shown(Arc<str>),
     /// Where replies from shared upstream connections arrive for this client.
     Mailbox(Arc<Mailbox>),
     /// This many replies from the client's mailbox (requests sent on a lane).
     Shared { n: u64 },
-    /// From here the upstream stream is not followed (replication): pass it through.
-    Opaque,
     /// Flush and close the client connection.
     Close,
 }
@@ -66,9 +67,9 @@ impl std::fmt::Debug for Entry {
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
             Self::Attach(_) => f.write_str("Attach"),
+            Self::Shown(name) => write!(f, "Shown({name})"),
             Self::Mailbox(_) => f.write_str("Mailbox"),
             Self::Shared { n } => write!(f, "Shared({n})"),
-            Self::Opaque => f.write_str("Opaque"),
             Self::Close => f.write_str("Close"),
         }
     }

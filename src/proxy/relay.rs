@@ -98,14 +98,20 @@ pub struct Relay<W> {
     swallowing: bool,
     /// Dropping the bytes of the frame being scanned (replies the client turned off).
     dropping: bool,
-    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`).
+    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`, or
+    /// an error that may name turnstile's upstream user).
     capturing: Option<Vec<u8>>,
+    /// What is captured is an error reply (see [`crate::authz::names`]).
+    capturing_error: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
     ctx: Option<Arc<super::BdbContext>>,
     /// Where replies to requests sent on shared upstream connections arrive.
     mailbox: Option<Arc<Mailbox>>,
+    /// The name of the client's user as of the reply being relayed (`Entry::Shown`),
+    /// shown where Redis 7.2+ names turnstile's upstream user in an error.
+    shown: Option<Arc<str>>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -131,9 +137,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             swallowing: false,
             dropping: false,
             capturing: None,
+            capturing_error: false,
             opaque: false,
             ctx: None,
             mailbox: None,
+            shown: None,
         }
     }
 
@@ -323,9 +331,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     wrote = true;
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
+                Entry::Shown(name) => self.shown = Some(name),
                 Entry::Mailbox(m) => self.mailbox = Some(m),
                 Entry::Shared { n: 0 } => {}
-                Entry::Opaque => self.opaque = true,
                 Entry::Close => {
                     self.client.flush().await?;
                     return Ok(Flow::Close);
@@ -390,6 +398,15 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     self.capturing = Some(Vec::new());
+                } else if self.buf[pos] == b'-'
+                    && self.capturing.is_none()
+                    && matches!(self.current, Some(Entry::Replies { silent: false, .. }))
+                {
+                    // An error: held until whole, in case it names turnstile's user.
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    self.capturing = Some(Vec::new());
+                    self.capturing_error = true;
                 }
             }
             let scanner = self.scanner.get_or_insert_with(Default::default);
@@ -402,8 +419,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 }
             };
             if let Some(held) = self.capturing.as_mut() {
-                // A CLIENT INFO line is small; anything past 64 KiB is not one.
-                if held.len() + n > 64 * 1024 {
+                if self.capturing_error && held.len() + n > crate::authz::names::MAX_ERROR {
+                    // Not an ACL error: passed on as it comes.
+                    self.client.write_all(held).await?;
+                    self.capturing = None;
+                    self.capturing_error = false;
+                } else if held.len() + n > 64 * 1024 {
+                    // A CLIENT INFO line is small; anything past 64 KiB is not one.
                     self.opaque = true;
                     self.client.write_all(held).await?;
                     self.capturing = None;
@@ -417,10 +439,22 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 flushed = pos;
             }
             let Some(info) = info else { continue };
-            if let Some(held) = self.capturing.take()
-                && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
-            {
-                self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?;
+            if let Some(held) = self.capturing.take() {
+                if std::mem::take(&mut self.capturing_error) {
+                    let name = self.shown.as_deref().unwrap_or("default");
+                    match crate::authz::names::rewrite_error(&held, name) {
+                        Some(shown) => self.client.write_all(&shown).await?,
+                        None => self.client.write_all(&held).await?,
+                    }
+                } else if let Some(Entry::Rewrite { from, to, silent: false }) = &self.current {
+                    // An error instead of the reply (a rule without the command) may
+                    // name turnstile's user too.
+                    let name = self.shown.as_deref().unwrap_or("default");
+                    match crate::authz::names::rewrite_error(&held, name) {
+                        Some(shown) => self.client.write_all(&shown).await?,
+                        None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
+                    }
+                }
             }
             if let Some(ctx) = &self.ctx
                 && crate::metrics::is_noperm(info.kind, info.head.bytes())

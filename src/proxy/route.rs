@@ -90,6 +90,7 @@ impl ClientHalf {
                             self.slot.kill_switch(),
                             Arc::clone(&self.ctx.lane_replies),
                         ));
+                        mailbox.set_shown(Arc::from(self.shown_name()));
                         self.push(Entry::Mailbox(Arc::clone(&mailbox)));
                         self.conn = Conn::Lane(Shared { lane, mailbox });
                     }
