@@ -20,7 +20,7 @@ use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
 use super::users::Credential;
-use crate::auth::Identity;
+use crate::auth::{Identity, InUse};
 use crate::authz::Grant;
 use crate::resp::command::{self, Command, MAX_NAME};
 use crate::resp::request::{self, Parse, Partial, ProtoError, Streamer};
@@ -100,6 +100,9 @@ pub struct ClientHalf {
     pub(super) plan: Arc<Plan>,
     pub(super) conn: Conn,
     pub(super) identity: Option<Identity>,
+    /// Counts this connection in the `connections` of the password it
+    /// authenticated with, while it is authenticated with it.
+    pub(super) in_use: Option<InUse>,
     /// The identity's rights on this database, as of `generation`.
     pub(super) grant: Option<Grant>,
     /// The directory's generation when `grant` was computed.
@@ -137,6 +140,7 @@ impl ClientHalf {
             plan,
             conn: Conn::Unrouted,
             identity: None,
+            in_use: None,
             grant: None,
             generation: 0,
             reply_mode: ReplyMode::On,
@@ -332,6 +336,9 @@ impl ClientHalf {
             let encoded = req.encoded();
             let wire_len = encoded.as_ref().map_or(len, Bytes::len);
             if authenticated && forwarded(cmd) {
+                if matches!(cmd, Command::ClientSetinfo | Command::Other) {
+                    self.note_names(cmd, name, argc, |i| req.arg(frame, i));
+                }
                 // The identity's rights changed under it (a role or policy change):
                 // a connection of its own logged in with the old rights is closed.
                 if !self.refresh_grant() {
@@ -601,6 +608,32 @@ impl ClientHalf {
 /// Requests that go upstream as they are once the client is authenticated.
 pub(super) fn forwarded(cmd: Command) -> bool {
     !command::must_be_whole(cmd) && !matches!(cmd, Command::Quit | Command::Reset)
+}
+
+impl ClientHalf {
+    /// Remembers `CLIENT SETNAME` and `CLIENT SETINFO LIB-NAME` (when valid, as
+    /// Redis would take them) for the rotation GET's sample of clients. Costs a
+    /// length check on any other request.
+    fn note_names<'a>(&self, cmd: Command, name: &[u8], argc: usize, arg: impl Fn(usize) -> Option<&'a [u8]>) {
+        let value = |i| arg(i).filter(|v| super::hello::name_is_valid(v));
+        match cmd {
+            Command::ClientSetinfo if argc == 4 => {
+                if arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name"))
+                    && let Some(v) = value(3)
+                {
+                    self.slot.set_lib_name(v);
+                }
+            }
+            Command::Other if argc == 3 && name.len() == 6 && name.eq_ignore_ascii_case(b"client") => {
+                if arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"setname"))
+                    && let Some(v) = value(2)
+                {
+                    self.slot.set_name(v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP.

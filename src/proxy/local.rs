@@ -140,6 +140,7 @@ impl ClientHalf {
         self.proto3 = false;
         self.in_multi = false;
         self.identity = None;
+        self.in_use = None;
         self.grant = None;
         self.slot.set_identity(None);
         self.reply_mode = ReplyMode::On;
@@ -320,6 +321,9 @@ impl ClientHalf {
     /// it goes to the client's own connection.
     async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
         let request = h.upstream_command();
+        if let Some(name) = &h.setname {
+            self.slot.set_name(name);
+        }
         if let Some(v) = h.version {
             self.proto3 = v == 3;
         }
@@ -368,6 +372,7 @@ impl ClientHalf {
         };
         self.generation = generation;
         self.grant = Some(grant);
+        self.in_use = Some(crate::auth::InUse::new(Arc::clone(&id.usage)));
         self.identity = Some(id);
         true
     }

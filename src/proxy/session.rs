@@ -1,6 +1,6 @@
 //! One client connection: its two halves, joined in one task.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub fn serve_tcp(
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let peer = stream.peer_addr().ok();
     let (reader, writer) = stream.into_split();
     serve_connection(ctx, reader, writer, peer, permit, shutdown)
 }
@@ -65,7 +65,7 @@ pub fn serve_tls(
     permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
-    let peer = stream.get_ref().0.peer_addr().ok().map(|a| a.ip());
+    let peer = stream.get_ref().0.peer_addr().ok();
     let (reader, writer) = tokio::io::split(stream);
     serve_connection(ctx, reader, writer, peer, permit, shutdown)
 }
@@ -83,7 +83,7 @@ pub fn serve_connection<R, W>(
     ctx: Arc<BdbContext>,
     reader: R,
     writer: W,
-    peer: Option<IpAddr>,
+    peer: Option<SocketAddr>,
     permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send
@@ -99,9 +99,13 @@ where
         // user deleted, database deleted): cancelling `abort` ends both halves.
         // The unauthenticated permit moves into the registration, which lets it go
         // at the first successful AUTH.
-        let registration = ctx.sessions.register(abort.clone(), permit);
-        let client =
-            ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan), peer);
+        let registration = ctx.sessions.register(abort.clone(), permit, peer);
+        let client = ClientHalf::new(
+            Arc::clone(&ctx),
+            Arc::clone(&registration.slot),
+            Arc::clone(&plan),
+            peer.map(|a| a.ip()),
+        );
         let relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
         let (writer, reader) = tokio::join!(client.run(reader, shutdown, abort.clone()), async {
             let reader = relay.run(abort.clone()).await;
@@ -142,7 +146,7 @@ mod tests {
         {
             let (r, w) = TcpStream::connect(l.local_addr().unwrap()).await.unwrap().into_split();
             let plan = Arc::new(Plan::default());
-            let reg = ctx.sessions.register(CancellationToken::new(), None);
+            let reg = ctx.sessions.register(CancellationToken::new(), None, None);
             let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan), None);
             let cf = c.run(r, CancellationToken::new(), CancellationToken::new());
             let rf = Relay::new(plan, w).run(CancellationToken::new());
