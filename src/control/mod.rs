@@ -43,6 +43,7 @@ use crate::store::{State, Store};
 pub use error::{Error, Kind, Result};
 pub use login::{Caller, status as user_status};
 pub use passwords::PasswordOp;
+pub use usage::PasswordsView;
 
 /// What the control plane needs from the configuration.
 #[derive(Debug, Clone)]

@@ -103,3 +103,42 @@ fn fold(set: &PasswordSet, meta: &mut [PasswordMeta]) -> Vec<Event> {
     }
     out
 }
+
+/// The rotation GET of one set: its entries and its schedule.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PasswordsView {
+    /// Every password of the set, oldest first; never a password or a hash.
+    pub passwords: Vec<rotation::EntryView>,
+    /// The scheduled `expire_old_after`, if any.
+    pub expiry: Option<rotation::ExpiryView>,
+}
+
+impl Control {
+    /// `GET /v1/bdbs/{uid}/passwords`.
+    pub fn bdb_passwords(&self, uid: u32) -> Option<PasswordsView> {
+        let snap = self.snapshot();
+        let b = snap.bdbs.get(&uid)?;
+        self.passwords_view(&SetId::BdbDefault(uid), &b.password_meta, b.password_expiry.as_ref())
+    }
+
+    /// `GET /v1/users/{uid}/passwords`.
+    pub fn user_passwords(&self, uid: u32) -> Option<PasswordsView> {
+        let snap = self.snapshot();
+        let u = snap.users.get(&uid)?;
+        self.passwords_view(&SetId::User(u.name.as_str().into()), &u.password_meta, u.password_expiry.as_ref())
+    }
+
+    fn passwords_view(
+        &self,
+        id: &SetId,
+        meta: &[PasswordMeta],
+        expiry: Option<&crate::store::state::PasswordExpiry>,
+    ) -> Option<PasswordsView> {
+        let set = self.inner.directory.passwords(id)?;
+        let clients = self.clients_of(&set);
+        Some(PasswordsView {
+            passwords: rotation::entries(&set, meta, expiry, &clients),
+            expiry: expiry.map(rotation::ExpiryView::of),
+        })
+    }
+}
