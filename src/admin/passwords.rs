@@ -78,7 +78,10 @@ impl<'a> RotationOptions<'a> {
             (None, Some(id), _) if op == SetChange::Remove => Target::Id(id),
             (None, None, Some(true)) if op == SetChange::Remove => Target::Expiry,
             (None, Some(_), _) | (None, None, Some(true)) => {
-                return Err(ApiError::bad_request("invalid_parameter", "id and cancel_expiry are for DELETE"));
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    "id and cancel_expiry are for DELETE",
+                ));
             }
             (None, None, _) => {
                 return Err(ApiError::bad_request("missing_parameter", format!("{name} is required")));

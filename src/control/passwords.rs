@@ -67,7 +67,12 @@ impl Planned {
 
     /// The events the operation writes: the change itself (with the ids it
     /// concerns), and what happened to the schedule.
-    fn events(&self, change: &Change<'_>, old: Option<&PasswordExpiry>, actor: Option<&Caller>) -> Vec<Event> {
+    fn events(
+        &self,
+        change: &Change<'_>,
+        old: Option<&PasswordExpiry>,
+        actor: Option<&Caller>,
+    ) -> Vec<Event> {
         let mut out = Vec::new();
         let kind = match change.target {
             Target::Expiry => None,
@@ -115,7 +120,12 @@ impl Control {
 
     /// A database default-user password operation with the rotation options
     /// (label, delete by id, the usage guard, `expire_old_after`).
-    pub async fn bdb_password_change(&self, actor: Option<&Caller>, uid: u32, change: Change<'_>) -> Result<()> {
+    pub async fn bdb_password_change(
+        &self,
+        actor: Option<&Caller>,
+        uid: u32,
+        change: Change<'_>,
+    ) -> Result<()> {
         change.validate().map_err(|e| Error { kind: Kind::BadRequest, ..e })?;
         let mut state = self.lock().await;
         let Some(record) = state.bdbs.get(&uid).cloned() else {
@@ -124,7 +134,8 @@ impl Control {
         if let Target::Password(pw) = change.target
             && change.op != SetChange::Remove
         {
-            complexity::check(&state.cluster, pw, None).map_err(|e| Error { kind: Kind::NotAcceptable, ..e })?;
+            complexity::check(&state.cluster, pw, None)
+                .map_err(|e| Error { kind: Kind::NotAcceptable, ..e })?;
         }
         let id = SetId::BdbDefault(uid);
         let planned = self.plan(&id, &record, &change, actor, Kind::NotAcceptable).await?;
@@ -245,16 +256,24 @@ impl Control {
         let d = &self.inner.directory;
         let before = d.passwords(id).ok_or_else(|| refused(ChangeError::NotFound, kind))?;
         let set = match change.target {
-            Target::Password(pw) => d.prepare(id, change.op, pw.as_bytes()).await.map_err(|e| refused(e, kind))?,
+            Target::Password(pw) => {
+                d.prepare(id, change.op, pw.as_bytes()).await.map_err(|e| refused(e, kind))?
+            }
             Target::Id(entry) => d.prepare_without(id, &[entry]).map_err(|e| match e {
-                ChangeError::NotPresent => {
-                    Error::new(kind, "password_not_found", format!("no password with id {entry:?} in the set"))
-                }
+                ChangeError::NotPresent => Error::new(
+                    kind,
+                    "password_not_found",
+                    format!("no password with id {entry:?} in the set"),
+                ),
                 e => refused(e, kind),
             })?,
             Target::Expiry => {
                 if record.expiry().is_none() {
-                    return Err(Error::new(kind, "no_scheduled_expiry", "no expiry is scheduled for this set"));
+                    return Err(Error::new(
+                        kind,
+                        "no_scheduled_expiry",
+                        "no expiry is scheduled for this set",
+                    ));
                 }
                 (*before).clone()
             }
@@ -271,7 +290,8 @@ impl Control {
             creator: actor.map(|c| c.name.clone()),
             last_used_ms: None,
         });
-        let expiry = rotation::next_expiry(change, &before, &set, record.expiry(), actor.map(|c| c.name.as_str()));
+        let expiry =
+            rotation::next_expiry(change, &before, &set, record.expiry(), actor.map(|c| c.name.as_str()));
         Ok(Planned { before, set, removed, meta, expiry })
     }
 }

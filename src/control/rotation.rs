@@ -45,7 +45,13 @@ pub struct Change<'a> {
 impl<'a> Change<'a> {
     /// A plain RS operation on a password.
     pub fn plain(op: SetChange, password: &'a str) -> Self {
-        Self { op, target: Target::Password(password), label: None, unless_used_within: None, expire_old_after: None }
+        Self {
+            op,
+            target: Target::Password(password),
+            label: None,
+            unless_used_within: None,
+            expire_old_after: None,
+        }
     }
 
     /// Refuses options that make no sense for the method.
@@ -65,9 +71,14 @@ impl<'a> Change<'a> {
         {
             return bad("label: at most 128 characters, none of them control characters");
         }
-        for (name, v) in [("expire_old_after", self.expire_old_after), ("unless_used_within", self.unless_used_within)] {
+        for (name, v) in
+            [("expire_old_after", self.expire_old_after), ("unless_used_within", self.unless_used_within)]
+        {
             if v.is_some_and(|s| s > MAX_SECONDS) {
-                return Err(Error::bad_request("invalid_parameter", format!("{name}: at most {MAX_SECONDS} seconds")));
+                return Err(Error::bad_request(
+                    "invalid_parameter",
+                    format!("{name}: at most {MAX_SECONDS} seconds"),
+                ));
             }
         }
         match (self.op, self.target) {
@@ -142,7 +153,12 @@ pub fn collect(clients: &mut Clients, id: &str, sample: ClientSample) {
 }
 
 /// The GET's entries of a set: its stored metadata joined with live usage.
-pub fn entries(set: &PasswordSet, meta: &[PasswordMeta], expiry: Option<&PasswordExpiry>, clients: &Clients) -> Vec<EntryView> {
+pub fn entries(
+    set: &PasswordSet,
+    meta: &[PasswordMeta],
+    expiry: Option<&PasswordExpiry>,
+    clients: &Clients,
+) -> Vec<EntryView> {
     set.entries()
         .iter()
         .map(|u| {
@@ -152,7 +168,12 @@ pub fn entries(set: &PasswordSet, meta: &[PasswordMeta], expiry: Option<&Passwor
         .collect()
 }
 
-fn entry_view(u: &Usage, m: Option<&PasswordMeta>, expiry: Option<&PasswordExpiry>, clients: &[ClientSample]) -> EntryView {
+fn entry_view(
+    u: &Usage,
+    m: Option<&PasswordMeta>,
+    expiry: Option<&PasswordExpiry>,
+    clients: &[ClientSample],
+) -> EntryView {
     let last = u.last_used_ms().max(m.and_then(|m| m.last_used_ms));
     EntryView {
         id: u.id().to_string(),
@@ -221,7 +242,11 @@ pub fn removed(before: &PasswordSet, after: &PasswordSet) -> Vec<String> {
 
 /// The metadata of `set`, in its order: what `old` had for the entries that stay,
 /// `fresh` for the new ones.
-pub fn reconcile(set: &PasswordSet, old: &[PasswordMeta], fresh: impl Fn(&str) -> PasswordMeta) -> Vec<PasswordMeta> {
+pub fn reconcile(
+    set: &PasswordSet,
+    old: &[PasswordMeta],
+    fresh: impl Fn(&str) -> PasswordMeta,
+) -> Vec<PasswordMeta> {
     set.entries()
         .iter()
         .map(|e| old.iter().find(|m| m.id == e.id()).cloned().unwrap_or_else(|| fresh(e.id())))
@@ -236,7 +261,8 @@ pub fn restore_ids(set: PasswordSet, meta: &[PasswordMeta]) -> (PasswordSet, Opt
         return (set.with_ids(&ids), None);
     }
     let now = time::now();
-    let made = reconcile(&set, &[], |id| PasswordMeta { id: id.to_string(), created: now, ..Default::default() });
+    let made =
+        reconcile(&set, &[], |id| PasswordMeta { id: id.to_string(), created: now, ..Default::default() });
     (set, Some(made))
 }
 
@@ -298,18 +324,29 @@ mod tests {
         // one cancels.
         let fewer = after.with_removed(&[0; 32]);
         let d = Change::plain(SetChange::Remove, "x");
-        assert_eq!(next_expiry(&d, &after, &fewer, Some(&e), None).unwrap().remove, vec![after.entries()[1].id()]);
+        assert_eq!(
+            next_expiry(&d, &after, &fewer, Some(&e), None).unwrap().remove,
+            vec![after.entries()[1].id()]
+        );
         let rollback = after.with_removed(&[9; 32]);
         assert!(next_expiry(&d, &after, &rollback, Some(&e), None).is_none());
     }
 
     #[test]
     fn options_belong_to_their_method() {
-        assert!(Change { expire_old_after: Some(1), ..Change::plain(SetChange::Remove, "x") }.validate().is_err());
-        assert!(Change { unless_used_within: Some(1), ..Change::plain(SetChange::Add, "x") }.validate().is_err());
+        assert!(
+            Change { expire_old_after: Some(1), ..Change::plain(SetChange::Remove, "x") }.validate().is_err()
+        );
+        assert!(
+            Change { unless_used_within: Some(1), ..Change::plain(SetChange::Add, "x") }.validate().is_err()
+        );
         assert!(Change { label: Some("a\nb"), ..Change::plain(SetChange::Add, "x") }.validate().is_err());
-        assert!(Change { target: Target::Id("pw-1"), ..Change::plain(SetChange::Remove, "x") }.validate().is_ok());
-        assert!(Change { target: Target::Id("pw-1"), ..Change::plain(SetChange::Add, "x") }.validate().is_err());
+        assert!(
+            Change { target: Target::Id("pw-1"), ..Change::plain(SetChange::Remove, "x") }.validate().is_ok()
+        );
+        assert!(
+            Change { target: Target::Id("pw-1"), ..Change::plain(SetChange::Add, "x") }.validate().is_err()
+        );
     }
 
     #[test]

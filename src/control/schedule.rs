@@ -76,14 +76,25 @@ impl Control {
         let mut state = self.lock().await;
         let mut next = state.clone();
         let Some((record, id)) = owner.record(&mut next) else { return Ok(()) };
-        let Some(expiry) = record.expiry().cloned().filter(|e| e.at_ms <= time::now_ms()) else { return Ok(()) };
+        let Some(expiry) = record.expiry().cloned().filter(|e| e.at_ms <= time::now_ms()) else {
+            return Ok(());
+        };
         let d = &self.inner.directory;
         let Some(before) = d.passwords(&id) else { return Ok(()) };
-        let ids: Vec<&str> =
-            expiry.remove.iter().map(String::as_str).filter(|i| before.entry(i).is_some() && *i != expiry.keep).collect();
-        let set = if ids.is_empty() { None } else { Some(d.prepare_without(&id, &ids).map_err(|e| {
-            super::Error::new(super::Kind::Unavailable, "internal_error", e.to_string())
-        })?) };
+        let ids: Vec<&str> = expiry
+            .remove
+            .iter()
+            .map(String::as_str)
+            .filter(|i| before.entry(i).is_some() && *i != expiry.keep)
+            .collect();
+        let set =
+            if ids.is_empty() {
+                None
+            } else {
+                Some(d.prepare_without(&id, &ids).map_err(|e| {
+                    super::Error::new(super::Kind::Unavailable, "internal_error", e.to_string())
+                })?)
+            };
         let (passwords, meta, schedule) = record.parts();
         *schedule = None;
         if let Some(set) = &set {

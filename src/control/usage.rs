@@ -65,7 +65,10 @@ impl Control {
             })
         };
         snap.bdbs.values().any(|b| stale(d.passwords(&SetId::BdbDefault(b.uid)), &b.password_meta))
-            || snap.users.values().any(|u| stale(d.passwords(&SetId::User(u.name.as_str().into())), &u.password_meta))
+            || snap
+                .users
+                .values()
+                .any(|u| stale(d.passwords(&SetId::User(u.name.as_str().into())), &u.password_meta))
     }
 
     /// Writes changed `last_used` times, if any (a commit of the unchanged state
@@ -125,7 +128,11 @@ impl Control {
     pub fn user_passwords(&self, uid: u32) -> Option<PasswordsView> {
         let snap = self.snapshot();
         let u = snap.users.get(&uid)?;
-        self.passwords_view(&SetId::User(u.name.as_str().into()), &u.password_meta, u.password_expiry.as_ref())
+        self.passwords_view(
+            &SetId::User(u.name.as_str().into()),
+            &u.password_meta,
+            u.password_expiry.as_ref(),
+        )
     }
 
     fn passwords_view(

@@ -44,7 +44,11 @@ pub fn render(control: &Control) -> String {
     e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
     rotations(control, &mut e);
     passwords(control, &mut e);
-    e.family("turnstile_store_writes_total", "counter", "Writes of the durable state (admin changes, event and usage flushes).");
+    e.family(
+        "turnstile_store_writes_total",
+        "counter",
+        "Writes of the durable state (admin changes, event and usage flushes).",
+    );
     e.sample("turnstile_store_writes_total", &[], control.store_writes());
     latency(control, &mut e);
     e.finish()
@@ -147,7 +151,9 @@ fn passwords(control: &Control, e: &mut Exposition) {
         snap.bdbs.keys().map(|uid| ("bdb", uid.to_string(), SetId::BdbDefault(*uid))).collect();
     let mut names: Vec<&str> = snap.users.values().map(|u| u.name.as_str()).collect();
     names.sort_unstable();
-    sets.extend(names.into_iter().take(MAX_USER_LABELS).map(|n| ("user", n.to_string(), SetId::User(n.into()))));
+    sets.extend(
+        names.into_iter().take(MAX_USER_LABELS).map(|n| ("user", n.to_string(), SetId::User(n.into()))),
+    );
     let entries: Vec<_> = sets
         .iter()
         .filter_map(|(k, v, id)| d.passwords(id).map(|s| (*k, v.as_str(), s)))

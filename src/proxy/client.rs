@@ -614,7 +614,13 @@ impl ClientHalf {
     /// Remembers `CLIENT SETNAME` and `CLIENT SETINFO LIB-NAME` (when valid, as
     /// Redis would take them) for the rotation GET's sample of clients. Costs a
     /// length check on any other request.
-    fn note_names<'a>(&self, cmd: Command, name: &[u8], argc: usize, arg: impl Fn(usize) -> Option<&'a [u8]>) {
+    fn note_names<'a>(
+        &self,
+        cmd: Command,
+        name: &[u8],
+        argc: usize,
+        arg: impl Fn(usize) -> Option<&'a [u8]>,
+    ) {
         let value = |i| arg(i).filter(|v| super::hello::name_is_valid(v));
         match cmd {
             Command::ClientSetinfo if argc == 4 => {

@@ -91,7 +91,10 @@ impl SessionSlot {
     }
 
     fn sample(&self) -> ClientSample {
-        ClientSample { address: self.peer, names: self.names.lock().unwrap_or_else(|p| p.into_inner()).clone() }
+        ClientSample {
+            address: self.peer,
+            names: self.names.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
     }
 }
 
