@@ -293,9 +293,8 @@ pub fn next_expiry(
         },
         (SetChange::Remove, _) => {
             let mut e = current?.clone();
-            if after.entry(&e.keep).is_none() {
-                return None;
-            }
+            // The password the schedule keeps went: the rotation is abandoned.
+            after.entry(&e.keep)?;
             e.remove.retain(|id| after.entry(id).is_some());
             (!e.remove.is_empty()).then_some(e)
         }

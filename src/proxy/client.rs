@@ -2,7 +2,6 @@
 //! hands the ones turnstile answers itself to [`super::local`], forwards everything
 //! else byte for byte where [`super::route`] says, and plans the replies.
 
-use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,8 +94,6 @@ pub struct ClientHalf {
     pub(super) ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
     pub(super) slot: Arc<SessionSlot>,
-    /// The client's address, for brute-force throttling.
-    pub(super) peer: Option<IpAddr>,
     pub(super) plan: Arc<Plan>,
     pub(super) conn: Conn,
     pub(super) identity: Option<Identity>,
@@ -132,11 +129,11 @@ pub struct ClientHalf {
 }
 
 impl ClientHalf {
-    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>, peer: Option<IpAddr>) -> Self {
+    /// The client's address (for throttling, the sample of clients) is the slot's.
+    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>) -> Self {
         Self {
             ctx,
             slot,
-            peer,
             plan,
             conn: Conn::Unrouted,
             identity: None,

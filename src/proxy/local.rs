@@ -356,7 +356,7 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity (and
     /// its rights on this database), on failure it keeps the one it had.
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        let attempt = Attempt { bdb: self.ctx.uid, peer: self.peer, user, password };
+        let attempt = Attempt { bdb: self.ctx.uid, peer: self.slot.peer().map(|a| a.ip()), user, password };
         let slot = Arc::clone(&self.slot);
         let generation = self.ctx.directory.generation();
         let found = self

@@ -52,6 +52,19 @@ fn bounded(v: &[u8]) -> Option<String> {
 }
 
 impl SessionSlot {
+    /// A connection's slot: `kill` ends it; `permit` (if any) is released when it
+    /// authenticates.
+    pub fn new(kill: CancellationToken, permit: Option<Permit>, peer: Option<SocketAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            identity: Mutex::new(None),
+            own_rule: Mutex::new(None),
+            kill,
+            unauthenticated: Mutex::new(permit),
+            peer,
+            names: Mutex::new(ClientNames::default()),
+        })
+    }
+
     /// Records who the connection is now authenticated as (`None` after RESET).
     pub fn set_identity(&self, identity: Option<Identity>) {
         if identity.is_some() {
@@ -90,6 +103,11 @@ impl SessionSlot {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).lib_name = bounded(name);
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     fn sample(&self) -> ClientSample {
         ClientSample {
             address: self.peer,
@@ -126,15 +144,12 @@ impl Sessions {
         permit: Option<Permit>,
         peer: Option<SocketAddr>,
     ) -> Registration<'_> {
+        self.insert(SessionSlot::new(kill, permit, peer))
+    }
+
+    /// Registers a connection whose slot is made already.
+    pub fn insert(&self, slot: Arc<SessionSlot>) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(SessionSlot {
-            identity: Mutex::new(None),
-            own_rule: Mutex::new(None),
-            kill,
-            unauthenticated: Mutex::new(permit),
-            peer,
-            names: Mutex::new(ClientNames::default()),
-        });
         self.map.insert(id, Arc::clone(&slot));
         Registration { sessions: self, id, slot }
     }
