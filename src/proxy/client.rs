@@ -334,7 +334,7 @@ impl ClientHalf {
             let wire_len = encoded.as_ref().map_or(len, Bytes::len);
             if authenticated && forwarded(cmd) {
                 if matches!(cmd, Command::ClientSetinfo | Command::Other) {
-                    self.note_names(cmd, name, argc, |i| req.arg(frame, i));
+                    self.note_names(cmd, name, argc, &req, frame);
                 }
                 // The identity's rights changed under it (a role or policy change):
                 // a connection of its own logged in with the old rights is closed.
@@ -611,20 +611,18 @@ impl ClientHalf {
     /// Remembers `CLIENT SETNAME` and `CLIENT SETINFO LIB-NAME` (when valid, as
     /// Redis would take them) for the rotation GET's sample of clients. Costs a
     /// length check on any other request.
-    fn note_names<'a>(
-        &self,
-        cmd: Command,
-        name: &[u8],
-        argc: usize,
-        arg: impl Fn(usize) -> Option<&'a [u8]>,
-    ) {
+    fn note_names(&self, cmd: Command, name: &[u8], argc: usize, req: &request::Request, frame: &[u8]) {
+        let arg = |i| req.arg(frame, i);
         let value = |i| arg(i).filter(|v| super::hello::name_is_valid(v));
         match cmd {
             Command::ClientSetinfo if argc == 4 => {
-                if arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name"))
-                    && let Some(v) = value(3)
-                {
-                    self.slot.set_lib_name(v);
+                if arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name")) {
+                    // The value is past the arguments the parser keeps: SETINFO is
+                    // rare enough to split whole.
+                    let all = req.args(frame);
+                    if let Some(v) = all.get(3).filter(|v| super::hello::name_is_valid(v)) {
+                        self.slot.set_lib_name(v);
+                    }
                 }
             }
             Command::Other if argc == 3 && name.len() == 6 && name.eq_ignore_ascii_case(b"client") => {
