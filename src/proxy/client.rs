@@ -615,14 +615,13 @@ impl ClientHalf {
         let arg = |i| req.arg(frame, i);
         let value = |i| arg(i).filter(|v| super::hello::name_is_valid(v));
         match cmd {
-            Command::ClientSetinfo if argc == 4 => {
-                if arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name")) {
-                    // The value is past the arguments the parser keeps: SETINFO is
-                    // rare enough to split whole.
-                    let all = req.args(frame);
-                    if let Some(v) = all.get(3).filter(|v| super::hello::name_is_valid(v)) {
-                        self.slot.set_lib_name(v);
-                    }
+            // The value is past the arguments the parser keeps: SETINFO is rare
+            // enough to split whole.
+            Command::ClientSetinfo
+                if argc == 4 && arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name")) =>
+            {
+                if let Some(v) = req.args(frame).get(3).filter(|v| super::hello::name_is_valid(v)) {
+                    self.slot.set_lib_name(v);
                 }
             }
             Command::Other if argc == 3 && name.len() == 6 && name.eq_ignore_ascii_case(b"client") => {
