@@ -18,9 +18,21 @@ pub struct ErrorBody {
     pub description: String,
     /// The same text as `description` (RS's documents use both names).
     pub message: String,
-    /// `password_in_use` only: the usage of the passwords that refused the delete.
+    /// `password_in_use` only (documented as [`PasswordInUseBody`]).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub usage: Option<serde_json::Value>,
+}
+
+/// The 409 `password_in_use` body: the error, and the usage of the passwords
+/// that refused the delete (never a password or a hash).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PasswordInUse)]
+pub struct PasswordInUseBody {
+    pub error_code: &'static str,
+    pub description: String,
+    pub message: String,
+    pub usage: Vec<crate::control::rotation::EntryView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

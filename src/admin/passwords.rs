@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::caller::{Authed, AuthedMayBeExpired};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, PasswordInUseBody};
 use super::extract::{JsonBody, RawBody, RawUid, parse, uid};
 use super::responses::{Auth, BadBody, NotFound, Refused, Unavailable};
 use super::views::{self, ClusterView, Empty};
@@ -179,7 +179,9 @@ pub async fn add_bdb_password(
 /// removed (406 `cannot_delete_last_password`).
 #[utoipa::path(delete, path = "/bdbs/{uid}/passwords", tag = "passwords", request_body = BdbPasswordBody,
     params(("uid" = u32, Path, description = "The database's uid")),
-    responses((status = 200, description = "Removed", body = Empty), Auth, BadBody, NotFound, Refused, Unavailable))]
+    responses((status = 200, description = "Removed", body = Empty),
+        (status = 409, description = "`password_in_use`: refused by `unless_used_within`", body = PasswordInUseBody),
+        Auth, BadBody, NotFound, Refused, Unavailable))]
 pub async fn remove_bdb_password(
     State(c): State<Control>,
     caller: Authed,
@@ -260,7 +262,9 @@ pub async fn replace_user_passwords(
 /// Remove `old_password` from a user's passwords; the last one cannot be removed
 /// (400 `cannot_delete_last_password`).
 #[utoipa::path(delete, path = "/users/password", tag = "passwords", request_body = UserPasswordBody,
-    responses((status = 200, description = "Removed", body = Empty), Auth, BadBody, NotFound, Unavailable))]
+    responses((status = 200, description = "Removed", body = Empty),
+        (status = 409, description = "`password_in_use`: refused by `unless_used_within`", body = PasswordInUseBody),
+        Auth, BadBody, NotFound, Unavailable))]
 pub async fn remove_user_password(
     State(c): State<Control>,
     caller: AuthedMayBeExpired,
