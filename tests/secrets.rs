@@ -112,7 +112,7 @@ async fn no_password_appears_in_logs_store_or_responses() {
     let new_id = listed["passwords"][1]["id"].as_str().expect("the new password has an id").to_string();
     let body = format!(r#"{{"id": "{new_id}", "unless_used_within": 3600}}"#);
     assert_eq!(call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, body).await, 409);
-    let body = format!(r#"{{"password": "Db-secret-4-xyzzy", "unless_used_within": 3600}}"#);
+    let body = r#"{"password": "Db-secret-4-xyzzy", "unless_used_within": 3600}"#.to_string();
     assert_eq!(call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, body).await, 409);
     assert_eq!(
         call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, r#"{"cancel_expiry": true}"#.into()).await,
