@@ -80,7 +80,10 @@ fn now_ms() -> u64 {
 fn python() -> PathBuf {
     let python = std::env::var("TURNSTILE_COMPAT_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/compat-venv/bin/python"));
+        // Where scripts/compat-clients.sh makes it (the target directory), as in tests/compat.rs.
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("compat-venv/bin/python")
+        });
     assert!(python.exists(), "{} is missing: run scripts/compat-clients.sh", python.display());
     python
 }
