@@ -1340,9 +1340,10 @@ async fn unknown_paths_non_integer_uids_and_wrong_methods() {
         ("PUT", "/v1/bdbs"),
         ("POST", "/v1/bdbs/1"),
         ("PATCH", "/v1/bdbs/1"),
-        ("GET", "/v1/bdbs/1/passwords"),
+        // (GET on a database's passwords lists them: issue 13.)
         ("PATCH", "/v1/bdbs/1/passwords"),
-        ("GET", "/bdbs/1/passwords"),
+        ("PATCH", "/bdbs/1/passwords"),
+        ("POST", "/v1/users/1/passwords"),
         ("GET", "/v1/users/password"),
         ("PATCH", "/v1/users/password"),
         ("DELETE", "/v1/users"),
@@ -2107,8 +2108,9 @@ async fn malformed_mistyped_unknown_missing_and_oversized_bodies() {
     );
 
     // Missing fields, by name.
-    let d = err(adm(c, "POST", &bp, json!({})).await, 400, "invalid_json");
-    assert!(d.contains("missing field `password`"), "{d}");
+    // (`password` is optional in the body since a DELETE may name an `id`.)
+    let d = err(adm(c, "POST", &bp, json!({})).await, 400, "missing_parameter");
+    assert!(d.contains("password is required"), "{d}");
     let d = err(adm(c, "POST", "/v1/bdbs", json!({"name": "x", "port": 0})).await, 400, "invalid_json");
     assert!(d.contains("upstream"), "{d}");
 

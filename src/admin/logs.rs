@@ -111,5 +111,7 @@ pub fn view(e: &Event) -> Value {
     opt("address", e.address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
     opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
+    opt("due", e.due_ms.map(|v| json!(time::iso8601(v.div_ceil(1000)))));
+    opt("password_ids", (!e.password_ids.is_empty()).then(|| json!(e.password_ids)));
     Value::Object(m)
 }

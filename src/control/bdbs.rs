@@ -167,6 +167,8 @@ impl Control {
                 .unwrap_or(false),
             max_connections: input.max_connections.unwrap_or(0),
             passwords: Vec::new(),
+            password_meta: Vec::new(),
+            password_expiry: None,
             tls_mode,
         };
         self.upstream_of(&record)?;

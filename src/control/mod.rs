@@ -16,7 +16,10 @@ pub mod objects;
 mod passwords;
 mod rights;
 pub mod roles;
+pub mod rotation;
+mod schedule;
 mod telemetry;
+mod usage;
 pub use crate::time;
 
 use std::collections::HashMap;
@@ -40,6 +43,7 @@ use crate::store::{State, Store};
 pub use error::{Error, Kind, Result};
 pub use login::{Caller, status as user_status};
 pub use passwords::PasswordOp;
+pub use usage::PasswordsView;
 
 /// What the control plane needs from the configuration.
 #[derive(Debug, Clone)]
@@ -116,6 +120,10 @@ struct Inner {
     /// turnstile's secret for its upstream users (from the store).
     secret: crate::authz::Secret,
     admission: Arc<crate::proxy::admission::Admission>,
+    /// Wakes the `expire_old_after` scheduler when a schedule changes.
+    expiry: Arc<tokio::sync::Notify>,
+    /// Store writes made (a metric: usage must not turn into a write per AUTH).
+    store_writes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Control {
@@ -177,6 +185,8 @@ impl Control {
                     role_uids: Vec::new(),
                     auth_method: "regular".into(),
                     passwords: set.to_phc(),
+                    password_meta: Vec::new(),
+                    password_expiry: None,
                     password_issue_date: time::now(),
                     last_login: None,
                     locked_until: None,
@@ -203,6 +213,8 @@ impl Control {
                     disconnect_clients_on_password_removal: false,
                     max_connections: b.max_connections as u32,
                     passwords: Vec::new(),
+                    password_meta: Vec::new(),
+                    password_expiry: None,
                     tls_mode: TlsMode::Disabled,
                 }
             });
@@ -265,9 +277,11 @@ impl Control {
                 metrics_auth: settings.metrics_auth,
                 secret,
                 admission: Arc::clone(&settings.admission),
+                expiry: Arc::new(tokio::sync::Notify::new()),
+                store_writes: std::sync::atomic::AtomicU64::new(0),
             }),
         };
-        control.load_directory(&state, settings.hash_params)?;
+        dirty |= control.load_directory(&mut state, settings.hash_params)?;
         if dirty {
             let mut guard = control.inner.state.lock().await;
             control
@@ -275,6 +289,9 @@ impl Control {
                 .await
                 .map_err(|e| StartError::Invalid(e.description))?;
         }
+        // Schedules that fell due while turnstile was down fire before anyone can
+        // log in with the passwords they remove.
+        control.expire_due().await;
         for record in state.bdbs.values() {
             // A config database that cannot bind is fatal; a database created through
             // the API whose port was taken meanwhile is reported and left stopped.
@@ -288,6 +305,7 @@ impl Control {
             control.check_manageable(record.uid).await?;
         }
         control.spawn_event_flusher();
+        control.spawn_expiry_scheduler();
         control.spawn_reconciler();
         Ok(control)
     }
@@ -319,26 +337,36 @@ impl Control {
         }
     }
 
-    /// Fills the directory from `state`.
-    fn load_directory(&self, state: &State, params: HashParams) -> std::result::Result<(), StartError> {
+    /// Fills the directory from `state`, with the passwords' public ids. Returns
+    /// whether `state` changed (passwords without ids got theirs) and must be written.
+    fn load_directory(&self, state: &mut State, params: HashParams) -> std::result::Result<bool, StartError> {
         let d = &self.inner.directory;
+        let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
+        let mut changed = false;
         for a in state.redis_acls.values() {
             d.set_acl(a.uid, &a.acl);
         }
-        for b in state.bdbs.values() {
+        for b in state.bdbs.values_mut() {
             d.set_bdb(b.uid, access_of(b));
-            let set = PasswordSet::from_phc(&b.passwords, params)
-                .map_err(|e| StartError::Invalid(e.to_string()))?;
-            d.restore(&SetId::BdbDefault(b.uid), set).map_err(|e| StartError::Invalid(e.to_string()))?;
+            let set = PasswordSet::from_phc(&b.passwords, params).map_err(|e| invalid(&e))?;
+            let (set, made) = rotation::restore_ids(set, &b.password_meta);
+            if let Some(m) = made {
+                b.password_meta = m;
+                changed = true;
+            }
+            d.restore(&SetId::BdbDefault(b.uid), set).map_err(|e| invalid(&e))?;
         }
-        for u in state.users.values() {
-            d.set_user(&u.name, u.role_uids.clone()).map_err(|e| StartError::Invalid(e.to_string()))?;
-            let set = PasswordSet::from_phc(&u.passwords, params)
-                .map_err(|e| StartError::Invalid(e.to_string()))?;
-            d.restore(&SetId::User(u.name.as_str().into()), set)
-                .map_err(|e| StartError::Invalid(e.to_string()))?;
+        for u in state.users.values_mut() {
+            d.set_user(&u.name, u.role_uids.clone()).map_err(|e| invalid(&e))?;
+            let set = PasswordSet::from_phc(&u.passwords, params).map_err(|e| invalid(&e))?;
+            let (set, made) = rotation::restore_ids(set, &u.password_meta);
+            if let Some(m) = made {
+                u.password_meta = m;
+                changed = true;
+            }
+            d.restore(&SetId::User(u.name.as_str().into()), set).map_err(|e| invalid(&e))?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     pub fn directory(&self) -> &Directory {
@@ -353,6 +381,11 @@ impl Control {
     /// Addresses the databases listen on, by uid.
     pub fn endpoint_addrs(&self) -> Vec<(u32, SocketAddr)> {
         self.inner.endpoints.addrs()
+    }
+
+    /// Store writes attempted since start.
+    pub fn store_writes(&self) -> u64 {
+        self.inner.store_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// When the user last logged in to the admin API (not yet stored).
@@ -376,12 +409,15 @@ impl Control {
                 u.last_login = Some(*e.value());
             }
         }
+        // So do the passwords' last-use times.
+        self.fold_usage(&mut next);
         // Failed AUTHs waiting in memory ride along with this write.
         let drained = self.inner.directory.failures().take();
         self.append_failures(&mut next, &drained);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
+        self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let failure = match written {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),

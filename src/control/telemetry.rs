@@ -128,19 +128,27 @@ impl Control {
         }
     }
 
-    /// Flushes pending events every [`FLUSH_EVERY`] and once at shutdown. Holds the
-    /// control plane weakly: a dropped control plane stops flushing.
+    /// Flushes pending events every [`FLUSH_EVERY`], password usage every
+    /// [`super::usage::FLUSH_EVERY`], and both once at shutdown. Holds the control
+    /// plane weakly: a dropped control plane stops flushing.
     pub(super) fn spawn_event_flusher(&self) {
         let weak = Arc::downgrade(&self.inner);
         let shutdown = self.inner.endpoints.shutdown().clone();
         self.inner.endpoints.tracker().spawn(async move {
+            let mut last_events = tokio::time::Instant::now();
             loop {
                 let stopping = tokio::select! {
                     _ = shutdown.cancelled() => true,
-                    _ = tokio::time::sleep(FLUSH_EVERY) => false,
+                    _ = tokio::time::sleep(super::usage::FLUSH_EVERY) => false,
                 };
                 let Some(inner) = weak.upgrade() else { return };
-                Control { inner }.flush_events().await;
+                let control = Control { inner };
+                if stopping || last_events.elapsed() >= FLUSH_EVERY {
+                    // A write for the events carries the usage too.
+                    control.flush_events().await;
+                    last_events = tokio::time::Instant::now();
+                }
+                control.flush_usage().await;
                 if stopping {
                     return;
                 }

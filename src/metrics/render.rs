@@ -3,7 +3,7 @@
 
 use super::text::Exposition;
 use super::{OPS, RotationEndpoint, get, histogram};
-use crate::auth::SetChange;
+use crate::auth::{SetChange, SetId};
 use crate::control::Control;
 
 /// Users that get a label of their own; the others (and names that are no user's)
@@ -43,6 +43,13 @@ pub fn render(control: &Control) -> String {
     e.family("turnstile_throttled_addresses", "gauge", "Addresses throttled right now.");
     e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
     rotations(control, &mut e);
+    passwords(control, &mut e);
+    e.family(
+        "turnstile_store_writes_total",
+        "counter",
+        "Writes of the durable state (admin changes, event and usage flushes).",
+    );
+    e.sample("turnstile_store_writes_total", &[], control.store_writes());
     latency(control, &mut e);
     e.finish()
 }
@@ -129,6 +136,54 @@ fn users(control: &Control, e: &mut Exposition) {
     }
     e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "success")], other_ok);
     e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "failure")], other_failed);
+}
+
+/// Password series shown at most: a set's entries are few in practice, but the
+/// labels come from admin input, so their number is capped whatever it holds.
+pub const MAX_PASSWORD_SERIES: usize = 1000;
+
+/// Per password: open connections and last use, labelled by database or user
+/// (the first [`MAX_USER_LABELS`] users by name) and the password's public id.
+fn passwords(control: &Control, e: &mut Exposition) {
+    let snap = control.snapshot();
+    let d = control.directory();
+    let mut sets: Vec<(&str, String, SetId)> =
+        snap.bdbs.keys().map(|uid| ("bdb", uid.to_string(), SetId::BdbDefault(*uid))).collect();
+    let mut names: Vec<&str> = snap.users.values().map(|u| u.name.as_str()).collect();
+    names.sort_unstable();
+    sets.extend(
+        names.into_iter().take(MAX_USER_LABELS).map(|n| ("user", n.to_string(), SetId::User(n.into()))),
+    );
+    let entries: Vec<_> = sets
+        .iter()
+        .filter_map(|(k, v, id)| d.passwords(id).map(|s| (*k, v.as_str(), s)))
+        .flat_map(|(k, v, s)| s.entries().to_vec().into_iter().map(move |u| (k, v, u)))
+        .take(MAX_PASSWORD_SERIES)
+        .collect();
+    e.family(
+        "turnstile_password_connections",
+        "gauge",
+        "Connections authenticated with each password and open now, by database or user and password id.",
+    );
+    for (k, v, u) in &entries {
+        e.sample("turnstile_password_connections", &[(k, v), ("id", u.id())], u.connections());
+    }
+    e.family(
+        "turnstile_password_last_used_timestamp_seconds",
+        "gauge",
+        "Unix time of each password's last successful AUTH (0: none seen).",
+    );
+    let stored = |k: &str, v: &str, id: &str| -> Option<u64> {
+        let meta = match k {
+            "bdb" => v.parse().ok().and_then(|uid: u32| snap.bdbs.get(&uid)).map(|b| &b.password_meta),
+            _ => snap.users.values().find(|u| u.name == v).map(|u| &u.password_meta),
+        };
+        meta?.iter().find(|m| m.id == id)?.last_used_ms
+    };
+    for (k, v, u) in &entries {
+        let last = u.last_used_ms().max(stored(k, v, u.id())).unwrap_or(0) / 1000;
+        e.sample("turnstile_password_last_used_timestamp_seconds", &[(k, v), ("id", u.id())], last);
+    }
 }
 
 fn rotations(control: &Control, e: &mut Exposition) {

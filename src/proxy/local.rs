@@ -143,6 +143,7 @@ impl ClientHalf {
         self.proto3 = false;
         self.in_multi = false;
         self.identity = None;
+        self.in_use = None;
         self.grant = None;
         self.slot.set_identity(None);
         self.shown_changed().await;
@@ -374,6 +375,9 @@ impl ClientHalf {
     /// it goes to the client's own connection.
     async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
         let request = h.upstream_command();
+        if let Some(name) = &h.setname {
+            self.slot.set_name(name);
+        }
         if let Some(v) = h.version {
             self.proto3 = v == 3;
         }
@@ -406,7 +410,7 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity (and
     /// its rights on this database), on failure it keeps the one it had.
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        let attempt = Attempt { bdb: self.ctx.uid, peer: self.peer, user, password };
+        let attempt = Attempt { bdb: self.ctx.uid, peer: self.slot.peer().map(|a| a.ip()), user, password };
         let slot = Arc::clone(&self.slot);
         let generation = self.ctx.directory.generation();
         let found = self
@@ -422,6 +426,7 @@ impl ClientHalf {
         };
         self.generation = generation;
         self.grant = Some(grant);
+        self.in_use = Some(crate::auth::InUse::new(Arc::clone(&id.usage)));
         self.identity = Some(id);
         self.shown_changed().await;
         true

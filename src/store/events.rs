@@ -68,7 +68,8 @@ pub struct Event {
     /// `password_added`, `password_removed`, `passwords_replaced`, `bdb_created`,
     /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`,
     /// `redis_acl_created`, `redis_acl_updated`, `redis_acl_deleted`, `auth_failed`,
-    /// `address_throttled`, `auth_failures_dropped`.
+    /// `address_throttled`, `auth_failures_dropped`, `password_first_used`,
+    /// `password_expiry_scheduled`, `password_expiry_cancelled`, `passwords_expired`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The admin API user who made the change.
@@ -94,6 +95,12 @@ pub struct Event {
     pub count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_time_ms: Option<u64>,
+    /// When something scheduled is due (`password_expiry_scheduled`), Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
+    /// The passwords concerned, by public id (never the password or a hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub password_ids: Vec<String>,
 }
 
 impl Event {
