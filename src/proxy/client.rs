@@ -364,6 +364,15 @@ impl ClientHalf {
                             *run = None;
                             return Ok(Flow::Stop);
                         }
+                        super::route::Route::Refused(e) => {
+                            // The client stays (a failover): this request, and those of
+                            // the run meant for the lane that is gone, get the error.
+                            self.fail_pending(e.reply()).await;
+                            *run = None;
+                            *pos += len;
+                            self.local(Bytes::from_static(e.reply()));
+                            continue;
+                        }
                         super::route::Route::Own => {}
                     }
                 }
@@ -490,6 +499,7 @@ impl ClientHalf {
             // should an upstream ever run it.
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
             Command::Replication => Entry::Opaque,
+            Command::Blocking => Entry::Replies { n: 1, tag: Tag::Blocking, silent },
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }

@@ -26,6 +26,9 @@ pub enum Tag {
     Hello,
     /// MONITOR: after its `+OK`, monitor lines flow out of band.
     Monitor,
+    /// A blocking command (BLPOP…): if a failover retires the node meanwhile, the
+    /// client is told `-UNBLOCKED`, as Redis tells it.
+    Blocking,
 }
 
 pub enum Entry {
@@ -46,6 +49,9 @@ pub enum Entry {
     Local(Bytes),
     /// The upstream connection was opened: read replies from here on.
     Attach(UpstreamRead),
+    /// The connection about to be attached goes to a Sentinel-managed node: when
+    /// this token fires the node is no longer primary and the client is closed.
+    Node(tokio_util::sync::CancellationToken),
     /// Where replies from shared upstream connections arrive for this client.
     Mailbox(Arc<Mailbox>),
     /// This many replies from the client's mailbox (requests sent on a lane).
@@ -66,6 +72,7 @@ impl std::fmt::Debug for Entry {
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
             Self::Attach(_) => f.write_str("Attach"),
+            Self::Node(_) => f.write_str("Node"),
             Self::Mailbox(_) => f.write_str("Mailbox"),
             Self::Shared { n } => write!(f, "Shared({n})"),
             Self::Opaque => f.write_str("Opaque"),

@@ -1,11 +1,12 @@
 //! The upstream-to-client half of a connection: passes replies through untouched and
 //! inserts turnstile's own replies at the positions the plan gives.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::io::{READ_MIN, ReadSome, UpstreamRead};
 use super::mailbox::Mailbox;
@@ -106,6 +107,9 @@ pub struct Relay<W> {
     ctx: Option<Arc<super::BdbContext>>,
     /// Where replies to requests sent on shared upstream connections arrive.
     mailbox: Option<Arc<Mailbox>>,
+    /// For a connection of its own to a Sentinel-managed node: fires when a
+    /// failover retires the node (boxed: only such clients pay for it).
+    retired: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -134,6 +138,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             opaque: false,
             ctx: None,
             mailbox: None,
+            retired: None,
         }
     }
 
@@ -207,8 +212,15 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 continue;
             };
             // As on the client side: no buffer is held while waiting (plain TCP).
+            let retired = &mut self.retired;
             let read = tokio::select! {
                 biased;
+                // First: a subscriber's stream of messages must not keep it on a
+                // node that is no longer the primary.
+                () = async { retired.as_mut().expect("guarded").await }, if retired.is_some() => {
+                    self.node_retired().await?;
+                    return Ok(false);
+                }
                 r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
                 _ = self.plan.pushed(), if self.current.is_none() => continue,
             };
@@ -291,8 +303,32 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    /// A failover retired the node this client's own connection goes to: it is
+    /// told as Redis tells the clients of a demoted node — `-UNBLOCKED` if it was
+    /// blocked, else that the connection closed (Sentinel's `CLIENT KILL`) — and
+    /// closed, to reconnect to the new primary.
+    async fn node_retired(&mut self) -> std::io::Result<()> {
+        tracing::debug!("the upstream node was retired by a failover; closing the client");
+        self.upstream_failed();
+        if self.at_boundary() && !self.swallowing && !self.dropping {
+            let blocked = matches!(self.current, Some(Entry::Replies { tag: Tag::Blocking, .. }));
+            let reply = if blocked { replies::UNBLOCKED } else { replies::UPSTREAM_LOST };
+            self.client.write_all(reply).await?;
+        }
+        self.upstream = None;
+        Ok(())
+    }
+
     /// The upstream closed. If the client is owed replies, say why they will not come.
     async fn upstream_gone(&mut self) -> std::io::Result<()> {
+        if self.retired.is_some() {
+            // A Sentinel-managed node: its end is (likely) a failover; the client
+            // is told in any case, blocked or subscribed, as when it is retired.
+            if let Some(ctx) = &self.ctx {
+                ctx.failover.nudge();
+            }
+            return self.node_retired().await;
+        }
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
             self.upstream_failed();
@@ -323,6 +359,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     wrote = true;
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
+                Entry::Node(token) => self.retired = Some(Box::pin(token.cancelled_owned())),
                 Entry::Mailbox(m) => self.mailbox = Some(m),
                 Entry::Shared { n: 0 } => {}
                 Entry::Opaque => self.opaque = true,
