@@ -303,8 +303,10 @@ async fn clients_follow_the_primary_through_failovers() {
     let t0 = Instant::now();
     let mut primary = first;
     for round in 0..5 {
+        let t = Instant::now();
         let old = cluster.force_failover().await;
         primary = cluster.switched_from(old).await;
+        eprintln!("  the Sentinels switched after {:?}", t.elapsed());
         let took = ts.follows(1, primary).await;
         eprintln!("failover {round}: {old} -> {primary}, turnstile followed within {took:?} of the Sentinels");
         if round == 0 {
@@ -329,7 +331,10 @@ async fn clients_follow_the_primary_through_failovers() {
         }
         lands_on(&ts, &cluster, primary, &format!("after-failover-{round}")).await;
         ts.follows(api_uid, primary).await;
+        let t = Instant::now();
+        cluster.demote(old, primary).await;
         cluster.replicating(old, primary).await;
+        eprintln!("  {old} replicating from {primary} after {:?}", t.elapsed());
     }
 
     eprintln!("five failovers took {:?}", t0.elapsed());

@@ -88,10 +88,15 @@ impl Drop for Sentinel {
 /// A direct connection (redis crate), with a response timeout long enough for
 /// a failover.
 pub async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    try_connect(url).await.unwrap_or_else(|e| panic!("cannot connect: {e}"))
+}
+
+/// [`connect`], or why not (a node loading its data refuses the login).
+pub async fn try_connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let cfg = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_secs(10)))
         .set_connection_timeout(Some(Duration::from_secs(2)));
-    redis::Client::open(url).unwrap().get_multiplexed_async_connection_with_config(&cfg).await.unwrap()
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&cfg).await
 }
 
 /// The nodes and their Sentinels.
@@ -103,6 +108,9 @@ pub struct Cluster {
 
 fn node_args(replica_of: Option<u16>) -> Vec<String> {
     let mut a = vec!["--requirepass".into(), NODE_PW.into(), "--masterauth".into(), NODE_PW.into()];
+    // A replica in sync within milliseconds, not after the default 5 s wait for
+    // more replicas to share a diskless transfer.
+    a.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
     // Sentinel rewrites the nodes' configuration at a failover: give them a file.
     if let Some(p) = replica_of {
         a.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
@@ -210,12 +218,24 @@ impl Cluster {
         }
     }
 
+    /// Makes the old primary a replica of the new one at once, as Sentinel does
+    /// once it sees the old one again (which takes it up to ~20 s: its INFO period
+    /// plus the time a wrong role must persist); a test need not wait for that.
+    pub async fn demote(&self, port: u16, primary: u16) {
+        let url = format!("redis://:{NODE_PW}@127.0.0.1:{port}");
+        if let Ok(mut c) = try_connect(&url).await {
+            let _: redis::RedisResult<()> =
+                redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary).query_async(&mut c).await;
+        }
+    }
+
     /// Waits until node `port` replicates from `primary` with its link up (the next
     /// forced failover then has a replica in sync to promote).
     pub async fn replicating(&self, port: u16, primary: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut c) = tokio::time::timeout(Duration::from_secs(1), self.direct(port)).await {
+            let url = format!("redis://:{NODE_PW}@127.0.0.1:{port}");
+            if let Ok(mut c) = try_connect(&url).await {
                 let info: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await.unwrap_or_default();
                 if info.contains("role:slave")
                     && info.contains(&format!("master_port:{primary}"))
