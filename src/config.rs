@@ -494,7 +494,10 @@ impl Config {
             return Err(err("proxy.sentinel_primary_wait_ms", "must be between 1 and 600000"));
         }
         if !(50..=1000).contains(&self.proxy.sentinel_poll_ms) {
-            return Err(err("proxy.sentinel_poll_ms", "must be between 50 and 1000 (the poll is a safety net)"));
+            return Err(err(
+                "proxy.sentinel_poll_ms",
+                "must be between 50 and 1000 (the poll is a safety net)",
+            ));
         }
         if self.proxy.worker_threads > 1024 {
             return Err(err("proxy.worker_threads", "must be at most 1024 (0 = half the CPUs)"));

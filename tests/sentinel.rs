@@ -87,7 +87,12 @@ async fn turnstile(dir: &Path, upstream: &str) -> Turnstile {
 }
 
 impl Turnstile {
-    async fn http(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let mut c = tokio::process::Command::new("curl");
         c.args(["-s", "-m", "10", "-w", "\n%{http_code}", "-u", &format!("admin:{ADMIN_PW}"), "-X", method]);
         if let Some(b) = body {
@@ -110,7 +115,10 @@ impl Turnstile {
         let started = Instant::now();
         let want = format!("127.0.0.1:{port}");
         while self.primary(uid).await.as_deref() != Some(&want) {
-            assert!(started.elapsed() < Duration::from_secs(30), "bdb {uid} never followed the primary to {want}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "bdb {uid} never followed the primary to {want}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         started.elapsed()
@@ -168,7 +176,8 @@ async fn rust_client(addr: String, i: usize, stop: Arc<AtomicBool>, seen: Arc<Se
                 1 => redis::cmd("SET").arg(&key).arg(n).clone(),
                 _ => redis::cmd("GET").arg(&key).clone(),
             };
-            let r = tokio::time::timeout(Duration::from_secs(15), cmd.query_async::<redis::Value>(&mut c)).await;
+            let r =
+                tokio::time::timeout(Duration::from_secs(15), cmd.query_async::<redis::Value>(&mut c)).await;
             match r {
                 Err(_) => {
                     seen.hangs.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +250,10 @@ async fn clients_follow_the_primary_through_failovers() {
     while Instant::now() < until {
         n += 1;
         assert_eq!(show(&c.cmd(&["SET", "no-sentinels", &n.to_string()]).await), "+OK\r\n");
-        assert_eq!(show(&c.cmd(&["GET", "no-sentinels"]).await), format!("${}\r\n{n}\r\n", n.to_string().len()));
+        assert_eq!(
+            show(&c.cmd(&["GET", "no-sentinels"]).await),
+            format!("${}\r\n{n}\r\n", n.to_string().len())
+        );
     }
     assert_eq!(ts.primary(1).await, Some(format!("127.0.0.1:{first}")));
     for s in &mut cluster.sentinels {
@@ -308,7 +320,9 @@ async fn clients_follow_the_primary_through_failovers() {
         primary = cluster.switched_from(old).await;
         eprintln!("  the Sentinels switched after {:?}", t.elapsed());
         let took = ts.follows(1, primary).await;
-        eprintln!("failover {round}: {old} -> {primary}, turnstile followed within {took:?} of the Sentinels");
+        eprintln!(
+            "failover {round}: {old} -> {primary}, turnstile followed within {took:?} of the Sentinels"
+        );
         if round == 0 {
             // Told as Redis tells them, then closed.
             assert_eq!(show(&blocked.read_to_close().await), UNBLOCKED);
@@ -318,14 +332,18 @@ async fn clients_follow_the_primary_through_failovers() {
             let mut d = cluster.direct(primary).await;
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let got: i64 = redis::cmd("PUBLISH").arg("failover:chan").arg("hi").query_async(&mut d).await.unwrap();
+                let got: i64 =
+                    redis::cmd("PUBLISH").arg("failover:chan").arg("hi").query_async(&mut d).await.unwrap();
                 if got == 1 {
                     break;
                 }
                 assert!(Instant::now() < deadline, "the new subscriber is not on the new primary");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert_eq!(show(&sub.reply().await), "*3\r\n$7\r\nmessage\r\n$13\r\nfailover:chan\r\n$2\r\nhi\r\n");
+            assert_eq!(
+                show(&sub.reply().await),
+                "*3\r\n$7\r\nmessage\r\n$13\r\nfailover:chan\r\n$2\r\nhi\r\n"
+            );
             let () = redis::cmd("RPUSH").arg("failover:list").arg("x").query_async(&mut d).await.unwrap();
             assert_eq!(show(&blocked.reply().await), "*2\r\n$13\r\nfailover:list\r\n$1\r\nx\r\n");
         }
@@ -392,7 +410,9 @@ async fn clients_follow_the_primary_through_failovers() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["type"] == "primary_switched" && e["bdb_uid"] == 1 && e.get("previous_address").is_some())
+        .filter(|e| {
+            e["type"] == "primary_switched" && e["bdb_uid"] == 1 && e.get("previous_address").is_some()
+        })
         .collect();
     assert_eq!(switches.len(), 6, "{logs}");
     assert_eq!(switches.last().unwrap()["address"], format!("127.0.0.1:{primary}"));

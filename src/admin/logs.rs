@@ -90,9 +90,11 @@ pub async fn get_logs(
 /// An event as RS shows one: `time` (ISO 8601), `type`, `severity`, then its fields.
 pub fn view(e: &Event) -> Value {
     let severity = match e.kind.as_str() {
-        "auth_failed" | "address_throttled" | "user_locked" | "auth_failures_dropped" | "primary_switched" => {
-            "WARNING"
-        }
+        "auth_failed"
+        | "address_throttled"
+        | "user_locked"
+        | "auth_failures_dropped"
+        | "primary_switched" => "WARNING",
         _ => "INFO",
     };
     let mut m = Map::new();

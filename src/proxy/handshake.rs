@@ -143,7 +143,10 @@ pub async fn login<R: ReadSome, W: AsyncWrite + Unpin>(
 
 /// Reads `n` replies and returns the kind of each (`+OK` is `+`, an error `-`, a
 /// HELLO 3 reply `%`), and their bytes. Nothing may follow them.
-pub async fn first_replies<R: ReadSome>(reader: &mut R, n: usize) -> Result<(Vec<u8>, BytesMut), UpstreamError> {
+pub async fn first_replies<R: ReadSome>(
+    reader: &mut R,
+    n: usize,
+) -> Result<(Vec<u8>, BytesMut), UpstreamError> {
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
     let mut scanner = ReplyScanner::new();

@@ -84,9 +84,9 @@ impl Upstream {
         };
         let username = username.filter(|u| !u.is_empty());
         let (address, sentinel, retired) = if sentinel {
-            let (hosts, master) = hostport
-                .split_once('/')
-                .ok_or("the master name is missing (redis+sentinel://host:port[,host:port…]/<master name>)")?;
+            let (hosts, master) = hostport.split_once('/').ok_or(
+                "the master name is missing (redis+sentinel://host:port[,host:port…]/<master name>)",
+            )?;
             let master = percent_decode(master)?;
             let spec = SentinelSpec::new(hosts.split(',').map(str::to_string).collect(), master)?;
             // No primary is known yet: retired from the start, so new connections

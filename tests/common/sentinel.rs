@@ -166,7 +166,8 @@ impl Cluster {
     pub async fn role(&self, port: u16) -> Option<String> {
         let url = format!("redis://:{NODE_PW}@127.0.0.1:{port}");
         let client = redis::Client::open(url).unwrap();
-        let cfg = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(Duration::from_millis(500)));
+        let cfg =
+            redis::AsyncConnectionConfig::new().set_connection_timeout(Some(Duration::from_millis(500)));
         let mut c = client.get_multiplexed_async_connection_with_config(&cfg).await.ok()?;
         let role: redis::Value = redis::cmd("ROLE").query_async(&mut c).await.ok()?;
         match role {
@@ -236,7 +237,8 @@ impl Cluster {
         loop {
             let url = format!("redis://:{NODE_PW}@127.0.0.1:{port}");
             if let Ok(mut c) = try_connect(&url).await {
-                let info: String = redis::cmd("INFO").arg("replication").query_async(&mut c).await.unwrap_or_default();
+                let info: String =
+                    redis::cmd("INFO").arg("replication").query_async(&mut c).await.unwrap_or_default();
                 if info.contains("role:slave")
                     && info.contains(&format!("master_port:{primary}"))
                     && info.contains("master_link_status:up")

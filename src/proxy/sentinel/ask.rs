@@ -27,7 +27,8 @@ pub async fn primary(spec: &Spec, template: &Upstream, order: &mut [usize], warn
     for pos in 0..order.len() {
         let i = order[pos];
         let sentinel = spec.sentinel(i, template);
-        let asked = tokio::time::timeout(SENTINEL_TIMEOUT * 2, ask_one(&sentinel, &spec.master, !warned[i])).await;
+        let asked =
+            tokio::time::timeout(SENTINEL_TIMEOUT * 2, ask_one(&sentinel, &spec.master, !warned[i])).await;
         match asked {
             Ok(Ok(Some(addr))) => {
                 warned[i] = false;

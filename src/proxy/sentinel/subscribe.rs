@@ -19,7 +19,13 @@ const RETRY: Duration = Duration::from_secs(1);
 const CHANNEL: &[u8] = b"+switch-master";
 
 /// Follows Sentinel `i`'s `+switch-master` until `stop`.
-pub async fn run(spec: Spec, template: Arc<Upstream>, i: usize, failover: Arc<Failover>, stop: CancellationToken) {
+pub async fn run(
+    spec: Spec,
+    template: Arc<Upstream>,
+    i: usize,
+    failover: Arc<Failover>,
+    stop: CancellationToken,
+) {
     let sentinel = spec.sentinel(i, &template);
     let mut warned = false;
     loop {
@@ -43,7 +49,12 @@ pub async fn run(spec: Spec, template: Arc<Upstream>, i: usize, failover: Arc<Fa
 }
 
 /// Subscribes and waits for messages until the connection ends.
-async fn follow(sentinel: &Upstream, master: &str, failover: &Failover, warn: bool) -> Result<(), UpstreamError> {
+async fn follow(
+    sentinel: &Upstream,
+    master: &str,
+    failover: &Failover,
+    warn: bool,
+) -> Result<(), UpstreamError> {
     let subscribed = async {
         let mut s = Session::open_logged(sentinel, warn).await?;
         match s.call(&[b"SUBSCRIBE", CHANNEL]).await? {
@@ -51,7 +62,9 @@ async fn follow(sentinel: &Upstream, master: &str, failover: &Failover, warn: bo
             _ => Err(UpstreamError::Lost),
         }
     };
-    let mut s = tokio::time::timeout(SENTINEL_TIMEOUT * 2, subscribed).await.map_err(|_| UpstreamError::Unavailable)??;
+    let mut s = tokio::time::timeout(SENTINEL_TIMEOUT * 2, subscribed)
+        .await
+        .map_err(|_| UpstreamError::Unavailable)??;
     tracing::debug!(sentinel = %sentinel.address, "subscribed to +switch-master");
     // A switch may have happened while this was not subscribed.
     failover.nudge();
