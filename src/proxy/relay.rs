@@ -71,6 +71,21 @@ impl Modes {
     }
 }
 
+/// Fires when the node of a connection of its own is retired; never without one.
+/// A plain struct rather than an `async` block: it is polled in the relay's main
+/// select, whose state every connection's future carries.
+struct Retired<'a>(&'a mut Option<Pin<Box<WaitForCancellationFutureOwned>>>);
+
+impl Future for Retired<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
 fn is_message(info: &FrameInfo) -> bool {
     let h = &info.head;
     h.eq_ignore_case(b"message") || h.eq_ignore_case(b"pmessage") || h.eq_ignore_case(b"smessage")
@@ -212,13 +227,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 continue;
             };
             // As on the client side: no buffer is held while waiting (plain TCP).
-            let retired = &mut self.retired;
             let read = tokio::select! {
                 biased;
                 // First: a subscriber's stream of messages must not keep it on a
-                // node that is no longer the primary.
-                () = async { retired.as_mut().expect("guarded").await }, if retired.is_some() => {
-                    self.node_retired().await?;
+                // node that is no longer the primary. (Pending for ever without one.)
+                () = Retired(&mut self.retired) => {
+                    // Boxed: rare, and every connection's future would carry it.
+                    Box::pin(self.node_retired()).await?;
                     return Ok(false);
                 }
                 r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
@@ -327,7 +342,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             if let Some(ctx) = &self.ctx {
                 ctx.failover.nudge();
             }
-            return self.node_retired().await;
+            return Box::pin(self.node_retired()).await;
         }
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {

@@ -245,10 +245,11 @@ mod tests {
 
     #[test]
     fn parses_sentinel_forms() {
-        let u = Upstream::parse("redis+sentinel://svc:pw@127.0.0.1:26379,[::1]:26380/my%2Fmaster").unwrap();
+        let u = Upstream::parse("redis+sentinel://svc:pw@127.0.0.1:26379,[::1]:26380/my%2Dmaster").unwrap();
         let s = u.sentinel.as_ref().unwrap();
         assert_eq!(s.sentinels, ["127.0.0.1:26379", "[::1]:26380"]);
-        assert_eq!(s.master, "my/master");
+        assert_eq!(s.master, "my-master");
+        assert!(Upstream::parse("redis+sentinel://h:1/my%2Fmaster").is_err(), "a '/' in the name");
         assert_eq!((u.username.as_deref(), u.address.as_str(), u.tls), (Some("svc"), "", false));
         assert!(!u.is_current(), "no primary is known before the Sentinels are asked");
         let node = u.at("10.0.0.1:6379");

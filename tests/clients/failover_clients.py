@@ -59,6 +59,10 @@ def client(i):
             except redis.exceptions.ConnectionError as e:
                 outcome = "disconnect"
                 err = f"disconnect: {e}"
+            except redis.exceptions.ReadOnlyError as e:
+                # redis-py turns -READONLY into this class and drops the code.
+                outcome = "error"
+                err = f"READONLY {e}"
             except redis.exceptions.ResponseError as e:
                 outcome = "error"
                 err = str(e)

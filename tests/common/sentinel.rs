@@ -106,8 +106,11 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
 }
 
-fn node_args(replica_of: Option<u16>) -> Vec<String> {
+fn node_args(dir: &Path, replica_of: Option<u16>) -> Vec<String> {
     let mut a = vec!["--requirepass".into(), NODE_PW.into(), "--masterauth".into(), NODE_PW.into()];
+    // A replica writes the RDB it receives to its directory: never the crate's,
+    // where every other test's Redis would load it at start.
+    a.extend(["--dir".into(), dir.display().to_string()]);
     // A replica in sync within milliseconds, not after the default 5 s wait for
     // more replicas to share a diskless transfer.
     a.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
@@ -123,9 +126,12 @@ impl Cluster {
     /// other (needed for an election after a crash).
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let primary = Redis::start(&node_args(None).iter().map(String::as_str).collect::<Vec<_>>());
+        let (d0, d1) = (dir.path().join("n0"), dir.path().join("n1"));
+        std::fs::create_dir_all(&d0).unwrap();
+        std::fs::create_dir_all(&d1).unwrap();
+        let primary = Redis::start(&node_args(&d0, None).iter().map(String::as_str).collect::<Vec<_>>());
         let replica =
-            Redis::start(&node_args(Some(primary.port)).iter().map(String::as_str).collect::<Vec<_>>());
+            Redis::start(&node_args(&d1, Some(primary.port)).iter().map(String::as_str).collect::<Vec<_>>());
         let sentinels = (0..3).map(|i| Sentinel::start(dir.path(), i, primary.port)).collect();
         let c = Self { nodes: vec![primary, replica], sentinels, dir };
         c.settled(c.nodes[0].port).await;
