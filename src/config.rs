@@ -697,6 +697,32 @@ upstream_password_env = "UP"
     }
 
     #[test]
+    fn sentinel_upstreams_keep_their_credentials_apart() {
+        let sentinel = BASE.replace(
+            "upstream = \"redis://127.0.0.1:6379\"",
+            "upstream = \"redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster\"\n\
+             sentinel_username = \"sen\"\nsentinel_password_env = \"UP\"",
+        );
+        let v = Config::parse(&sentinel).unwrap().validate(&env).unwrap();
+        let up = &v.bdbs[0].upstream;
+        let spec = up.sentinel.as_ref().unwrap();
+        assert_eq!((spec.master.as_str(), spec.sentinels.len()), ("mymaster", 2));
+        assert_eq!(
+            (spec.username.as_deref(), spec.password.as_deref().map(String::as_str)),
+            (Some("sen"), Some("s3cret"))
+        );
+        assert_eq!(up.password.as_deref().map(String::as_str), Some("s3cret"), "the nodes' password");
+        let unset = sentinel.replace("sentinel_password_env = \"UP\"", "sentinel_password_env = \"NOPE\"");
+        let e = Config::parse(&unset).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].sentinel_password_env");
+        let fixed = BASE.replace("upstream_password_env", "sentinel_username = \"x\"\nupstream_password_env");
+        let e = Config::parse(&fixed).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].sentinel_username", "only with a Sentinel upstream");
+        let poll = BASE.replacen("[admin]\n", "[proxy]\nsentinel_poll_ms = 5000\n[admin]\n", 1);
+        assert_eq!(Config::parse(&poll).unwrap().validate(&env).unwrap_err().key, "proxy.sentinel_poll_ms");
+    }
+
+    #[test]
     fn admin_connection_limits_are_checked() {
         let with = |kv: &str| BASE.replacen("[admin]\n", &format!("[admin]\n{kv}\n"), 1);
         for (kv, key) in [

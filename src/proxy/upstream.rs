@@ -114,7 +114,18 @@ impl Upstream {
 
     /// The URL without its password (what the admin API shows).
     pub fn display(&self) -> String {
-        let user = self.username.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+        self.display_with(None)
+    }
+
+    /// The URL with `password` standing in for the password, if given (what
+    /// `check-config` shows for a password written in the URL).
+    pub fn display_with(&self, password: Option<&str>) -> String {
+        let user = match (&self.username, password) {
+            (Some(u), Some(p)) => format!("{u}:{p}@"),
+            (None, Some(p)) => format!(":{p}@"),
+            (Some(u), None) => format!("{u}@"),
+            (None, None) => String::new(),
+        };
         match &self.sentinel {
             Some(s) => {
                 let scheme = if self.tls { "rediss+sentinel" } else { "redis+sentinel" };
