@@ -203,6 +203,9 @@ async fn bdbs_create_list_get_partial_update_delete() {
             "listen",
             "upstream",
             "upstream_password_env",
+            "sentinel_username",
+            "sentinel_password_env",
+            "primary_address",
             "default_user",
             "roles_permissions",
             "disconnect_clients_on_password_removal",
@@ -212,6 +215,8 @@ async fn bdbs_create_list_get_partial_update_delete() {
             "status"
         ])
     );
+    // A fixed upstream: no Sentinel, no primary to show.
+    assert_eq!(b["primary_address"], Value::Null);
     assert_eq!(b["uid"], 1);
     assert_eq!(b["name"], "app");
     let port = b["port"].as_u64().unwrap();

@@ -208,6 +208,8 @@ impl Control {
                     listen: b.listen.to_string(),
                     upstream: String::new(),
                     upstream_password_env: None,
+                    sentinel_username: None,
+                    sentinel_password_env: None,
                     default_user: b.default_user,
                     roles_permissions: Vec::new(),
                     disconnect_clients_on_password_removal: false,
@@ -414,6 +416,9 @@ impl Control {
         // Failed AUTHs waiting in memory ride along with this write.
         let drained = self.inner.directory.failures().take();
         self.append_failures(&mut next, &drained);
+        // So do changes of primary of Sentinel-managed databases.
+        let switches = self.take_switches();
+        self.append_switches(&mut next, &switches);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
@@ -425,6 +430,7 @@ impl Control {
         };
         if let Some(e) = failure {
             self.inner.directory.failures().restore(drained);
+            self.restore_switches(switches);
             tracing::error!(error = %e, "store write failed; change not applied");
             return Err(Error::new(
                 Kind::Unavailable,
@@ -456,6 +462,13 @@ impl Control {
             })?;
             u.password = Some(Zeroizing::new(value));
         }
+        crate::config::sentinel_credentials(
+            &mut u,
+            record.sentinel_username.as_deref(),
+            record.sentinel_password_env.as_deref(),
+            &|k| std::env::var(k).ok(),
+        )
+        .map_err(|(k, why)| Error::bad_request("invalid_parameter", format!("{k}: {why}")))?;
         Ok(u)
     }
 
@@ -524,9 +537,5 @@ fn access_of(b: &BdbRecord) -> BdbAccess {
 
 /// `redis[s]://[user@]host:port`: the upstream without its password.
 fn display_upstream(u: &Upstream) -> String {
-    let scheme = if u.tls { "rediss" } else { "redis" };
-    match &u.username {
-        Some(user) => format!("{scheme}://{user}@{}", u.address),
-        None => format!("{scheme}://{}", u.address),
-    }
+    u.display()
 }

@@ -9,6 +9,7 @@ use super::{Control, login::Caller, time};
 use crate::auth::SetChange;
 use crate::auth::failures::{Drained, FailureKind};
 use crate::metrics::AdminMetrics;
+use crate::proxy::failover::Switch;
 use crate::store::State;
 use crate::store::events::Event;
 
@@ -105,20 +106,52 @@ impl Control {
         }
     }
 
-    /// The whole log, oldest first: what is stored plus the failed AUTHs not yet
-    /// written (so the log is current without a store write per failure).
+    /// The whole log, oldest first: what is stored plus the failed AUTHs and
+    /// changes of primary not yet written (so the log is current without a store
+    /// write per event).
     pub fn events(&self) -> Vec<Event> {
         let mut log = self.snapshot().events.clone();
         for e in failure_events(&self.inner.directory.failures().peek()) {
             log.push_security(e, self.inner.event_log_capacity);
         }
+        for (uid, ctx) in self.inner.endpoints.all() {
+            for s in ctx.failover.peek_switches() {
+                log.push_admin(switch_event(uid, &s), self.inner.event_log_capacity);
+            }
+        }
         log.all()
     }
 
-    /// Writes pending failed AUTHs, if any (a commit of the unchanged state carries
-    /// them).
+    /// Takes the changes of primary the databases saw since the last write.
+    pub(super) fn take_switches(&self) -> Vec<(u32, Switch)> {
+        let mut out = Vec::new();
+        for (uid, ctx) in self.inner.endpoints.all() {
+            out.extend(ctx.failover.take_switches().into_iter().map(|s| (uid, s)));
+        }
+        out
+    }
+
+    /// Puts back changes of primary a failed write did not keep.
+    pub(super) fn restore_switches(&self, taken: Vec<(u32, Switch)>) {
+        for (uid, ctx) in self.inner.endpoints.all() {
+            let mine: Vec<Switch> = taken.iter().filter(|(u, _)| *u == uid).map(|(_, s)| s.clone()).collect();
+            ctx.failover.restore_switches(mine);
+        }
+    }
+
+    /// Adds changes of primary to `next` (administrative ring: they are rare and
+    /// must not be pushed out by failed AUTHs).
+    pub(super) fn append_switches(&self, next: &mut State, switches: &[(u32, Switch)]) {
+        for (uid, s) in switches {
+            next.events.push_admin(switch_event(*uid, s), self.inner.event_log_capacity);
+        }
+    }
+
+    /// Writes pending failed AUTHs and changes of primary, if any (a commit of the
+    /// unchanged state carries them).
     pub async fn flush_events(&self) {
-        if self.inner.directory.failures().peek().is_empty() {
+        let switched = self.inner.endpoints.all().iter().any(|(_, c)| !c.failover.peek_switches().is_empty());
+        if self.inner.directory.failures().peek().is_empty() && !switched {
             return;
         }
         let mut state = self.lock().await;
@@ -155,6 +188,16 @@ impl Control {
             }
         });
     }
+}
+
+/// `primary_switched`: a Sentinel-managed database's new verified primary
+/// (`address`) and the one before (`previous_address`, absent when none was known).
+fn switch_event(uid: u32, s: &Switch) -> Event {
+    let mut e = Event::new("primary_switched", s.time_ms);
+    e.bdb_uid = Some(uid);
+    e.address = Some(s.to.clone());
+    e.previous_address = Some(s.from.clone()).filter(|f| !f.is_empty());
+    e
 }
 
 fn failure_events(drained: &Drained) -> Vec<Event> {

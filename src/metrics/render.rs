@@ -119,6 +119,37 @@ fn bdbs(control: &Control, e: &mut Exposition) {
             e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
         }
     }
+    failover(&ctxs, &uids, e);
+}
+
+/// The Sentinel-managed databases' failovers (the others have none to show).
+fn failover(ctxs: &[std::sync::Arc<crate::proxy::BdbContext>], uids: &[String], e: &mut Exposition) {
+    let managed: Vec<_> = ctxs.iter().zip(uids).filter(|(c, _)| c.upstream().sentinel.is_some()).collect();
+    e.family(
+        "turnstile_bdb_failovers_total",
+        "counter",
+        "Changes of primary seen on a Sentinel-managed upstream, per database.",
+    );
+    for (c, uid) in &managed {
+        e.sample("turnstile_bdb_failovers_total", &[("bdb", uid)], c.failover.failovers());
+    }
+    e.family(
+        "turnstile_bdb_primary_unknown_seconds_total",
+        "counter",
+        "Seconds a Sentinel-managed database had no verified primary (new requests waited), per database.",
+    );
+    for (c, uid) in &managed {
+        let secs = format!("{:.3}", c.failover.seconds_without_primary());
+        e.sample("turnstile_bdb_primary_unknown_seconds_total", &[("bdb", uid)], secs);
+    }
+    e.family(
+        "turnstile_bdb_primary_known",
+        "gauge",
+        "1 while a Sentinel-managed database has a verified primary, else 0.",
+    );
+    for (c, uid) in &managed {
+        e.sample("turnstile_bdb_primary_known", &[("bdb", uid)], u8::from(!c.failover.without_primary()));
+    }
 }
 
 fn users(control: &Control, e: &mut Exposition) {

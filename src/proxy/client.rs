@@ -368,6 +368,15 @@ impl ClientHalf {
                             *run = None;
                             return Ok(Flow::Stop);
                         }
+                        super::route::Route::Refused(e) => {
+                            // The client stays (a failover): this request, and those of
+                            // the run meant for the lane that is gone, get the error.
+                            self.fail_pending(e.reply()).await;
+                            *run = None;
+                            *pos += len;
+                            self.local(Bytes::from_static(e.reply()));
+                            continue;
+                        }
                         super::route::Route::Own => {}
                     }
                 }
@@ -498,6 +507,7 @@ impl ClientHalf {
             // Should an upstream ever run it, the stream that follows is not RESP
             // and the relay passes it through unparsed.
             Command::Replication => Entry::Replies { n: 1, tag: Tag::Plain, silent },
+            Command::Blocking => Entry::Replies { n: 1, tag: Tag::Blocking, silent },
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }

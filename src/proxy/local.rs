@@ -396,6 +396,11 @@ impl ClientHalf {
                     return Ok(Flow::Continue);
                 }
                 super::route::Route::Failed => return Ok(Flow::Stop),
+                super::route::Route::Refused(e) => {
+                    self.resp3 = before;
+                    self.local(Bytes::from_static(e.reply()));
+                    return Ok(Flow::Continue);
+                }
                 // This HELLO itself sets the protocol of the client's own connection.
                 super::route::Route::Own => self.resp3 = before,
             }

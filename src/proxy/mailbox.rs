@@ -281,6 +281,17 @@ impl Mailbox {
         self.space.notify_one();
     }
 
+    /// `n` requests sent on a lane will not be answered, yet the client stays (a
+    /// Sentinel-managed database's lane ended in a failover): each gets `reason`
+    /// in its place, and the client goes on on another lane.
+    pub fn fail(&self, n: u64, reason: &'static [u8]) {
+        if n == 0 {
+            return;
+        }
+        let bytes = Bytes::from(reason.repeat(n as usize));
+        self.deliver(Delivery { bytes, replies: n, whole: true });
+    }
+
     /// Queues replies for the relay, never waiting: the lane goes on reading for
     /// everyone else. A client this puts over its limits is disconnected, as Redis
     /// disconnects a client over its output buffer limits: at once, without a word,

@@ -1,11 +1,12 @@
 //! The upstream-to-client half of a connection: passes replies through untouched and
 //! inserts turnstile's own replies at the positions the plan gives.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::io::{READ_MIN, ReadSome, UpstreamRead};
 use super::mailbox::Mailbox;
@@ -70,6 +71,21 @@ impl Modes {
     }
 }
 
+/// Fires when the node of a connection of its own is retired; never without one.
+/// A plain struct rather than an `async` block: it is polled in the relay's main
+/// select, whose state every connection's future carries.
+struct Retired<'a>(&'a mut Option<Pin<Box<WaitForCancellationFutureOwned>>>);
+
+impl Future for Retired<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
 fn is_message(info: &FrameInfo) -> bool {
     let h = &info.head;
     h.eq_ignore_case(b"message") || h.eq_ignore_case(b"pmessage") || h.eq_ignore_case(b"smessage")
@@ -112,6 +128,9 @@ pub struct Relay<W> {
     /// The name of the client's user as of the reply being relayed (`Entry::Shown`),
     /// shown where Redis 7.2+ names turnstile's upstream user in an error.
     shown: Option<Arc<str>>,
+    /// For a connection of its own to a Sentinel-managed node: fires when a
+    /// failover retires the node (boxed: only such clients pay for it).
+    retired: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -142,6 +161,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             ctx: None,
             mailbox: None,
             shown: None,
+            retired: None,
         }
     }
 
@@ -217,6 +237,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             // As on the client side: no buffer is held while waiting (plain TCP).
             let read = tokio::select! {
                 biased;
+                // First: a subscriber's stream of messages must not keep it on a
+                // node that is no longer the primary. (Pending for ever without one.)
+                () = Retired(&mut self.retired) => {
+                    // Boxed: rare, and every connection's future would carry it.
+                    Box::pin(self.node_retired()).await?;
+                    return Ok(false);
+                }
                 r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
                 _ = self.plan.pushed(), if self.current.is_none() => continue,
             };
@@ -299,8 +326,32 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    /// A failover retired the node this client's own connection goes to: it is
+    /// told as Redis tells the clients of a demoted node — `-UNBLOCKED` if it was
+    /// blocked, else that the connection closed (Sentinel's `CLIENT KILL`) — and
+    /// closed, to reconnect to the new primary.
+    async fn node_retired(&mut self) -> std::io::Result<()> {
+        tracing::debug!("the upstream node was retired by a failover; closing the client");
+        self.upstream_failed();
+        if self.at_boundary() && !self.swallowing && !self.dropping {
+            let blocked = matches!(self.current, Some(Entry::Replies { tag: Tag::Blocking, .. }));
+            let reply = if blocked { replies::UNBLOCKED } else { replies::UPSTREAM_LOST };
+            self.client.write_all(reply).await?;
+        }
+        self.upstream = None;
+        Ok(())
+    }
+
     /// The upstream closed. If the client is owed replies, say why they will not come.
     async fn upstream_gone(&mut self) -> std::io::Result<()> {
+        if self.retired.is_some() {
+            // A Sentinel-managed node: its end is (likely) a failover; the client
+            // is told in any case, blocked or subscribed, as when it is retired.
+            if let Some(ctx) = &self.ctx {
+                ctx.failover.nudge();
+            }
+            return Box::pin(self.node_retired()).await;
+        }
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
             self.upstream_failed();
@@ -332,6 +383,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
                 Entry::Shown(name) => self.shown = Some(name),
+                Entry::Node(token) => self.retired = Some(Box::pin(token.cancelled_owned())),
                 Entry::Mailbox(m) => self.mailbox = Some(m),
                 Entry::Shared { n: 0 } => {}
                 Entry::Close => {

@@ -247,6 +247,11 @@ impl UpstreamUsers {
     }
 
     async fn pass(&self, upstream: &Arc<Upstream>, wanted: &[Grant], full: bool) -> Result<(), ManageError> {
+        if !upstream.is_current() {
+            // A Sentinel-managed node that is no longer (or not yet) the primary:
+            // its users are made on the next one when it is installed.
+            return Err(UpstreamError::NoPrimary.into());
+        }
         let _one = self.managing.lock().await;
         // Someone may have made them while this waited.
         if !full && wanted.iter().all(|g| self.cached(upstream, g).is_some()) {

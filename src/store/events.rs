@@ -69,7 +69,8 @@ pub struct Event {
     /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`,
     /// `redis_acl_created`, `redis_acl_updated`, `redis_acl_deleted`, `auth_failed`,
     /// `address_throttled`, `auth_failures_dropped`, `password_first_used`,
-    /// `password_expiry_scheduled`, `password_expiry_cancelled`, `passwords_expired`.
+    /// `password_expiry_scheduled`, `password_expiry_cancelled`, `passwords_expired`,
+    /// `primary_switched`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The admin API user who made the change.
@@ -87,9 +88,13 @@ pub struct Event {
     /// The `redis_acl` concerned (`redis_acl_created`, `…_updated`, `…_deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_acl_uid: Option<u32>,
-    /// The client's address (data-path events).
+    /// The client's address (data-path events); for `primary_switched`, the new
+    /// primary's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// For `primary_switched`: the primary before, if one was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_address: Option<String>,
     /// How many times it happened (aggregated events), and when last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,

@@ -157,6 +157,12 @@ pub struct BdbRecord {
     pub upstream: String,
     /// Environment variable holding the upstream password, if it needs one.
     pub upstream_password_env: Option<String>,
+    /// A Sentinel-managed upstream's Sentinel user, and the environment variable
+    /// holding the Sentinels' password (absent in stores written before Sentinel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_password_env: Option<String>,
     pub default_user: bool,
     pub roles_permissions: Vec<RolePermission>,
     pub disconnect_clients_on_password_removal: bool,

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod sentinel;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
