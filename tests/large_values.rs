@@ -42,5 +42,8 @@ async fn a_100_mb_value_streams_through_in_both_directions() {
     eprintln!("turnstile peak RSS: {before} KiB before, {peak} KiB after moving 2 x 100 MB");
     // Streamed, not buffered: the peak grows by a few read buffers, not by the value.
     assert!(peak < 48 * 1024, "turnstile's peak RSS reached {peak} KiB for a 100 MB value");
-    assert!(peak - before < 16 * 1024, "peak RSS grew by {} KiB", peak - before);
+    // The kernel's RSS counters are approximate (per-CPU batches): the high-water
+    // mark read later can be a few hundred KiB *below* the one read before.
+    let grew = peak.saturating_sub(before);
+    assert!(grew < 16 * 1024, "peak RSS grew by {grew} KiB");
 }
