@@ -111,5 +111,7 @@ pub fn view(e: &Event) -> Value {
     opt("address", e.address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
     opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
+    opt("node_uid", e.node.map(|v| json!(v)));
+    opt("nodes", e.nodes.as_ref().map(|v| json!(v)));
     Value::Object(m)
 }

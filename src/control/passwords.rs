@@ -52,7 +52,17 @@ impl Control {
         op: PasswordOp,
         password: &str,
     ) -> Result<()> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.bdb_password_once(actor, uid, op, password)).await
+    }
+
+    async fn bdb_password_once(
+        &self,
+        actor: Option<&Caller>,
+        uid: u32,
+        op: PasswordOp,
+        password: &str,
+    ) -> Result<()> {
+        let mut state = self.lock().await?;
         if !state.bdbs.contains_key(&uid) {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
         }
@@ -75,16 +85,7 @@ impl Control {
         event.bdb_uid = Some(uid);
         self.record(&mut next, event);
         self.commit(&mut state, next).await?;
-        self.inner
-            .directory
-            .install(&id, set, op != SetChange::Add)
-            .map_err(|e| refused(e, Kind::NotAcceptable))?;
-        drop(state);
         tracing::info!(bdb = uid, ?op, "default-user password set changed");
-        if op != SetChange::Add {
-            let d = self.inner.directory.clone();
-            self.close_sessions(true, |i| i.set == id && !d.is_current(i));
-        }
         Ok(())
     }
 
@@ -99,11 +100,22 @@ impl Control {
         password: &str,
         required_old: Option<&str>,
     ) -> Result<()> {
+        self.retrying(|| self.user_password_once(caller, username, op, password, required_old)).await
+    }
+
+    async fn user_password_once(
+        &self,
+        caller: &Caller,
+        username: Option<&str>,
+        op: PasswordOp,
+        password: &str,
+        required_old: Option<&str>,
+    ) -> Result<()> {
         let target = username.unwrap_or(&caller.name).to_string();
         if target != caller.name && !caller.is_admin() {
             return Err(Error::forbidden("only an admin may change another user's passwords"));
         }
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let Some(user) = state.users.values().find(|u| u.name == target).cloned() else {
             return Err(Error::not_found("user_not_exist", format!("user {target:?} does not exist")));
         };
@@ -141,19 +153,11 @@ impl Control {
         event.user_uid = Some(user.uid);
         self.record(&mut next, event);
         self.commit(&mut state, next).await?;
-        self.inner
-            .directory
-            .install(&id, set, op != SetChange::Add)
-            .map_err(|e| refused(e, Kind::BadRequest))?;
         drop(state);
         if op != SetChange::Remove && caller.is_admin() {
-            self.inner.failures.remove(&user.uid);
+            self.forget_login_failures(user.uid).await;
         }
         tracing::info!(user = %user.name, by = %caller.name, ?op, "user password set changed");
-        if op != SetChange::Add {
-            let d = self.inner.directory.clone();
-            self.close_sessions(true, |i| i.set == id && !d.is_current(i));
-        }
         Ok(())
     }
 }

@@ -84,7 +84,8 @@ impl Control {
     }
 
     /// Adds an administrative event to `next`, the state about to be committed.
-    pub(super) fn record(&self, next: &mut State, event: Event) {
+    pub(super) fn record(&self, next: &mut State, mut event: Event) {
+        event.node = self.node_uid();
         next.events.push_admin(event, self.inner.event_log_capacity);
     }
 
@@ -100,7 +101,8 @@ impl Control {
 
     /// Turns pending failed AUTHs into security events of `next`.
     pub(super) fn append_failures(&self, next: &mut State, drained: &Drained) {
-        for e in failure_events(drained) {
+        for mut e in failure_events(drained) {
+            e.node = self.node_uid();
             next.events.push_security(e, self.inner.event_log_capacity);
         }
     }
@@ -121,9 +123,14 @@ impl Control {
         if self.inner.directory.failures().peek().is_empty() {
             return;
         }
-        let mut state = self.lock().await;
-        let next = state.clone();
-        if let Err(e) = self.commit(&mut state, next).await {
+        let r = self
+            .retrying(|| async {
+                let mut state = self.lock().await?;
+                let next = state.clone();
+                self.commit(&mut state, next).await
+            })
+            .await;
+        if let Err(e) = r {
             tracing::warn!(error = %e, "could not write the event log; will retry");
         }
     }

@@ -1,20 +1,35 @@
 //! What `GET /metrics` says: every family, read from the counters where they live
-//! (databases' contexts, the directory, the throttle, the control plane).
+//! (databases' contexts, the directory, the throttle, the admin metrics, the
+//! store's status), handed in as [`Inputs`] rather than fetched from the control
+//! plane, so the metrics depend on what they show and nothing above it.
 
 use super::text::Exposition;
 use super::{OPS, RotationEndpoint, get, histogram};
-use crate::auth::SetChange;
-use crate::control::Control;
+use std::sync::Arc;
+
+use super::AdminMetrics;
+use crate::auth::{Directory, SetChange};
+use crate::control::fleet::StoreStatus;
+use crate::proxy::BdbContext;
+
+/// Everything the exposition reads.
+pub struct Inputs<'a> {
+    pub directory: &'a Directory,
+    /// Running databases, by uid.
+    pub bdbs: Vec<Arc<BdbContext>>,
+    pub admin: &'a AdminMetrics,
+    pub store: StoreStatus,
+}
 
 /// Users that get a label of their own; the others (and names that are no user's)
 /// share `user="other"`, so the number of series stays bounded.
 pub const MAX_USER_LABELS: usize = 100;
 
-pub fn render(control: &Control) -> String {
+pub fn render(inputs: &Inputs<'_>) -> String {
     let mut e = Exposition::default();
-    bdbs(control, &mut e);
-    users(control, &mut e);
-    let d = control.directory();
+    bdbs(&inputs.bdbs, &mut e);
+    users(inputs.directory, &mut e);
+    let d = inputs.directory;
     e.family(
         "turnstile_argon2_evaluations_total",
         "counter",
@@ -42,14 +57,29 @@ pub fn render(control: &Control) -> String {
     e.sample("turnstile_throttle_blocks_total", &[], t.blocks());
     e.family("turnstile_throttled_addresses", "gauge", "Addresses throttled right now.");
     e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
-    rotations(control, &mut e);
-    latency(control, &mut e);
+    rotations(inputs.admin, &mut e);
+    latency(inputs.admin, &mut e);
+    store(&inputs.store, &mut e);
     e.finish()
 }
 
-fn bdbs(control: &Control, e: &mut Exposition) {
-    let ctxs: Vec<_> =
-        control.endpoint_addrs().into_iter().filter_map(|(uid, _)| control.endpoint(uid)).collect();
+fn store(s: &StoreStatus, e: &mut Exposition) {
+    e.family("turnstile_store_up", "gauge", "1 while the store answers, 0 while it cannot be reached.");
+    e.sample("turnstile_store_up", &[], u64::from(s.up));
+    e.family("turnstile_store_version", "gauge", "The version of the state this node applies.");
+    e.sample("turnstile_store_version", &[], s.revision);
+    e.family(
+        "turnstile_store_seconds_since_sync",
+        "gauge",
+        "Seconds since the store last answered this node (its state may be this old).",
+    );
+    match s.since_sync_secs {
+        Some(v) => e.sample("turnstile_store_seconds_since_sync", &[], format!("{v:.3}")),
+        None => e.sample("turnstile_store_seconds_since_sync", &[], "+Inf"),
+    }
+}
+
+fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
     let uids: Vec<String> = ctxs.iter().map(|c| c.uid.to_string()).collect();
     e.family("turnstile_bdb_connections", "gauge", "Client connections open now, per database.");
     for (c, uid) in ctxs.iter().zip(&uids) {
@@ -114,8 +144,8 @@ fn bdbs(control: &Control, e: &mut Exposition) {
     }
 }
 
-fn users(control: &Control, e: &mut Exposition) {
-    let (users, unknown) = control.directory().user_auth_counts();
+fn users(d: &Directory, e: &mut Exposition) {
+    let (users, unknown) = d.user_auth_counts();
     e.family("turnstile_user_auth_total", "counter", "AUTH outcomes per named user (the first 100 users by name; the rest, and names of no user, as \"other\").");
     let (mut other_ok, mut other_failed) = (0, unknown);
     for (i, (name, ok, failed)) in users.iter().enumerate() {
@@ -131,8 +161,7 @@ fn users(control: &Control, e: &mut Exposition) {
     e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "failure")], other_failed);
 }
 
-fn rotations(control: &Control, e: &mut Exposition) {
-    let m = control.admin_metrics();
+fn rotations(m: &AdminMetrics, e: &mut Exposition) {
     e.family(
         "turnstile_password_rotations_total",
         "counter",
@@ -146,10 +175,10 @@ fn rotations(control: &Control, e: &mut Exposition) {
     }
 }
 
-fn latency(control: &Control, e: &mut Exposition) {
+fn latency(m: &AdminMetrics, e: &mut Exposition) {
     const NAME: &str = "turnstile_admin_request_duration_seconds";
     e.family(NAME, "histogram", "Admin API request latency, per route template, method and status class.");
-    for ((route, method, class), h) in control.admin_metrics().latency_snapshot() {
+    for ((route, method, class), h) in m.latency_snapshot() {
         let status = format!("{class}xx");
         let (buckets, sum, count) = h.snapshot();
         let base = [("route", route.as_str()), ("method", method), ("status", status.as_str())];
