@@ -59,14 +59,15 @@ pub async fn ready(State(control): State<Control>) -> Response {
         "seconds_since_sync": s.since_sync_secs,
         "node_uid": s.node_uid,
     });
-    match control.readiness() {
-        Ok(()) => axum::Json(json!({"status": "ready", "store": store})).into_response(),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready", "reason": why.to_string(), "store": store})),
-        )
-            .into_response(),
+    let mut body = match control.readiness() {
+        Ok(()) => json!({"status": "ready"}),
+        Err(why) => json!({"status": "not_ready", "reason": why.to_string()}),
+    };
+    if s.shared {
+        body["store"] = store;
     }
+    let status = if body["status"] == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Times a request and records it under its route template (`/v1/bdbs/{uid}`), so

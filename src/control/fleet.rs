@@ -38,6 +38,9 @@ pub struct FleetState {
     /// The revision number applied here.
     applied: AtomicU64,
     wake: Arc<Notify>,
+    /// The newest state applied, for the local cache writer (which coalesces: an
+    /// fsync per change on every node must not delay the change itself).
+    to_cache: tokio::sync::watch::Sender<Option<Arc<Loaded>>>,
 }
 
 impl FleetState {
@@ -51,6 +54,14 @@ impl FleetState {
             last_sync_ms: AtomicU64::new(if up { time::now_ms() } else { 0 }),
             applied: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            to_cache: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    /// Queues `state` at `revision` for the local cache.
+    pub(super) fn keep(&self, state: &State, revision: Revision) {
+        if self.shared {
+            self.to_cache.send_replace(Some(Arc::new(Loaded { state: state.clone(), revision })));
         }
     }
 
@@ -188,6 +199,7 @@ impl Control {
         self.apply(&before, &after).await;
         self.inner.fleet.store_ok(revision);
         self.report_applied();
+        self.inner.fleet.keep(&after, revision);
         Ok(())
     }
 
@@ -305,6 +317,30 @@ impl Control {
                     _ = stop.cancelled() => return,
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(POLL_EVERY) => {}
+                }
+            }
+        });
+        let mut cached = self.inner.fleet.to_cache.subscribe();
+        // What start-up loaded is cached too.
+        cached.mark_changed();
+        let store = Arc::clone(&self.inner.store);
+        let stop = shutdown.clone();
+        self.inner.endpoints.tracker().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    r = cached.changed() => if r.is_err() { return },
+                }
+                let latest = cached.borrow_and_update().clone();
+                if let Some(l) = latest {
+                    let store = Arc::clone(&store);
+                    let written = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.cache(&l))).await;
+                    if let Ok(Some(Err(e))) = written {
+                        tracing::warn!(error = %e, "could not update the local cache of the state");
+                    }
+                }
+                if stop.is_cancelled() {
+                    return;
                 }
             }
         });

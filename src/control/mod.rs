@@ -299,6 +299,9 @@ impl Control {
             *guard = state.clone();
             control.inner.snapshot.store(Arc::new(state.clone()));
             let failed = control.apply(&State::default(), &state).await;
+            if !from_cache {
+                control.inner.fleet.keep(&state, revision);
+            }
             // A config database that cannot bind is fatal; a database created through
             // the API whose port was taken meanwhile is reported and left stopped.
             if let Some((uid, e)) = failed.into_iter().find(|(uid, _)| control.inner.config_upstreams.contains_key(uid)) {
@@ -422,6 +425,7 @@ impl Control {
         let after = current.clone();
         self.apply(&before, &after).await;
         self.report_applied();
+        self.inner.fleet.keep(&after, committed.revision);
         if committed.unreplicated {
             return Err(Error::new(
                 Kind::Unavailable,

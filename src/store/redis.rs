@@ -11,9 +11,9 @@
 //! - `P:authfail:WINDOW` — failed AUTHs per client address in that time window.
 //!
 //! Every call is bounded by `timeout` (connect, read and write), so a store that is
-//! stopped or unreachable fails a write within it instead of hanging it. The last
-//! state read or written is kept in `dir/fleet-cache.json`, from which a node starts
-//! when the store is down.
+//! stopped or unreachable fails a write within it instead of hanging it. The control
+//! plane keeps the last state it applied in `dir/fleet-cache.json` ([`Fleet::cache`]),
+//! from which a node starts when the store is down.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -187,11 +187,8 @@ impl Store for RedisStore {
         if state.version != SCHEMA_VERSION {
             return Err(StoreError::Corrupt(format!("unknown schema version {}", state.version)));
         }
-        let loaded = Loaded { state, revision };
-        if let Err(e) = self.cache(&loaded) {
-            tracing::warn!(error = %e, "could not update the local cache of the state");
-        }
-        Ok(Some(loaded))
+        // The caller keeps the local cache (off the path of applying the change).
+        Ok(Some(Loaded { state, revision }))
     }
 
     fn commit(&self, base: &Revision, state: &State) -> Result<Committed, StoreError> {
@@ -220,10 +217,6 @@ impl Store for RedisStore {
             return Err(StoreError::Conflict(number));
         }
         let revision = Revision { number, hash };
-        let loaded = Loaded { state: state.clone(), revision };
-        if let Err(e) = self.cache(&loaded) {
-            tracing::warn!(error = %e, "could not update the local cache of the state");
-        }
         Ok(Committed { revision, unreplicated: min > 0 && replicas < i64::from(min) })
     }
 
