@@ -113,6 +113,34 @@ pub fn open_store(config: &Validated) -> Result<Arc<dyn Store>, Error> {
     })
 }
 
+/// `turnstile store import`: copies the file store in `from` into the (empty)
+/// Redis store the config names. The compare-and-set against the empty revision
+/// makes "empty" hold at the moment of the write, not just when checked.
+pub fn import_store(config: &Validated, from: &std::path::Path) -> Result<String, String> {
+    if config.config.store.redis.is_none() {
+        return Err("the config has no [store] redis to import into".into());
+    }
+    let source = FileStore::open(from).map_err(|e| e.to_string())?;
+    let state = source.read_state().map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("{} holds no state.json to import", from.display())
+    })?;
+    let target = open_store(config).map_err(|e| e.to_string())?;
+    match target.commit(&crate::store::Revision::EMPTY, &state) {
+        Ok(c) => Ok(format!(
+            "imported {} users, {} databases, {} events from {} (store version {})",
+            state.users.len(),
+            state.bdbs.len(),
+            state.events.admin.len() + state.events.security.len(),
+            from.display(),
+            c.revision.number
+        )),
+        Err(crate::store::StoreError::Conflict(_)) => {
+            Err("the Redis store is not empty; nothing was imported".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The admin API's limits and the bound on unauthenticated database connections,
 /// fitted to the open file limit: those two are what a client without credentials
 /// can occupy, so together they may take at most three quarters of it (a half for

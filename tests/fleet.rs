@@ -397,3 +397,52 @@ async fn databases_and_users_made_on_one_node_live_and_die_on_all() {
         assert!(tokio::net::TcpStream::connect(n.db(port)).await.is_err(), "{} still listens", n.host);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_import_moves_a_file_store_into_an_empty_redis_store_once() {
+    let store = Redis::start(&[]);
+    let upstream = Redis::start(&[]);
+    let file_dir = tempfile::tempdir().unwrap();
+    {
+        let shutdown = CancellationToken::new();
+        let c = common::admin::start_control_with(file_dir.path(), common::admin::settings(), shutdown.clone()).await;
+        let body = json!({"name": "app", "port": 0, "upstream": format!("redis://{}", upstream.addr())}).to_string();
+        let (s, v, _) = call(&c, "POST", "/v1/bdbs", Some((ADMIN, ADMIN_PW)), Some(&body)).await;
+        assert_eq!(s.as_u16(), 200, "{v}");
+        let body = json!({"password": "imported-password"}).to_string();
+        let (s, v, _) = call(&c, "PUT", "/v1/bdbs/1/passwords", Some((ADMIN, ADMIN_PW)), Some(&body)).await;
+        assert_eq!(s.as_u16(), 200, "{v}");
+        shutdown.cancel();
+    }
+    let node_dir = tempfile::tempdir().unwrap();
+    let config = node_dir.path().join("turnstile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.2:0\"\n[store]\ndir = \"{}\"\nredis = \"redis://{}\"\n",
+            node_dir.path().join("data").display(),
+            store.addr()
+        ),
+    )
+    .unwrap();
+    let import = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+            .args(["store", "import", "--config"])
+            .arg(&config)
+            .arg("--from")
+            .arg(file_dir.path())
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("imported 1 users, 1 databases"));
+    let again = import();
+    assert!(!again.status.success(), "a second import must be refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    // A node on the Redis store serves what the file store held.
+    let n = Node::start("127.0.0.2", &node_dir.path().join("data"), &format!("redis://{}", store.addr()), "").await;
+    let port = n.control.snapshot().bdbs[&1].listen.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
+    let mut c = Conn::connect(&n.db(port)).await;
+    assert!(auth(&mut c, "imported-password").await);
+}
