@@ -309,7 +309,12 @@ impl Control {
             }
             if dirty {
                 let next = state.clone();
-                control.commit(&mut guard, next).await.map_err(|e| StartError::Invalid(e.description))?;
+                match control.commit(&mut guard, next).await {
+                    // Another node of the fleet, starting at the same moment, wrote
+                    // first (the bootstrap, its config databases): take its state.
+                    Err(e) if e.code == CONFLICT => control.catch_up(&mut guard).await?,
+                    r => r.map_err(|e| StartError::Invalid(e.description))?,
+                }
             }
         }
         for uid in state.bdbs.keys() {
