@@ -2,7 +2,8 @@
 # The load comparison, one command: installs redis-server, redis-tools, nutcracker
 # (twemproxy) and haproxy from Debian's packages if missing, builds turnstile in
 # release mode, and runs the same redis-benchmark workloads against Redis directly,
-# turnstile, twemproxy and HAProxy (TCP mode) on 127.0.0.1. Prints one table.
+# turnstile, twemproxy and HAProxy (TCP mode) on 127.0.0.1. Runs the whole comparison
+# three times on new processes (--runs), prints each run and the worst of them per target.
 # Extra arguments go to compare.py (e.g. --requests 100000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -10,6 +10,7 @@
 
 pub mod config_get;
 pub mod denials;
+pub mod names;
 mod glob;
 pub mod rule;
 pub mod secret;
