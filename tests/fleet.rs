@@ -30,10 +30,12 @@ struct Node {
 
 impl Node {
     async fn start(host: &'static str, dir: &Path, store_url: &str, extra: &str) -> Self {
+        // `extra` holds [auth] keys; throttling is off unless it says otherwise.
+        let throttle = if extra.contains("throttle_failures") { "" } else { "throttle_failures = 0\n" };
         let text = format!(
             "[admin]\nlisten = \"{host}:0\"\ntls = false\n[store]\ndir = \"{}\"\nredis = \"{store_url}\"\n\
-             [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\nthrottle_failures = 0\n\
-             [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n{extra}\n",
+             [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n{throttle}{extra}\n\
+             [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n",
             dir.display()
         );
         let validated = turnstile::config::Config::parse(&text).unwrap().validate(&|_| None).unwrap();
@@ -445,4 +447,53 @@ async fn store_import_moves_a_file_store_into_an_empty_redis_store_once() {
     let port = n.control.snapshot().bdbs[&1].listen.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
     let mut c = Conn::connect(&n.db(port)).await;
     assert!(auth(&mut c, "imported-password").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_brute_force_spread_over_the_nodes_gets_no_bigger_budget() {
+    // 6 failures a minute per address: alone, each node would allow 6, the fleet 18.
+    let f = Fleet::start("throttle_failures = 6\nthrottle_window_secs = 60\nthrottle_block_secs = 60").await;
+    let port = f.database("right-password").await;
+    let attacker = "127.0.0.9";
+    // Nine wrong passwords in all, three per node: none reaches 6 on its own.
+    for round in 0..3 {
+        for n in &f.nodes {
+            let mut c = Conn::connect_from(&format!("{attacker}:0"), &n.db(port)).await;
+            assert!(!auth(&mut c, &format!("guess-{round}")).await);
+        }
+        if round == 2 {
+            break;
+        }
+        // Shared in batches: wait until the store counts this round.
+        let want = 3 * (round + 1);
+        let mut store = f.store.connect().await;
+        let t = Instant::now();
+        loop {
+            let keys = common::authz::bulk_strings(&store.cmd(&["KEYS", "turnstile:authfail:*"]).await);
+            let mut total = 0;
+            for k in keys {
+                let v = store.cmd(&["HGET", &k, attacker]).await;
+                total += String::from_utf8_lossy(&v).lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+            }
+            if total >= want {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "the store counts {total} of {want} failures");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // The fleet's count is over the threshold (the node whose batch reached 6
+    // blocked at once; the others with their next batch): every node refuses the
+    // address, even with the right password; other addresses are untouched.
+    let t = Instant::now();
+    while !f.nodes.iter().all(|n| n.control.directory().throttle().blocked_now() == 1) {
+        assert!(t.elapsed() < Duration::from_secs(5), "not every node throttles the address");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in &f.nodes {
+        let mut c = Conn::connect_from(&format!("{attacker}:0"), &n.db(port)).await;
+        assert!(!auth(&mut c, "right-password").await, "{} still lets the attacker try", n.host);
+        let mut ok = Conn::connect(&n.db(port)).await;
+        assert!(auth(&mut ok, "right-password").await);
+    }
 }

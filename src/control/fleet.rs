@@ -19,6 +19,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How often a node writes its registry record.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
+/// How often this node's failed AUTHs per address join the fleet's counts.
+pub const THROTTLE_SHARE_EVERY: Duration = Duration::from_millis(250);
+
 /// A node not heard from for this long is `down`: writers stop waiting for it.
 pub const LIVE_FOR: Duration = Duration::from_secs(3);
 
@@ -345,6 +348,18 @@ impl Control {
             }
         });
         let weak = Arc::downgrade(&self.inner);
+        let stop = shutdown.clone();
+        self.inner.endpoints.tracker().spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(THROTTLE_SHARE_EVERY) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                Control { inner }.share_throttle().await;
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
         self.inner.endpoints.tracker().spawn(async move {
             loop {
                 let Some(inner) = weak.upgrade() else { return };
@@ -375,6 +390,34 @@ impl Control {
                 }
             }
             _ => self.inner.fleet.store_failed(),
+        }
+    }
+
+    /// Adds this node's failed AUTHs per address to the fleet's counts (one round
+    /// trip per period, whatever the AUTH rate) and blocks here the addresses the
+    /// fleet as a whole has seen fail too often: spreading a brute force over N
+    /// nodes gives it no N-fold budget. A store that cannot be reached leaves each
+    /// node's own throttle.
+    async fn share_throttle(&self) {
+        let throttle = self.inner.directory.throttle();
+        if throttle.policy().failures == 0 {
+            return;
+        }
+        let counts = throttle.take_unshared();
+        if counts.is_empty() {
+            return;
+        }
+        let window = throttle.policy().window.as_secs();
+        let store = Arc::clone(&self.inner.store);
+        let sent = counts.clone();
+        let totals = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.auth_failures(&sent, window)))
+            .await
+            .ok()
+            .flatten();
+        if let Some(Ok(totals)) = totals {
+            for ((ip, _), total) in counts.iter().zip(totals) {
+                throttle.block_for_fleet(*ip, total);
+            }
         }
     }
 
