@@ -441,7 +441,10 @@ pub struct Validated {
 
 impl Config {
     /// Checks `[store]`; returns the shared store's password, if it has one.
-    fn validate_store(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Zeroizing<String>>, ConfigError> {
+    fn validate_store(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Zeroizing<String>>, ConfigError> {
         let s = &self.store;
         if !(1..=60_000).contains(&s.timeout_ms) {
             return Err(err("store.timeout_ms", "must be between 1 and 60000"));
@@ -476,9 +479,9 @@ impl Config {
         }
         match &s.redis_password_env {
             None => Ok(None),
-            Some(var) => env(var)
-                .map(|v| Some(Zeroizing::new(v)))
-                .ok_or_else(|| err("store.redis_password_env", format!("environment variable {var} is not set"))),
+            Some(var) => env(var).map(|v| Some(Zeroizing::new(v))).ok_or_else(|| {
+                err("store.redis_password_env", format!("environment variable {var} is not set"))
+            }),
         }
     }
 
@@ -615,7 +618,15 @@ impl Config {
             });
         }
         let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
-        Ok(Validated { config: self, store_password, admin_listen, bdbs, hash_params, verify, shutdown_grace })
+        Ok(Validated {
+            config: self,
+            store_password,
+            admin_listen,
+            bdbs,
+            hash_params,
+            verify,
+            shutdown_grace,
+        })
     }
 }
 

@@ -64,10 +64,7 @@ pub async fn start(
     let store = open_store(config)?;
     let tls = if config.config.admin.tls {
         let a = &config.config.admin;
-        Some(
-            crate::admin::tls::config(&dir, a.cert.as_deref(), a.key.as_deref())
-                .map_err(Error::Tls)?,
-        )
+        Some(crate::admin::tls::config(&dir, a.cert.as_deref(), a.key.as_deref()).map_err(Error::Tls)?)
     } else {
         None
     };
@@ -121,9 +118,10 @@ pub fn import_store(config: &Validated, from: &std::path::Path) -> Result<String
         return Err("the config has no [store] redis to import into".into());
     }
     let source = FileStore::open(from).map_err(|e| e.to_string())?;
-    let state = source.read_state().map_err(|e| e.to_string())?.ok_or_else(|| {
-        format!("{} holds no state.json to import", from.display())
-    })?;
+    let state = source
+        .read_state()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} holds no state.json to import", from.display()))?;
     let target = open_store(config).map_err(|e| e.to_string())?;
     match target.commit(&crate::store::Revision::EMPTY, &state) {
         Ok(c) => Ok(format!(

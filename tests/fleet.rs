@@ -129,7 +129,11 @@ impl Fleet {
     /// with `pw` as its default user's password. Returns its port.
     async fn database(&self, pw: &str) -> u16 {
         let v = self.nodes[0]
-            .ok("POST", "/v1/bdbs", json!({"name": "app", "port": 0, "upstream": format!("redis://{}", self.upstream.addr())}))
+            .ok(
+                "POST",
+                "/v1/bdbs",
+                json!({"name": "app", "port": 0, "upstream": format!("redis://{}", self.upstream.addr())}),
+            )
             .await;
         let port: u16 = v["port"].as_u64().expect("port") as u16;
         let uid = v["uid"].as_u64().unwrap();
@@ -174,13 +178,25 @@ async fn three_hundred_changes_spread_over_three_nodes_are_live_everywhere_by_th
         writer.ok("POST", "/v1/bdbs/1/passwords", json!({"password": next})).await;
         // No retry: the 200 means every live node already applies it.
         for (c, n) in checkers.iter_mut().zip(&f.nodes) {
-            assert!(auth(c, &next).await, "change {} (added on {}) not live on {}", 2 * i, writer.host, n.host);
+            assert!(
+                auth(c, &next).await,
+                "change {} (added on {}) not live on {}",
+                2 * i,
+                writer.host,
+                n.host
+            );
             assert!(auth(c, &current).await, "the old password must still work on {}", n.host);
         }
         let remover = &f.nodes[(2 * i + 1) % 3];
         remover.ok("DELETE", "/v1/bdbs/1/passwords", json!({"password": current})).await;
         for (c, n) in checkers.iter_mut().zip(&f.nodes) {
-            assert!(!auth(c, &current).await, "removal {} (on {}) not live on {}", 2 * i + 1, remover.host, n.host);
+            assert!(
+                !auth(c, &current).await,
+                "removal {} (on {}) not live on {}",
+                2 * i + 1,
+                remover.host,
+                n.host
+            );
             assert!(auth(c, &next).await);
         }
         current = next;
@@ -228,7 +244,8 @@ async fn four_concurrent_writers_per_node_lose_nothing() {
                     let pw = format!("w-{ni}-{w}-{k}");
                     let body = json!({ "password": pw }).to_string();
                     let (s, v, _) =
-                        call(&control, "POST", "/v1/bdbs/1/passwords", Some((ADMIN, ADMIN_PW)), Some(&body)).await;
+                        call(&control, "POST", "/v1/bdbs/1/passwords", Some((ADMIN, ADMIN_PW)), Some(&body))
+                            .await;
                     assert_eq!(s.as_u16(), 200, "{v}");
                     acked.push(pw);
                 }
@@ -352,11 +369,16 @@ async fn admin_lockout_counts_failures_on_every_node() {
     let f = Fleet::start("").await;
     f.nodes[0].ok("PUT", "/v1/cluster/policy", json!({"login_lockout_threshold": 5})).await;
     f.nodes[0]
-        .ok("POST", "/v1/users", json!({"name": "ops", "email": "ops@example.com", "password": "Ops-pw-1!", "role": "admin"}))
+        .ok(
+            "POST",
+            "/v1/users",
+            json!({"name": "ops", "email": "ops@example.com", "password": "Ops-pw-1!", "role": "admin"}),
+        )
         .await;
     // Five wrong passwords spread over the three nodes (none reaches 5 alone).
     for (i, n) in [0usize, 1, 2, 0, 1].iter().enumerate() {
-        let (s, v, _) = call(&f.nodes[*n].control, "GET", "/v1/bdbs", Some(("ops", "wrong-password")), None).await;
+        let (s, v, _) =
+            call(&f.nodes[*n].control, "GET", "/v1/bdbs", Some(("ops", "wrong-password")), None).await;
         assert_eq!(s.as_u16(), 401, "attempt {i}: {v}");
     }
     for n in &f.nodes {
@@ -376,7 +398,11 @@ async fn databases_and_users_made_on_one_node_live_and_die_on_all() {
     let role = f.nodes[1].ok("POST", "/v1/roles", json!({"name": "app", "management": "db_member"})).await;
     let acl = f.nodes[2].ok("POST", "/v1/redis_acls", json!({"name": "all", "acl": "+@all ~*"})).await;
     f.nodes[0]
-        .ok("PUT", "/v1/bdbs/1", json!({"roles_permissions": [{"role_uid": role["uid"], "redis_acl_uid": acl["uid"]}]}))
+        .ok(
+            "PUT",
+            "/v1/bdbs/1",
+            json!({"roles_permissions": [{"role_uid": role["uid"], "redis_acl_uid": acl["uid"]}]}),
+        )
         .await;
     let user = f.nodes[1]
         .ok("POST", "/v1/users", json!({"name": "alice", "email": "a@example.com", "password": "Alice-pw-1!", "role_uids": [role["uid"]]}))
@@ -407,8 +433,11 @@ async fn store_import_moves_a_file_store_into_an_empty_redis_store_once() {
     let file_dir = tempfile::tempdir().unwrap();
     {
         let shutdown = CancellationToken::new();
-        let c = common::admin::start_control_with(file_dir.path(), common::admin::settings(), shutdown.clone()).await;
-        let body = json!({"name": "app", "port": 0, "upstream": format!("redis://{}", upstream.addr())}).to_string();
+        let c =
+            common::admin::start_control_with(file_dir.path(), common::admin::settings(), shutdown.clone())
+                .await;
+        let body =
+            json!({"name": "app", "port": 0, "upstream": format!("redis://{}", upstream.addr())}).to_string();
         let (s, v, _) = call(&c, "POST", "/v1/bdbs", Some((ADMIN, ADMIN_PW)), Some(&body)).await;
         assert_eq!(s.as_u16(), 200, "{v}");
         let body = json!({"password": "imported-password"}).to_string();
@@ -443,7 +472,8 @@ async fn store_import_moves_a_file_store_into_an_empty_redis_store_once() {
     assert!(!again.status.success(), "a second import must be refused");
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
     // A node on the Redis store serves what the file store held.
-    let n = Node::start("127.0.0.2", &node_dir.path().join("data"), &format!("redis://{}", store.addr()), "").await;
+    let n = Node::start("127.0.0.2", &node_dir.path().join("data"), &format!("redis://{}", store.addr()), "")
+        .await;
     let port = n.control.snapshot().bdbs[&1].listen.rsplit_once(':').unwrap().1.parse::<u16>().unwrap();
     let mut c = Conn::connect(&n.db(port)).await;
     assert!(auth(&mut c, "imported-password").await);
@@ -473,7 +503,11 @@ async fn a_brute_force_spread_over_the_nodes_gets_no_bigger_budget() {
             let mut total = 0;
             for k in keys {
                 let v = store.cmd(&["HGET", &k, attacker]).await;
-                total += String::from_utf8_lossy(&v).lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+                total += String::from_utf8_lossy(&v)
+                    .lines()
+                    .nth(1)
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .unwrap_or(0);
             }
             if total >= want {
                 break;

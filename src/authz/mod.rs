@@ -10,8 +10,8 @@
 
 pub mod config_get;
 pub mod denials;
-pub mod names;
 mod glob;
+pub mod names;
 pub mod rule;
 pub mod secret;
 

@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn errors_without_a_name_and_other_replies_are_left_alone() {
-        assert!(rewrite_error(b"-NOPERM this user has no permissions to run the 'get' command\r\n", "a").is_none());
+        assert!(
+            rewrite_error(b"-NOPERM this user has no permissions to run the 'get' command\r\n", "a")
+                .is_none()
+        );
         assert!(rewrite_error(b"-NOPERM No permissions to access a key\r\n", "a").is_none());
         // A value is data, whatever it holds.
         assert!(rewrite_error(b"+__turnstile:x:1:acl1\r\n", "a").is_none());

@@ -203,7 +203,11 @@ impl Control {
         self.unprebind(uid);
         committed?;
         if self.inner.endpoints.ctx(uid).is_none() {
-            return Err(Error::new(Kind::NotAcceptable, "port_unavailable", "the database endpoint did not start"));
+            return Err(Error::new(
+                Kind::NotAcceptable,
+                "port_unavailable",
+                "the database endpoint did not start",
+            ));
         }
         Ok(record)
     }

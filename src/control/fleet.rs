@@ -114,7 +114,9 @@ pub(super) async fn load_at_start(
     store: &Arc<dyn Store>,
 ) -> std::result::Result<(Option<Loaded>, bool), StartError> {
     let s = Arc::clone(store);
-    let loaded = tokio::task::spawn_blocking(move || s.load()).await.map_err(|e| StartError::Invalid(e.to_string()))?;
+    let loaded = tokio::task::spawn_blocking(move || s.load())
+        .await
+        .map_err(|e| StartError::Invalid(e.to_string()))?;
     match loaded {
         Err(StoreError::Unavailable(why)) if store.fleet().is_some() => {
             let s = Arc::clone(store);
@@ -159,10 +161,7 @@ impl Control {
     pub(super) async fn catch_up(&self, guard: &mut MutexGuard<'_, State>) -> Result<()> {
         let current = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
         let store = Arc::clone(&self.inner.store);
-        let head = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.head()))
-            .await
-            .ok()
-            .flatten();
+        let head = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.head())).await.ok().flatten();
         let head = match head {
             Some(Ok(h)) => h,
             _ => {
@@ -337,7 +336,8 @@ impl Control {
                 let latest = cached.borrow_and_update().clone();
                 if let Some(l) = latest {
                     let store = Arc::clone(&store);
-                    let written = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.cache(&l))).await;
+                    let written =
+                        tokio::task::spawn_blocking(move || store.fleet().map(|f| f.cache(&l))).await;
                     if let Ok(Some(Err(e))) = written {
                         tracing::warn!(error = %e, "could not update the local cache of the state");
                     }
@@ -410,10 +410,11 @@ impl Control {
         let window = throttle.policy().window.as_secs();
         let store = Arc::clone(&self.inner.store);
         let sent = counts.clone();
-        let totals = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.auth_failures(&sent, window)))
-            .await
-            .ok()
-            .flatten();
+        let totals =
+            tokio::task::spawn_blocking(move || store.fleet().map(|f| f.auth_failures(&sent, window)))
+                .await
+                .ok()
+                .flatten();
         if let Some(Ok(totals)) = totals {
             for ((ip, _), total) in counts.iter().zip(totals) {
                 throttle.block_for_fleet(*ip, total);

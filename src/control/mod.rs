@@ -10,9 +10,9 @@
 //! Changes other nodes make reach memory through the same `apply`. The data path
 //! never takes this lock: it reads the directory, which is only swapped.
 
+mod apply;
 pub mod bdbs;
 pub mod complexity;
-mod apply;
 mod endpoints;
 pub mod error;
 pub mod fleet;
@@ -270,7 +270,12 @@ impl Control {
                 state: Mutex::new(State::default()),
                 revision: std::sync::Mutex::new(revision),
                 snapshot: ArcSwap::from_pointee(State::default()),
-                fleet: fleet::FleetState::new(shared, settings.node_addr.clone(), settings.confirm_timeout, !from_cache),
+                fleet: fleet::FleetState::new(
+                    shared,
+                    settings.node_addr.clone(),
+                    settings.confirm_timeout,
+                    !from_cache,
+                ),
                 prebound: std::sync::Mutex::new(HashMap::new()),
                 config_listen,
                 hash_params: settings.hash_params,
@@ -304,7 +309,9 @@ impl Control {
             }
             // A config database that cannot bind is fatal; a database created through
             // the API whose port was taken meanwhile is reported and left stopped.
-            if let Some((uid, e)) = failed.into_iter().find(|(uid, _)| control.inner.config_upstreams.contains_key(uid)) {
+            if let Some((uid, e)) =
+                failed.into_iter().find(|(uid, _)| control.inner.config_upstreams.contains_key(uid))
+            {
                 return Err(StartError::Invalid(format!("bdb {uid}: {}", e.description)));
             }
             if dirty {
@@ -408,7 +415,11 @@ impl Control {
             Ok(Ok(c)) => c,
             Ok(Err(StoreError::Conflict(now))) => {
                 self.inner.directory.failures().restore(drained);
-                tracing::debug!(base = base.number, now, "another node wrote first; building the change again");
+                tracing::debug!(
+                    base = base.number,
+                    now,
+                    "another node wrote first; building the change again"
+                );
                 return Err(Error::new(Kind::Unavailable, CONFLICT, "the store changed meanwhile"));
             }
             failed => {
@@ -547,7 +558,11 @@ const MAX_ATTEMPTS: usize = 50;
 
 /// The store cannot be reached: a write is refused, nothing changes.
 fn store_error() -> Error {
-    Error::new(Kind::Unavailable, "store_error", "the change could not be stored durably; nothing was changed")
+    Error::new(
+        Kind::Unavailable,
+        "store_error",
+        "the change could not be stored durably; nothing was changed",
+    )
 }
 
 /// A database's access policy as the directory wants it.

@@ -119,7 +119,10 @@ mod tests {
         st.cluster.name = "c1".into();
         let c = s.commit(&Revision::EMPTY, &st).unwrap();
         assert_eq!(c.revision.number, 1);
-        assert!(matches!(s.commit(&Revision::EMPTY, &st), Err(StoreError::Conflict(1))), "a stale base is refused");
+        assert!(
+            matches!(s.commit(&Revision::EMPTY, &st), Err(StoreError::Conflict(1))),
+            "a stale base is refused"
+        );
         assert_eq!(s.load().unwrap().map(|l| l.state), Some(st));
         assert!(!dir.path().join(TMP).exists());
     }

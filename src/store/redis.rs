@@ -106,13 +106,15 @@ impl RedisStore {
     /// Checks the URL; connects only when first used (a node may start while the
     /// store is down).
     pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
-        let mut info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
-            .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        let mut info: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
+                .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
         if let Some(pw) = &options.password {
             let settings = info.redis_settings().clone().set_password(pw.as_str());
             info = info.set_redis_settings(settings);
         }
-        let client = redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        let client =
+            redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
         std::fs::create_dir_all(&options.cache_dir)
             .map_err(|e| StoreError::Io { what: "create the store directory", source: e })?;
         let p = &options.key_prefix;
@@ -175,9 +177,8 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn load(&self) -> Result<Option<Loaded>, StoreError> {
-        let (rev, hash, doc): (Option<u64>, Option<String>, Option<Vec<u8>>) = self.with(|c| {
-            redis::cmd("HMGET").arg(&self.state_key).arg("rev").arg("hash").arg("doc").query(c)
-        })?;
+        let (rev, hash, doc): (Option<u64>, Option<String>, Option<Vec<u8>>) = self
+            .with(|c| redis::cmd("HMGET").arg(&self.state_key).arg("rev").arg("hash").arg("doc").query(c))?;
         let revision = Self::parse_head(rev, hash)?;
         let Some(doc) = doc.filter(|_| revision != Revision::EMPTY) else { return Ok(None) };
         if *blake3::hash(&doc).as_bytes() != revision.hash {
@@ -206,11 +207,8 @@ impl Store for RedisStore {
                 .arg(&revision_hash)
                 .arg(&doc)
                 .invoke(c)?;
-            let replicas = if done == 1 && min > 0 {
-                redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c)?
-            } else {
-                0
-            };
+            let replicas =
+                if done == 1 && min > 0 { redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c)? } else { 0 };
             Ok((done, number, replicas))
         })?;
         if done != 1 {
@@ -250,7 +248,11 @@ impl Fleet for RedisStore {
     }
 
     fn cache(&self, loaded: &Loaded) -> Result<(), StoreError> {
-        let c = Cached { rev: loaded.revision.number, hash: loaded.revision.hash_hex(), state: loaded.state.clone() };
+        let c = Cached {
+            rev: loaded.revision.number,
+            hash: loaded.revision.hash_hex(),
+            state: loaded.state.clone(),
+        };
         let bytes = serde_json::to_vec(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         super::file::write_atomic(&self.options.cache_dir, CACHE, &bytes)
     }
@@ -274,7 +276,8 @@ impl Fleet for RedisStore {
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let all: Vec<(String, String)> = self.with(|c| redis::cmd("HGETALL").arg(&self.nodes_key).query(c))?;
+        let all: Vec<(String, String)> =
+            self.with(|c| redis::cmd("HGETALL").arg(&self.nodes_key).query(c))?;
         let mut out: Vec<NodeRecord> =
             all.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
         out.sort_by_key(|n| n.uid);
