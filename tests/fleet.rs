@@ -531,3 +531,92 @@ async fn a_brute_force_spread_over_the_nodes_gets_no_bigger_budget() {
         assert!(auth(&mut ok, "right-password").await);
     }
 }
+
+/// The real binary as a fleet node (so it can be stopped with a signal).
+async fn spawn_node_process(host: &str, dir: &Path, store_url: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let config = dir.join("turnstile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"{host}:0\"\ntls = false\n[store]\ndir = \"{}\"\nredis = \"{store_url}\"\n\
+             [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\nthrottle_failures = 0\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the node did not start in time")
+            .unwrap()
+            .expect("the node exited during start-up");
+        if line.contains("admin API listening on") {
+            return (child, line.rsplit(' ').next().unwrap().to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_does_not_confirm_in_time_is_named_stale() {
+    let f = Fleet::start("").await;
+    let port = f.database("before-the-pause").await;
+    let d = tempfile::tempdir().unwrap();
+    let (mut child, url) =
+        spawn_node_process("127.0.0.5", d.path(), &format!("redis://{}", f.store.addr())).await;
+    // Registered and live: four nodes, all active.
+    let t = Instant::now();
+    let uid = loop {
+        let nodes = f.nodes[0].ok("GET", "/v1/nodes", Value::Null).await;
+        let found = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["addr"].as_str().unwrap().starts_with("127.0.0.5"))
+            .cloned();
+        if let Some(n) = found.filter(|n| n["status"] == "active") {
+            break n["uid"].as_u64().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the process node never registered: {nodes}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(url.starts_with("http://127.0.0.5:"));
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // The writer waits its bound for the stopped node, answers, and names it.
+    f.nodes[0].ok("POST", "/v1/bdbs/1/passwords", json!({"password": "during-the-pause"})).await;
+    let logs = f.nodes[0].ok("GET", "/v1/logs", Value::Null).await;
+    let unconfirmed: Vec<&Value> =
+        logs.as_array().unwrap().iter().filter(|e| e["type"] == "change_unconfirmed").collect();
+    assert_eq!(unconfirmed.len(), 1, "{logs}");
+    assert_eq!(unconfirmed[0]["nodes"], json!([uid]));
+    let nodes = f.nodes[1].ok("GET", "/v1/nodes", Value::Null).await;
+    let me = nodes.as_array().unwrap().iter().find(|n| n["uid"] == json!(uid)).unwrap().clone();
+    assert_eq!(me["status"], "stale", "{nodes}");
+    // Every live node did apply it.
+    for n in &f.nodes {
+        let mut c = Conn::connect(&n.db(port)).await;
+        assert!(auth(&mut c, "during-the-pause").await, "{}", n.host);
+    }
+    // Resumed, it catches up.
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    loop {
+        let mut c = Conn::connect(&format!("127.0.0.5:{port}")).await;
+        if auth(&mut c, "during-the-pause").await {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "the resumed node did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.start_kill();
+}

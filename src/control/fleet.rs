@@ -44,6 +44,8 @@ pub struct FleetState {
     /// The newest state applied, for the local cache writer (which coalesces: an
     /// fsync per change on every node must not delay the change itself).
     to_cache: tokio::sync::watch::Sender<Option<Arc<Loaded>>>,
+    /// `change_unconfirmed` events waiting for the next store write (bounded).
+    pub(super) unconfirmed: std::sync::Mutex<Vec<crate::store::events::Event>>,
 }
 
 impl FleetState {
@@ -58,7 +60,18 @@ impl FleetState {
             applied: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             to_cache: tokio::sync::watch::Sender::new(None),
+            unconfirmed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Puts events back in the queue for the next write (oldest dropped past 100).
+    pub(super) fn requeue(&self, mut events: Vec<crate::store::events::Event>) {
+        let mut q = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        events.append(&mut q);
+        events.sort_by_key(|e| e.time_ms);
+        let excess = events.len().saturating_sub(100);
+        events.drain(..excess);
+        *q = events;
     }
 
     /// Queues `state` at `revision` for the local cache.

@@ -407,6 +407,11 @@ impl Control {
         // Failed AUTHs waiting in memory ride along with this write.
         let drained = self.inner.directory.failures().take();
         self.append_failures(&mut next, &drained);
+        let unconfirmed =
+            std::mem::take(&mut *self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in &unconfirmed {
+            next.events.push_admin(e.clone(), self.inner.event_log_capacity);
+        }
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let base = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
@@ -415,6 +420,7 @@ impl Control {
             Ok(Ok(c)) => c,
             Ok(Err(StoreError::Conflict(now))) => {
                 self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
                 tracing::debug!(
                     base = base.number,
                     now,
@@ -429,6 +435,7 @@ impl Control {
                     Ok(Ok(_)) => unreachable!(),
                 };
                 self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
                 self.inner.fleet.store_failed();
                 tracing::error!(error = %e, "store write failed; change not applied");
                 return Err(store_error());
@@ -464,7 +471,16 @@ impl Control {
                 Err(e) if e.code == CONFLICT => continue,
                 r => {
                     if r.is_ok() {
-                        self.confirm().await;
+                        let stale = self.confirm().await;
+                        if !stale.is_empty() {
+                            // Named in the log (written with the next change) and
+                            // shown `stale` by GET /v1/nodes meanwhile.
+                            let mut e =
+                                crate::store::events::Event::new("change_unconfirmed", time::now_ms());
+                            e.node = self.node_uid();
+                            e.nodes = Some(stale);
+                            self.inner.fleet.requeue(vec![e]);
+                        }
                     }
                     return r;
                 }

@@ -114,13 +114,17 @@ impl Control {
         for e in failure_events(&self.inner.directory.failures().peek()) {
             log.push_security(e, self.inner.event_log_capacity);
         }
+        for e in self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            log.push_admin(e.clone(), self.inner.event_log_capacity);
+        }
         log.all()
     }
 
     /// Writes pending failed AUTHs, if any (a commit of the unchanged state carries
     /// them).
     pub async fn flush_events(&self) {
-        if self.inner.directory.failures().peek().is_empty() {
+        let unconfirmed = !self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if self.inner.directory.failures().peek().is_empty() && !unconfirmed {
             return;
         }
         let r = self
