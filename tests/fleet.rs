@@ -375,6 +375,20 @@ async fn admin_lockout_counts_failures_on_every_node() {
             json!({"name": "ops", "email": "ops@example.com", "password": "Ops-pw-1!", "role": "admin"}),
         )
         .await;
+    // A good login on node 1 is the fleet's last_login (picked up by the others'
+    // heartbeat, without a change to carry it).
+    let (s, v, _) = call(&f.nodes[0].control, "GET", "/v1/bdbs", Some(("ops", "Ops-pw-1!")), None).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    let t = Instant::now();
+    loop {
+        let users = f.nodes[2].ok("GET", "/v1/users", Value::Null).await;
+        let ops = users.as_array().unwrap().iter().find(|u| u["name"] == "ops").unwrap().clone();
+        if ops["last_login"].is_string() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "node 3 never saw the login: {ops}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Five wrong passwords spread over the three nodes (none reaches 5 alone).
     for (i, n) in [0usize, 1, 2, 0, 1].iter().enumerate() {
         let (s, v, _) =

@@ -454,6 +454,15 @@ impl Control {
             }
         }
         self.report_applied();
+        let store = Arc::clone(&self.inner.store);
+        let logins = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.last_logins())).await;
+        if let Ok(Some(Ok(logins))) = logins {
+            // Only users that exist: a deleted user's entry must not come back.
+            let users = self.snapshot();
+            let known: Vec<(u32, u64)> =
+                logins.into_iter().filter(|(u, _)| users.users.contains_key(u)).collect();
+            self.merge_logins(&known);
+        }
     }
 }
 

@@ -76,6 +76,7 @@ impl Control {
             self.forget_login_failures_later(user.uid);
         }
         self.inner.last_login.insert(user.uid, now);
+        self.share_login(user.uid, now);
         let mut roles = vec![user.role.clone()];
         roles.extend(user.role_uids.iter().filter_map(|r| snap.roles.get(r)).map(|r| r.management.clone()));
         Ok(Caller {
@@ -145,6 +146,26 @@ impl Control {
             .ok()
             .flatten()
             .and_then(|r| r.ok())
+    }
+
+    /// Tells the fleet of a good login, off the caller's path (the other nodes pick
+    /// it up with their next heartbeat).
+    fn share_login(&self, uid: u32, at: u64) {
+        if self.inner.store.fleet().is_none() {
+            return;
+        }
+        let store = std::sync::Arc::clone(&self.inner.store);
+        tokio::task::spawn_blocking(move || store.fleet().map(|f| f.record_login(uid, at)));
+    }
+
+    /// Merges the fleet's last logins into this node's view.
+    pub(super) fn merge_logins(&self, logins: &[(u32, u64)]) {
+        for (uid, at) in logins {
+            let mut e = self.inner.last_login.entry(*uid).or_insert(*at);
+            if *e < *at {
+                *e = *at;
+            }
+        }
     }
 
     /// Forgets `uid`'s failed logins, here and in the fleet.

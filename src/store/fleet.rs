@@ -46,6 +46,10 @@ pub trait Fleet: Send + Sync {
     fn login_failed(&self, uid: u32, window_secs: u64) -> Result<u64, StoreError>;
     /// Forgets user `uid`'s failed logins (a good login, a new password).
     fn login_reset(&self, uid: u32) -> Result<(), StoreError>;
+    /// Records user `uid`'s successful admin login at `at` (Unix seconds).
+    fn record_login(&self, uid: u32, at: u64) -> Result<(), StoreError>;
+    /// Every user's last admin login, as the fleet saw it.
+    fn last_logins(&self) -> Result<Vec<(u32, u64)>, StoreError>;
     /// Adds this node's failed AUTHs per address to the fleet's counts for the
     /// current window, and returns the fleet's totals for those addresses.
     fn auth_failures(&self, counts: &[(IpAddr, u64)], window_secs: u64) -> Result<Vec<u64>, StoreError>;

@@ -8,6 +8,7 @@
 //! - `P:nodes` — hash of node uid → its registry record (JSON); `P:node_seq` hands
 //!   out uids.
 //! - `P:login:UID` — a user's failed admin logins, expiring with the policy's window.
+//! - `P:last_login` — hash of user uid → last admin login (Unix seconds).
 //! - `P:authfail:WINDOW` — failed AUTHs per client address in that time window.
 //!
 //! Every call is bounded by `timeout` (connect, read and write), so a store that is
@@ -317,6 +318,27 @@ impl Fleet for RedisStore {
     fn login_reset(&self, uid: u32) -> Result<(), StoreError> {
         let key = format!("{}:login:{uid}", self.options.key_prefix);
         self.with(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
+    }
+
+    fn record_login(&self, uid: u32, at: u64) -> Result<(), StoreError> {
+        let key = format!("{}:last_login", self.options.key_prefix);
+        // Never moves back: a node with a slower clock or a late write keeps the newest.
+        self.with(|c| {
+            redis::Script::new(
+                "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') \
+                 if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1",
+            )
+            .key(&key)
+            .arg(uid)
+            .arg(at)
+            .invoke::<i64>(c)
+            .map(|_| ())
+        })
+    }
+
+    fn last_logins(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let key = format!("{}:last_login", self.options.key_prefix);
+        self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))
     }
 
     fn auth_failures(&self, counts: &[(IpAddr, u64)], window_secs: u64) -> Result<Vec<u64>, StoreError> {
