@@ -48,6 +48,8 @@ pub struct Throttle {
     /// Failures per address not yet added to the fleet's counts (a shared store
     /// takes them in batches, never one round trip per AUTH).
     unshared: DashMap<IpAddr, u64>,
+    /// Whether `unshared` is kept at all (only in a fleet).
+    sharing: std::sync::atomic::AtomicBool,
     refused: AtomicU64,
     /// Times an address crossed the threshold and was blocked.
     blocks: AtomicU64,
@@ -59,6 +61,7 @@ impl Throttle {
             policy,
             map: DashMap::new(),
             unshared: DashMap::new(),
+            sharing: std::sync::atomic::AtomicBool::new(false),
             refused: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
         }
@@ -90,7 +93,9 @@ impl Throttle {
                 return false;
             }
         }
-        if self.unshared.len() < MAX_TRACKED || self.unshared.contains_key(&ip) {
+        if self.sharing.load(Ordering::Relaxed)
+            && (self.unshared.len() < MAX_TRACKED || self.unshared.contains_key(&ip))
+        {
             *self.unshared.entry(ip).or_insert(0) += 1;
         }
         let mut e = self.map.entry(ip).or_insert(Entry { count: 0, since: now, blocked_until: None });
@@ -109,6 +114,12 @@ impl Throttle {
 
     pub fn policy(&self) -> &ThrottlePolicy {
         &self.policy
+    }
+
+    /// Starts keeping failures for [`take_unshared`](Self::take_unshared) (a node of
+    /// a fleet; a single node keeps nothing extra).
+    pub fn share(&self) {
+        self.sharing.store(true, Ordering::Relaxed);
     }
 
     /// The failures counted since the last call, per address (for the fleet).

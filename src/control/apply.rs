@@ -74,9 +74,15 @@ impl Control {
             }
             let old_phc = old.map_or(&[][..], |o| &o.passwords[..]);
             self.apply_set(SetId::BdbDefault(*uid), old_phc, &b.passwords);
-            if let Err(e) = self.apply_endpoint(old, b).await {
-                tracing::error!(bdb = uid, error = %e, "database endpoint not started");
-                failed.push((*uid, e));
+            match self.apply_endpoint(old, b).await {
+                // A database new while running (not at start-up, where before is the
+                // empty state, with no user: start-up checks its upstreams itself)
+                // gets its upstream users at once, not at the next periodic pass.
+                Ok(started) => rights |= started && old.is_none() && !before.users.is_empty(),
+                Err(e) => {
+                    tracing::error!(bdb = uid, error = %e, "database endpoint not started");
+                    failed.push((*uid, e));
+                }
             }
         }
         if rights {
@@ -127,17 +133,18 @@ impl Control {
         b.listen.clone()
     }
 
-    /// Starts, moves or updates a database's listener and context.
-    async fn apply_endpoint(&self, old: Option<&BdbRecord>, b: &BdbRecord) -> super::Result<()> {
+    /// Starts, moves or updates a database's listener and context; true if it
+    /// started a listener for a database that had none.
+    async fn apply_endpoint(&self, old: Option<&BdbRecord>, b: &BdbRecord) -> super::Result<bool> {
         let prebound = self.inner.prebound.lock().unwrap_or_else(|p| p.into_inner()).remove(&b.uid);
         let Some(ctx) = self.inner.endpoints.ctx(b.uid) else {
             let listener = match prebound {
                 Some(l) => l,
                 None => super::endpoints::bind(&self.listen_for(b)).await?,
             };
-            return self.start_endpoint(b, listener).await;
+            return self.start_endpoint(b, listener).await.map(|()| true);
         };
-        let Some(old) = old.filter(|o| *o != b) else { return Ok(()) };
+        let Some(old) = old.filter(|o| *o != b) else { return Ok(false) };
         if old.upstream != b.upstream || old.upstream_password_env != b.upstream_password_env {
             ctx.set_upstream(self.upstream_of(b)?);
         }
@@ -148,12 +155,13 @@ impl Control {
         }
         let moved = self.listen_for(old) != self.listen_for(b);
         match prebound {
-            Some(l) => self.start_endpoint(b, l).await,
+            Some(l) => self.start_endpoint(b, l).await?,
             None if moved => {
                 let l = super::endpoints::bind(&self.listen_for(b)).await?;
-                self.start_endpoint(b, l).await
+                self.start_endpoint(b, l).await?
             }
-            None => Ok(()),
+            None => {}
         }
+        Ok(false)
     }
 }

@@ -298,6 +298,7 @@ impl Control {
             return;
         }
         let shutdown = self.inner.endpoints.shutdown().clone();
+        self.inner.directory.throttle().share();
         // The subscriber blocks on its socket: a thread of its own, holding the
         // control plane weakly and checking for shutdown every second.
         let weak = Arc::downgrade(&self.inner);
