@@ -634,3 +634,45 @@ async fn a_node_that_does_not_confirm_in_time_is_named_stale() {
     }
     let _ = child.start_kill();
 }
+
+#[test]
+fn the_store_compares_version_and_hash_and_refuses_a_stale_base() {
+    use turnstile::store::redis::RedisOptions;
+    use turnstile::store::{RedisStore, Revision, State, Store, StoreError};
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        RedisStore::open(RedisOptions {
+            url: format!("redis://{}", redis.addr()),
+            password: None,
+            key_prefix: "t".into(),
+            timeout: Duration::from_millis(500),
+            min_replicas: 0,
+            cache_dir: dir.path().to_path_buf(),
+        })
+        .unwrap()
+    };
+    let (a, b) = (open(), open());
+    assert_eq!(a.load().unwrap(), None);
+    let mut s1 = State::default();
+    s1.cluster.name = "one".into();
+    let r1 = a.commit(&Revision::EMPTY, &s1).unwrap().revision;
+    assert_eq!(r1.number, 1);
+    // Two writers on the same base: the second is refused, nothing overwritten.
+    let mut s2 = s1.clone();
+    s2.cluster.name = "two".into();
+    let mut s3 = s1.clone();
+    s3.cluster.name = "three".into();
+    a.commit(&r1, &s2).unwrap();
+    assert!(matches!(b.commit(&r1, &s3), Err(StoreError::Conflict(2))));
+    assert_eq!(b.load().unwrap().unwrap().state.cluster.name, "two");
+    // The same number with other content (a failover that reused it) is not the same
+    // revision: a write built on it is refused too.
+    let head = b.load().unwrap().unwrap().revision;
+    let forged = Revision { number: head.number, hash: r1.hash };
+    assert!(matches!(b.commit(&forged, &s3), Err(StoreError::Conflict(_))));
+    // A document that does not match its hash is reported, not loaded.
+    let mut c = redis::Client::open(format!("redis://{}", redis.addr())).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("HSET").arg("t:state").arg("doc").arg("{}").query(&mut c).unwrap();
+    assert!(matches!(a.load(), Err(StoreError::Corrupt(_))));
+}
