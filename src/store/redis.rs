@@ -110,10 +110,13 @@ impl RedisStore {
         let mut info: redis::ConnectionInfo =
             redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
                 .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        // No CLIENT SETINFO after connecting: each is a round trip bounded by the
+        // timeout, so against a stopped store a write would wait that much longer.
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(pw) = &options.password {
-            let settings = info.redis_settings().clone().set_password(pw.as_str());
-            info = info.set_redis_settings(settings);
+            settings = settings.set_password(pw.as_str());
         }
+        info = info.set_redis_settings(settings);
         let client =
             redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
         std::fs::create_dir_all(&options.cache_dir)
