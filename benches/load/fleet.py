@@ -10,7 +10,7 @@
 3. Data-path throughput: redis-benchmark SET/GET through a file-store node and
    through a fleet node, and their ratio.
 """
-import argparse, base64, json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, concurrent.futures, json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ADMIN, ADMIN_PW = "admin@example.com", "Admin-pw-1!"
 
@@ -69,6 +69,13 @@ class Conn:
         return self.f.readline().startswith(b"+OK")
 
 
+def retries(c, pw):
+    n = 0
+    while not c.auth(pw):
+        n += 1
+    return n
+
+
 def pct(v, q):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
@@ -122,15 +129,15 @@ def main():
         port = database(fleet[0][1], f"127.0.0.1:{up}")
         conns = [Conn(f"{h}:{port}") for h, _ in fleet]
         visible, write_fleet, extra = [], [], 0
+        pool = concurrent.futures.ThreadPoolExecutor(3)
         for i in range(o.changes):
             pw = f"bench-{i}" if i < o.changes - 1 else "bench-final"
             url = fleet[i % 3][1]
             t0 = time.perf_counter()
             api(url, "PUT", "/v1/bdbs/1/passwords", {"password": pw})
             t1 = time.perf_counter()
-            for c in conns:
-                while not c.auth(pw):
-                    extra += 1
+            # The three AUTHs at once (each costs one argon2 evaluation on its node).
+            extra += sum(pool.map(lambda c: retries(c, pw), conns))
             t2 = time.perf_counter()
             write_fleet.append(t1 - t0)
             visible.append(t2 - t0)
@@ -147,6 +154,7 @@ def main():
             write_file.append(time.perf_counter() - t0)
         print(f"fleet benchmark: {o.changes} password changes, 3 nodes on a Redis store (argon2 m=19456 t=2)")
         print(f"  change visible on all 3 nodes   {ms(visible)}   AUTH retries needed: {extra}")
+        print("    (from sending the change to a successful AUTH with it on every node, the AUTHs in parallel)")
         print(f"  admin write, Redis store (fleet) {ms(write_fleet)}")
         print(f"  admin write, file store (1 node) {ms(write_file)}")
         f1 = throughput("127.0.0.6", fport, o.requests)
