@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian's packages if it is missing:
-# redis-server and redis-tools (the real Redis behind turnstile), curl (the admin API
-# tests call it as an operator would).
+# redis-server and redis-tools (the real Redis behind turnstile), redis-sentinel (the
+# failover tests, tests/sentinel.rs), curl (the admin API tests call it as an
+# operator would).
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

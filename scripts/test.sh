@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (redis-server, the third-party
+# The test command: installs what the tests need (redis-server, Valkey, the third-party
 # clients of tests/compat.rs, redis-py for tests/tls.rs, docker-compose's parser,
 # schemathesis in a virtualenv) and runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/ensure-redis.sh
+./scripts/ensure-valkey.sh
 ./scripts/ensure-python-redis.sh
 ./scripts/compat-clients.sh
 cargo fmt --all -- --check

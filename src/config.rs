@@ -249,6 +249,12 @@ pub struct ProxyConfig {
     /// All of a database's clients together (Redis's `maxmemory-clients`): beyond
     /// it, a client holding more than 256 KiB that gets more is disconnected.
     pub client_output_buffer_total_mb: usize,
+    /// Sentinel-managed upstreams: how long a new request waits for a verified
+    /// primary during a failover before `-ERR … primary is unknown`.
+    pub sentinel_primary_wait_ms: u64,
+    /// Sentinel-managed upstreams: how often the Sentinels are asked even without
+    /// a `+switch-master` (the safety net), 50 to 1000 ms.
+    pub sentinel_poll_ms: u64,
 }
 
 impl ProxyConfig {
@@ -279,6 +285,10 @@ impl ProxyConfig {
                 soft_for: Duration::from_secs(self.client_output_buffer_soft_secs),
                 total: self.client_output_buffer_total_mb * MIB,
             },
+            failover: crate::proxy::FailoverTiming {
+                wait: Duration::from_millis(self.sentinel_primary_wait_ms),
+                poll: Duration::from_millis(self.sentinel_poll_ms),
+            },
         }
     }
 }
@@ -302,6 +312,8 @@ impl Default for ProxyConfig {
             client_output_buffer_soft_mb: pool.output.soft / MIB,
             client_output_buffer_soft_secs: pool.output.soft_for.as_secs(),
             client_output_buffer_total_mb: pool.output.total / MIB,
+            sentinel_primary_wait_ms: pool.failover.wait.as_millis() as u64,
+            sentinel_poll_ms: pool.failover.poll.as_millis() as u64,
         }
     }
 }
@@ -313,10 +325,16 @@ pub struct BdbConfig {
     pub uid: u32,
     pub name: String,
     pub listen: String,
-    /// `redis://[user[:password]@]host:port`
+    /// `redis://[user[:password]@]host:port`, or
+    /// `redis+sentinel://[user[:password]@]host:port[,host:port…]/<master name>`
+    /// (`rediss…` for TLS).
     pub upstream: String,
     /// Environment variable holding the upstream password (instead of the URL).
     pub upstream_password_env: Option<String>,
+    /// For a Sentinel-managed upstream: the Sentinels' own user and the
+    /// environment variable holding their password (not the data nodes').
+    pub sentinel_username: Option<String>,
+    pub sentinel_password_env: Option<String>,
     /// Whether `AUTH <password>` (the default user) is accepted.
     #[serde(default = "yes")]
     pub default_user: bool,
@@ -553,6 +571,15 @@ impl Config {
                 return Err(err(key, "must be at most 1048576 (1 TiB; 0 = no limit)"));
             }
         }
+        if !(1..=600_000).contains(&self.proxy.sentinel_primary_wait_ms) {
+            return Err(err("proxy.sentinel_primary_wait_ms", "must be between 1 and 600000"));
+        }
+        if !(50..=1000).contains(&self.proxy.sentinel_poll_ms) {
+            return Err(err(
+                "proxy.sentinel_poll_ms",
+                "must be between 50 and 1000 (the poll is a safety net)",
+            ));
+        }
         if self.proxy.worker_threads > 1024 {
             return Err(err("proxy.worker_threads", "must be at most 1024 (0 = half the CPUs)"));
         }
@@ -589,6 +616,13 @@ impl Config {
                 })?;
                 upstream.password = Some(Zeroizing::new(value));
             }
+            sentinel_credentials(
+                &mut upstream,
+                b.sentinel_username.as_deref(),
+                b.sentinel_password_env.as_deref(),
+                env,
+            )
+            .map_err(|(k, why)| err(key(k), why))?;
             let default_password = match &b.default_password_env {
                 None => None,
                 Some(var) => {
@@ -628,6 +662,33 @@ impl Config {
             shutdown_grace,
         })
     }
+}
+
+/// Sets a Sentinel-managed upstream's Sentinel credentials (`sentinel_username`,
+/// the password from the variable `sentinel_password_env` names); refuses them
+/// for a fixed upstream. The error names the key.
+pub fn sentinel_credentials(
+    upstream: &mut Upstream,
+    username: Option<&str>,
+    password_env: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), (&'static str, String)> {
+    let Some(spec) = upstream.sentinel.as_mut() else {
+        for (k, v) in [("sentinel_username", username), ("sentinel_password_env", password_env)] {
+            if v.is_some() {
+                return Err((k, "set only with a redis+sentinel:// upstream".into()));
+            }
+        }
+        return Ok(());
+    };
+    let spec = std::sync::Arc::make_mut(spec);
+    spec.username = username.filter(|u| !u.is_empty()).map(str::to_string);
+    if let Some(var) = password_env.filter(|v| !v.is_empty()) {
+        let value = env(var)
+            .ok_or_else(|| ("sentinel_password_env", format!("environment variable {var} is not set")))?;
+        spec.password = Some(Zeroizing::new(value));
+    }
+    Ok(())
 }
 
 /// Checks a database's listener TLS keys; the files are loaded once here so that a
@@ -723,6 +784,32 @@ upstream_password_env = "UP"
         assert_eq!(a.body_timeout_secs, 10);
         let p = &v.config.proxy;
         assert_eq!((p.max_unauthenticated_connections, p.max_unauthenticated_per_address), (10_000, 1_000));
+    }
+
+    #[test]
+    fn sentinel_upstreams_keep_their_credentials_apart() {
+        let sentinel = BASE.replace(
+            "upstream = \"redis://127.0.0.1:6379\"",
+            "upstream = \"redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster\"\n\
+             sentinel_username = \"sen\"\nsentinel_password_env = \"UP\"",
+        );
+        let v = Config::parse(&sentinel).unwrap().validate(&env).unwrap();
+        let up = &v.bdbs[0].upstream;
+        let spec = up.sentinel.as_ref().unwrap();
+        assert_eq!((spec.master.as_str(), spec.sentinels.len()), ("mymaster", 2));
+        assert_eq!(
+            (spec.username.as_deref(), spec.password.as_deref().map(String::as_str)),
+            (Some("sen"), Some("s3cret"))
+        );
+        assert_eq!(up.password.as_deref().map(String::as_str), Some("s3cret"), "the nodes' password");
+        let unset = sentinel.replace("sentinel_password_env = \"UP\"", "sentinel_password_env = \"NOPE\"");
+        let e = Config::parse(&unset).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].sentinel_password_env");
+        let fixed = BASE.replace("upstream_password_env", "sentinel_username = \"x\"\nupstream_password_env");
+        let e = Config::parse(&fixed).unwrap().validate(&env).unwrap_err();
+        assert_eq!(e.key, "bdbs[0].sentinel_username", "only with a Sentinel upstream");
+        let poll = BASE.replacen("[admin]\n", "[proxy]\nsentinel_poll_ms = 5000\n[admin]\n", 1);
+        assert_eq!(Config::parse(&poll).unwrap().validate(&env).unwrap_err().key, "proxy.sentinel_poll_ms");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub fn render(v: &Validated, env_is_set: &dyn Fn(&str) -> bool) -> Result<String
         if let Some(var) = &b.upstream_password_env {
             env_line(var, &format!("bdbs[{i}].upstream_password_env"));
         }
+        if let Some(var) = &b.sentinel_password_env {
+            env_line(var, &format!("bdbs[{i}].sentinel_password_env"));
+        }
         if let Some(var) = &b.default_password_env {
             env_line(var, &format!("bdbs[{i}].default_password_env"));
         }
@@ -59,13 +62,7 @@ fn redacted(v: &Validated) -> Config {
     for (b, parsed) in config.bdbs.iter_mut().zip(&v.bdbs) {
         let up = &parsed.upstream;
         let in_url = up.password.is_some() && b.upstream_password_env.is_none();
-        let userinfo = match (&up.username, in_url) {
-            (Some(user), true) => format!("{user}:{REDACTED}@"),
-            (None, true) => format!(":{REDACTED}@"),
-            (Some(user), false) => format!("{user}@"),
-            (None, false) => String::new(),
-        };
-        b.upstream = format!("redis://{userinfo}{}", up.address);
+        b.upstream = up.display_with(in_url.then_some(REDACTED));
     }
     config
 }

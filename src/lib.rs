@@ -8,6 +8,7 @@
 //! - [`auth`]: password sets (argon2id), the verification cache, the directory of
 //!   databases and users.
 //! - [`proxy`]: listeners and connections: AUTH at the proxy, forwarding, ordering.
+//! - [`cli`]: operator subcommands that call the admin API (`turnstile passwords`).
 //! - [`config`]: the TOML configuration, validated before anything binds.
 //! - [`effective`]: the effective configuration `turnstile check-config` prints.
 //! - [`descriptors`]: the open file limit, and spare descriptors to shed connections
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authz;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod descriptors;

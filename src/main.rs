@@ -37,6 +37,14 @@ enum Command {
     /// variables included: exit 0 if the server would accept the file, 64 with the
     /// message naming the key if not. Nothing is bound and the store is not opened.
     CheckConfig,
+    /// List, add or delete passwords of a database's default user or of a user,
+    /// through a running turnstile's admin API (no config file needed).
+    ///
+    /// Credentials: --user (or TURNSTILE_ADMIN_USER) and the password in
+    /// TURNSTILE_ADMIN_PASSWORD, never on the command line. `add` generates a strong
+    /// password and prints it once; `delete --id` with --unless-used-within refuses
+    /// while the password is still in use. Exit 0 on success, 1 if refused.
+    Passwords(PasswordsArgs),
     /// Operations on the store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -52,6 +60,26 @@ enum StoreCommand {
         #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct PasswordsArgs {
+    /// The admin API, e.g. https://127.0.0.1:9443.
+    #[arg(long, env = "TURNSTILE_ADMIN_URL", default_value = "https://127.0.0.1:9443")]
+    url: String,
+    /// The admin API user.
+    #[arg(long, env = "TURNSTILE_ADMIN_USER", default_value = "admin")]
+    user: String,
+    /// PEM file of the CA (or self-signed certificate) of the admin API; its
+    /// generated certificate is <store dir>/tls/cert.pem.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Whose passwords: a database's default user or a user.
+    owner: turnstile::cli::passwords::Owner,
+    /// The database's or user's uid.
+    uid: u32,
+    #[command(subcommand)]
+    action: turnstile::cli::passwords::Action,
 }
 
 const LONG_ABOUT: &str = "\
@@ -99,6 +127,9 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Passwords(p)) = args.command {
+        return passwords(p);
+    }
     let Some(config_path) = args.config.clone() else {
         Args::command()
             .error(clap::error::ErrorKind::MissingRequiredArgument, "--config <FILE> is required")
@@ -188,6 +219,42 @@ fn check_config(path: &std::path::Path, config: &turnstile::config::Validated) -
         }
         Err(e) => {
             eprintln!("turnstile: cannot print the configuration: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `turnstile passwords …`: one call sequence against the admin API.
+fn passwords(p: PasswordsArgs) -> ExitCode {
+    let Some(secret) = std::env::var(turnstile::effective::ADMIN_PASSWORD_ENV).ok().map(Zeroizing::new)
+    else {
+        eprintln!("turnstile: set TURNSTILE_ADMIN_PASSWORD to the admin API password of --user");
+        return ExitCode::from(2);
+    };
+    let client = match turnstile::cli::http::Client::new(&p.url, &p.user, &secret, p.cacert.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("turnstile: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("turnstile: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = Zeroizing::new(String::new());
+    let result =
+        runtime.block_on(turnstile::cli::passwords::run(&client, p.owner, p.uid, p.action, &mut out));
+    if !out.is_empty() {
+        announce(out.trim_end());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turnstile: {e}");
             ExitCode::FAILURE
         }
     }

@@ -203,6 +203,9 @@ async fn bdbs_create_list_get_partial_update_delete() {
             "listen",
             "upstream",
             "upstream_password_env",
+            "sentinel_username",
+            "sentinel_password_env",
+            "primary_address",
             "default_user",
             "roles_permissions",
             "disconnect_clients_on_password_removal",
@@ -212,6 +215,8 @@ async fn bdbs_create_list_get_partial_update_delete() {
             "status"
         ])
     );
+    // A fixed upstream: no Sentinel, no primary to show.
+    assert_eq!(b["primary_address"], Value::Null);
     assert_eq!(b["uid"], 1);
     assert_eq!(b["name"], "app");
     let port = b["port"].as_u64().unwrap();
@@ -1340,9 +1345,10 @@ async fn unknown_paths_non_integer_uids_and_wrong_methods() {
         ("PUT", "/v1/bdbs"),
         ("POST", "/v1/bdbs/1"),
         ("PATCH", "/v1/bdbs/1"),
-        ("GET", "/v1/bdbs/1/passwords"),
+        // (GET on a database's passwords lists them: issue 13.)
         ("PATCH", "/v1/bdbs/1/passwords"),
-        ("GET", "/bdbs/1/passwords"),
+        ("PATCH", "/bdbs/1/passwords"),
+        ("POST", "/v1/users/1/passwords"),
         ("GET", "/v1/users/password"),
         ("PATCH", "/v1/users/password"),
         ("DELETE", "/v1/users"),
@@ -2107,8 +2113,9 @@ async fn malformed_mistyped_unknown_missing_and_oversized_bodies() {
     );
 
     // Missing fields, by name.
-    let d = err(adm(c, "POST", &bp, json!({})).await, 400, "invalid_json");
-    assert!(d.contains("missing field `password`"), "{d}");
+    // (`password` is optional in the body since a DELETE may name an `id`.)
+    let d = err(adm(c, "POST", &bp, json!({})).await, 400, "missing_parameter");
+    assert!(d.contains("password is required"), "{d}");
     let d = err(adm(c, "POST", "/v1/bdbs", json!({"name": "x", "port": 0})).await, 400, "invalid_json");
     assert!(d.contains("upstream"), "{d}");
 

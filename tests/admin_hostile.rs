@@ -436,8 +436,9 @@ async fn wrong_methods_are_405_everywhere() {
     let allowed: &[(&str, &[&str])] = &[
         ("/v1/bdbs", &["GET", "POST"]),
         ("/v1/bdbs/1", &["GET", "PUT", "DELETE"]),
-        ("/v1/bdbs/1/passwords", &["PUT", "POST", "DELETE"]),
-        ("/bdbs/1/passwords", &["PUT", "POST", "DELETE"]),
+        ("/v1/bdbs/1/passwords", &["GET", "PUT", "POST", "DELETE"]),
+        ("/bdbs/1/passwords", &["GET", "PUT", "POST", "DELETE"]),
+        ("/v1/users/2/passwords", &["GET"]),
         ("/v1/users/password", &["PUT", "POST", "DELETE"]),
         ("/v1/users", &["GET", "POST"]),
         ("/v1/users/2", &["GET", "PUT", "DELETE"]),

@@ -46,10 +46,16 @@ struct Isolation {
 const ENABLE: [&str; 4] = ["--enable-debug-command", "yes", "--enable-module-command", "yes"];
 
 async fn isolation() -> Isolation {
+    isolation_on(Redis::start).await
+}
+
+/// As [`isolation`], with `server` (Redis, or Valkey, whose errors name the user)
+/// as both the upstream and the oracle.
+async fn isolation_on(server: fn(&[&str]) -> Redis) -> Isolation {
     let dir = scratch_dir();
     // The slow log keeps every command, turnstile's own management ones included.
     let slowlog = ["--slowlog-log-slower-than", "0", "--slowlog-max-len", "4096"];
-    let upstream = Redis::start(&[&["--requirepass", SVC, "--dir", &dir][..], &ENABLE, &slowlog].concat());
+    let upstream = server(&[&["--requirepass", SVC, "--dir", &dir][..], &ENABLE, &slowlog].concat());
     let stack = Stack::over(upstream, "", "").await;
     stack.default_password().await;
     let (app_role, app_acl) = stack.role_with_rule("app", "+@all ~*").await;
@@ -60,7 +66,7 @@ async fn isolation() -> Isolation {
     stack.user("outsider", &[outsider_role]).await;
     stack.grant(&[(app_role, app_acl), (reader_role, reader_acl)]).await;
 
-    let oracle = Redis::start(&[&["--dir", &dir][..], &ENABLE].concat());
+    let oracle = server(&[&["--dir", &dir][..], &ENABLE].concat());
     let mut first = oracle.connect().await;
     let svc = format!(">{SVC}");
     assert_eq!(show(&first.cmd(&["ACL", "SETUSER", "oadmin", "on", &svc, "~*", "&*", "+@all"]).await), OK);
@@ -201,7 +207,17 @@ fn script(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixed_denials_are_refused_as_redis_refuses_them() {
-    let iso = isolation().await;
+    fixed_denials_are_refused_as_the_server_refuses_them(isolation().await).await;
+}
+
+/// Valkey (the Redis 7.2 line) names the user in its refusals: the client's own
+/// name must appear, as on the oracle, never turnstile's upstream user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_denials_are_refused_as_valkey_refuses_them() {
+    fixed_denials_are_refused_as_the_server_refuses_them(isolation_on(Redis::start_valkey).await).await;
+}
+
+async fn fixed_denials_are_refused_as_the_server_refuses_them(iso: Isolation) {
     let denials = denial_commands(&iso.oracle).await;
     assert!(denials.len() >= 25, "only {} fixed denials", denials.len());
     let (oracle, ours) = (iso.oracle.addr(), iso.stack.db());
@@ -327,7 +343,16 @@ async fn upstream_secrets(iso: &Isolation) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reply_shows_a_secret_or_an_internal_user() {
-    let iso = isolation().await;
+    no_reply_shows_a_secret_or_an_internal_user_on(isolation().await).await;
+}
+
+/// The same where the upstream's errors name the user they ran as (Valkey).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reply_shows_a_secret_or_an_internal_user_on_valkey() {
+    no_reply_shows_a_secret_or_an_internal_user_on(isolation_on(Redis::start_valkey).await).await;
+}
+
+async fn no_reply_shows_a_secret_or_an_internal_user_on(iso: Isolation) {
     let db = iso.stack.db();
     let mut outputs = Vec::new();
     for user in ["default", "app"] {

@@ -99,6 +99,51 @@ async fn no_password_appears_in_logs_store_or_responses() {
     secrets.push("Inline-wrong-zork".into());
     drop(c);
 
+    // Rotation you can see: a labelled password with a scheduled expiry, a
+    // connection holding it (named), the guard refusing, deletion by id, and every
+    // surface that shows usage: the GETs, the 409, /metrics, the event log.
+    secrets.push("Db-secret-4-xyzzy".into());
+    let body = r#"{"password": "Db-secret-4-xyzzy", "label": "rotation-4", "expire_old_after": 86400}"#;
+    assert_eq!(call(&p, "POST", "/v1/bdbs/1/passwords", admin, body.into()).await, 200);
+    let mut holder = Conn::connect(&p.bdb(1)).await;
+    assert_eq!(holder.cmd(&["AUTH", "Db-secret-4-xyzzy"]).await, b"+OK\r\n");
+    holder.cmd(&["CLIENT", "SETNAME", "secret-scan"]).await;
+    let (_, listed) = p.curl("GET", "/v1/bdbs/1/passwords", admin, None).await;
+    let new_id = listed["passwords"][1]["id"].as_str().expect("the new password has an id").to_string();
+    let body = format!(r#"{{"id": "{new_id}", "unless_used_within": 3600}}"#);
+    assert_eq!(call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, body).await, 409);
+    let body = r#"{"password": "Db-secret-4-xyzzy", "unless_used_within": 3600}"#.to_string();
+    assert_eq!(call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, body).await, 409);
+    assert_eq!(
+        call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, r#"{"cancel_expiry": true}"#.into()).await,
+        200
+    );
+    drop(holder);
+    let body = format!(r#"{{"id": "{new_id}"}}"#);
+    assert_eq!(call(&p, "DELETE", "/v1/bdbs/1/passwords", admin, body).await, 200);
+    let (_, users) = p.curl("GET", "/v1/users", admin, None).await;
+    let carol = users.as_array().unwrap().iter().find(|u| u["name"] == "carol").unwrap()["uid"].clone();
+    for path in [
+        format!("/v1/users/{carol}/passwords"),
+        "/v1/bdbs/1/passwords".into(),
+        "/metrics".into(),
+        "/v1/logs".into(),
+    ] {
+        assert_eq!(call(&p, "GET", &path, admin, String::new()).await, 200, "{path}");
+    }
+    // Operator command output too (it prints the generated password once, by
+    // design; the list must not).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstile"))
+        .args(["passwords", "--url", &p.admin_url, "--cacert"])
+        .arg(dir.path().join("data/tls/cert.pem"))
+        .args(["bdb", "1", "list"])
+        .env("TURNSTILE_ADMIN_PASSWORD", ADMIN_PW)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    responses.push(String::from_utf8_lossy(&out.stdout).into_owned());
+
     // What a client can ask about users, configuration and its connection, on a lane
     // and on a connection of its own, in RESP2 and RESP3: replies to search too.
     let mut client_replies = Vec::new();
@@ -193,6 +238,31 @@ async fn no_password_appears_in_logs_store_or_responses() {
         }
     }
     assert!(!store.contains("Svc-secret-frobozz"), "the service password appears in the store");
+    // The stored hashes (salt and digest of every PHC string) appear nowhere else.
+    let mut hashes = Vec::new();
+    let phc = |v: &serde_json::Value| -> Vec<String> {
+        v["passwords"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    for record in
+        state["bdbs"].as_object().unwrap().values().chain(state["users"].as_object().unwrap().values())
+    {
+        for s in phc(record) {
+            let parts: Vec<&str> = s.split('$').collect();
+            hashes.extend(parts[4..].iter().map(|p| p.to_string()));
+        }
+    }
+    assert!(hashes.len() >= 4, "hashes were found in the store");
+    for h in &hashes {
+        assert!(!log.contains(h.as_str()), "a stored hash appears in the logs");
+        for r in &responses {
+            assert!(!r.contains(h.as_str()), "a stored hash appears in a response: {r}");
+        }
+    }
     for s in secrets.iter().chain(&never_stored).chain(&internal) {
         let name_only = s.starts_with("__turnstile:");
         if !name_only {

@@ -18,6 +18,21 @@ pub struct ErrorBody {
     pub description: String,
     /// The same text as `description` (RS's documents use both names).
     pub message: String,
+    /// `password_in_use` only (documented as [`PasswordInUseBody`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub usage: Option<serde_json::Value>,
+}
+
+/// The 409 `password_in_use` body: the error, and the usage of the passwords
+/// that refused the delete (never a password or a hash).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PasswordInUse)]
+pub struct PasswordInUseBody {
+    pub error_code: &'static str,
+    pub description: String,
+    pub message: String,
+    pub usage: Vec<crate::control::rotation::EntryView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +40,12 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub description: String,
+    pub detail: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into() }
+        Self { status, code, description: description.into(), detail: None }
     }
 
     pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {
@@ -52,7 +68,7 @@ impl From<Error> for ApiError {
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         };
-        Self { status, code: e.code, description: e.description }
+        Self { status, code: e.code, description: e.description, detail: e.detail }
     }
 }
 
@@ -62,6 +78,7 @@ impl IntoResponse for ApiError {
             error_code: self.code,
             message: self.description.clone(),
             description: self.description,
+            usage: self.detail,
         };
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -90,7 +90,11 @@ pub async fn get_logs(
 /// An event as RS shows one: `time` (ISO 8601), `type`, `severity`, then its fields.
 pub fn view(e: &Event) -> Value {
     let severity = match e.kind.as_str() {
-        "auth_failed" | "address_throttled" | "user_locked" | "auth_failures_dropped" => "WARNING",
+        "auth_failed"
+        | "address_throttled"
+        | "user_locked"
+        | "auth_failures_dropped"
+        | "primary_switched" => "WARNING",
         _ => "INFO",
     };
     let mut m = Map::new();
@@ -109,9 +113,12 @@ pub fn view(e: &Event) -> Value {
     opt("user_uid", e.user_uid.map(|v| json!(v)));
     opt("redis_acl_uid", e.redis_acl_uid.map(|v| json!(v)));
     opt("address", e.address.as_ref().map(|v| json!(v)));
+    opt("previous_address", e.previous_address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
     opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
     opt("node_uid", e.node.map(|v| json!(v)));
     opt("nodes", e.nodes.as_ref().map(|v| json!(v)));
+    opt("due", e.due_ms.map(|v| json!(time::iso8601(v.div_ceil(1000)))));
+    opt("password_ids", (!e.password_ids.is_empty()).then(|| json!(e.password_ids)));
     Value::Object(m)
 }

@@ -30,6 +30,8 @@ pub async fn metrics(State(control): State<Control>, mut parts: Parts) -> ApiRes
         bdbs: control.endpoint_addrs().into_iter().filter_map(|(uid, _)| control.endpoint(uid)).collect(),
         admin: control.admin_metrics(),
         store: control.store_status(),
+        state: control.snapshot(),
+        store_writes: control.store_writes(),
     };
     let body = crate::metrics::render::render(&inputs);
     Ok(([(header::CONTENT_TYPE, crate::metrics::text::CONTENT_TYPE)], body).into_response())

@@ -42,7 +42,12 @@ const UNVERSIONED: [&str; 1] = ["/bdbs/{uid}/passwords"];
 /// line here plus its handler's `#[utoipa::path]`.
 fn routes() -> OpenApiRouter<Control> {
     let bdb_passwords = || {
-        routes!(passwords::replace_bdb_passwords, passwords::add_bdb_password, passwords::remove_bdb_password)
+        routes!(
+            passwords::list_bdb_passwords,
+            passwords::replace_bdb_passwords,
+            passwords::add_bdb_password,
+            passwords::remove_bdb_password
+        )
     };
     let v1 = OpenApiRouter::new()
         .routes(routes!(bdbs::list_bdbs, bdbs::create_bdb))
@@ -53,6 +58,7 @@ fn routes() -> OpenApiRouter<Control> {
             passwords::replace_user_passwords,
             passwords::remove_user_password
         ))
+        .routes(routes!(passwords::list_user_passwords))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(users::get_user, users::update_user, users::delete_user))
         .routes(routes!(roles::list_roles, roles::create_role))

@@ -50,6 +50,17 @@ pub struct BdbView {
     /// The environment variable holding the upstream password, if any.
     #[schema(required = true)]
     pub upstream_password_env: Option<String>,
+    /// For a `redis+sentinel://` upstream: the Sentinels' user and the variable
+    /// holding their password.
+    #[schema(required = true)]
+    pub sentinel_username: Option<String>,
+    #[schema(required = true)]
+    pub sentinel_password_env: Option<String>,
+    /// For a `redis+sentinel://` upstream: `host:port` of the primary turnstile
+    /// verified and sends to now; null while none is (a failover under way), and
+    /// for a fixed upstream.
+    #[schema(required = true)]
+    pub primary_address: Option<String>,
     /// Whether `AUTH <password>` (the default user) is accepted.
     pub default_user: bool,
     pub roles_permissions: Vec<RolePermission>,
@@ -173,6 +184,12 @@ pub fn bdb(control: &Control, b: &BdbRecord) -> BdbView {
         listen,
         upstream: b.upstream.clone(),
         upstream_password_env: b.upstream_password_env.clone(),
+        sentinel_username: b.sentinel_username.clone(),
+        sentinel_password_env: b.sentinel_password_env.clone(),
+        primary_address: control.endpoint(b.uid).and_then(|ctx| {
+            let u = ctx.upstream_full();
+            (u.sentinel.is_some() && u.is_current()).then(|| u.address.clone())
+        }),
         default_user: b.default_user,
         roles_permissions: b.roles_permissions.clone(),
         disconnect_clients_on_password_removal: b.disconnect_clients_on_password_removal,

@@ -18,6 +18,7 @@ use super::failures::FailureLog;
 use super::hasher::{Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
 use super::throttle::{Throttle, ThrottlePolicy};
+use super::usage::Usage;
 use crate::authz::{Grant, RuleKey};
 
 /// Name that `AUTH <password>` authenticates as.
@@ -92,13 +93,24 @@ struct UserAuth {
 }
 
 /// Who a connection authenticated as, and with which password (by digest), so a
-/// later removal of that password can be matched to the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// later removal of that password can be matched to the connection; and that
+/// password's entry, where the connection's use of it is counted.
+#[derive(Debug, Clone)]
 pub struct Identity {
     pub name: Arc<str>,
     pub set: SetId,
     pub digest: Digest,
+    pub usage: Arc<Usage>,
 }
+
+/// The same identity: same set, same password (the entry follows from those).
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.set == other.set && self.digest == other.digest
+    }
+}
+
+impl Eq for Identity {}
 
 impl Identity {
     pub fn name(&self) -> &str {
@@ -441,9 +453,29 @@ impl Directory {
                     PasswordSet::empty(self.inner.params)
                 };
                 let d = self.inner.hasher.derive(base.params(), base.salt(), secret).await?;
-                base.with_added(d)
+                match current.find(&d).filter(|_| base.salt() == current.salt()) {
+                    // The password stays: so do its id and its usage.
+                    Some(entry) => base.with_entry(d, Arc::clone(entry)),
+                    None => base.with_added(d),
+                }
             }
         })
+    }
+
+    /// The set without the entries whose public ids are `ids` (no argon2: the
+    /// caller names entries, not passwords). Same serialisation rule as
+    /// [`prepare`](Self::prepare).
+    pub fn prepare_without(&self, id: &SetId, ids: &[&str]) -> Result<PasswordSet, ChangeError> {
+        let slot = self.slot(id).ok_or(ChangeError::NotFound)?;
+        let current = slot.cell().load_full();
+        if ids.iter().any(|i| current.entry(i).is_none()) {
+            return Err(ChangeError::NotPresent);
+        }
+        let next = current.without_ids(ids);
+        if next.is_empty() {
+            return Err(ChangeError::LastPassword);
+        }
+        Ok(next)
     }
 
     /// A new set holding just `password`, with a fresh salt and today's parameters.
@@ -516,21 +548,18 @@ impl Directory {
         let key = cache.key(&id, password);
         if let Some(d) = cache.get(&key) {
             // Re-checked against the set as it is now: a removed password misses.
-            if current.contains(&d) {
+            if let Some(entry) = current.find(&d) {
                 cache.record_hit();
-                return Some(identity(id, d));
+                return Some(identity(id, d, Arc::clone(entry)));
             }
         }
         let secret = Zeroizing::new(password.to_vec());
         let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await.ok()?;
         // The set may have changed during the ~20 ms of argon2: decide on the newest.
         let now = slot.cell().load_full();
-        if now.salt() == current.salt() && now.contains(&d) {
-            cache.insert(key, id.clone(), d);
-            Some(identity(id, d))
-        } else {
-            None
-        }
+        let entry = now.find(&d).filter(|_| now.salt() == current.salt())?;
+        cache.insert(key, id.clone(), d);
+        Some(identity(id, d, Arc::clone(entry)))
     }
 
     /// Whether the password `identity` authenticated with is still in its set.
@@ -576,12 +605,12 @@ impl Directory {
     }
 }
 
-fn identity(set: SetId, digest: Digest) -> Identity {
+fn identity(set: SetId, digest: Digest, usage: Arc<Usage>) -> Identity {
     let name = match &set {
         SetId::BdbDefault(_) => Arc::from(DEFAULT_USER),
         SetId::User(n) => Arc::clone(n),
     };
-    Identity { name, set, digest }
+    Identity { name, set, digest, usage }
 }
 
 /// The set an AUTH is checked against.

@@ -61,6 +61,8 @@ impl Directory {
                     return None;
                 }
                 crate::metrics::inc(&stats.auth_success);
+                // Two relaxed atomics: what the rotation GET shows as `last_used`.
+                id.usage.authenticated(a.peer, crate::time::now_ms());
                 tracing::debug!(user = id.name(), "authenticated");
                 Some(id)
             }

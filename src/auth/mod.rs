@@ -8,6 +8,7 @@ pub mod hasher;
 pub mod login;
 pub mod set;
 pub mod throttle;
+pub mod usage;
 
 pub use cache::SetId;
 pub use directory::{
@@ -17,3 +18,4 @@ pub use hasher::{Digest, HashParams};
 pub use login::Attempt;
 pub use set::PasswordSet;
 pub use throttle::{Throttle, ThrottlePolicy};
+pub use usage::{InUse, Usage};

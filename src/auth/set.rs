@@ -9,17 +9,32 @@
 //! hashes.
 
 use base64ct::{Base64Unpadded, Encoding};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use std::sync::Arc;
 
 use super::hasher::{Digest, HashParams, SALT_LEN, random_salt};
+use super::usage::Usage;
 
 /// A set of password digests. Never mutated: writers build a new one and swap it in.
-#[derive(Clone, PartialEq, Eq)]
+/// Each digest has its entry (public id, usage) at the same index; entries move
+/// with their digests into the sets built from this one.
+#[derive(Clone)]
 pub struct PasswordSet {
     params: HashParams,
     salt: [u8; SALT_LEN],
     digests: Vec<Digest>,
+    entries: Vec<Arc<Usage>>,
 }
+
+/// Equal when they accept the same passwords the same way (ids aside).
+impl PartialEq for PasswordSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params && self.salt == other.salt && self.digests == other.digests
+    }
+}
+
+impl Eq for PasswordSet {}
 
 impl std::fmt::Debug for PasswordSet {
     // Never print digests: they are password hashes.
@@ -36,12 +51,12 @@ pub struct PhcError(&'static str);
 impl PasswordSet {
     /// An empty set with a fresh salt.
     pub fn empty(params: HashParams) -> Self {
-        Self { params, salt: random_salt(), digests: Vec::new() }
+        Self { params, salt: random_salt(), digests: Vec::new(), entries: Vec::new() }
     }
 
     /// An empty set with a given salt and parameters.
     pub fn with_salt(params: HashParams, salt: [u8; SALT_LEN]) -> Self {
-        Self { params, salt, digests: Vec::new() }
+        Self { params, salt, digests: Vec::new(), entries: Vec::new() }
     }
 
     pub fn params(&self) -> HashParams {
@@ -70,18 +85,71 @@ impl PasswordSet {
         found.into()
     }
 
-    /// This set plus `digest`.
+    /// The entry of `digest`, if it is in the set. Like [`contains`](Self::contains),
+    /// looks at every entry without an early exit; the index is selected in
+    /// constant time too.
+    pub fn find(&self, digest: &Digest) -> Option<&Arc<Usage>> {
+        let mut found = subtle::Choice::from(0);
+        let mut index = 0u64;
+        for (i, d) in self.digests.iter().enumerate() {
+            let hit = d.ct_eq(digest);
+            index.conditional_assign(&(i as u64), hit);
+            found |= hit;
+        }
+        bool::from(found).then(|| &self.entries[index as usize])
+    }
+
+    /// The entries (public ids and usage), in the order passwords were added.
+    pub fn entries(&self) -> &[Arc<Usage>] {
+        &self.entries
+    }
+
+    /// The entry with public id `id`.
+    pub fn entry(&self, id: &str) -> Option<&Arc<Usage>> {
+        self.entries.iter().find(|e| e.id() == id)
+    }
+
+    /// This set plus `digest`, with a new entry.
     pub fn with_added(&self, digest: Digest) -> Self {
+        self.with_entry(digest, Usage::fresh())
+    }
+
+    /// This set plus `digest`, with the given entry (one that stays through a PUT).
+    pub fn with_entry(&self, digest: Digest, entry: Arc<Usage>) -> Self {
         let mut next = self.clone();
         next.digests.push(digest);
+        next.entries.push(entry);
         next
     }
 
     /// This set without `digest`.
     pub fn with_removed(&self, digest: &Digest) -> Self {
-        let mut next = self.clone();
-        next.digests.retain(|d| !bool::from(d.ct_eq(digest)));
+        self.retain(|d, _| !bool::from(d.ct_eq(digest)))
+    }
+
+    /// This set without the entries whose ids are in `ids`.
+    pub fn without_ids(&self, ids: &[&str]) -> Self {
+        self.retain(|_, e| !ids.contains(&e.id()))
+    }
+
+    fn retain(&self, keep: impl Fn(&Digest, &Arc<Usage>) -> bool) -> Self {
+        let mut next = Self::with_salt(self.params, self.salt);
+        for (d, e) in self.digests.iter().zip(&self.entries) {
+            if keep(d, e) {
+                next.digests.push(*d);
+                next.entries.push(Arc::clone(e));
+            }
+        }
         next
+    }
+
+    /// The same set with the entries' ids (and last use) read back from the store,
+    /// by position; positions without one keep their fresh id.
+    pub fn with_ids(mut self, ids: &[(&str, Option<u64>)]) -> Self {
+        for (e, (id, last_used)) in self.entries.iter_mut().zip(ids) {
+            *e = Usage::with_id(id, *last_used);
+        }
+        self
     }
 
     /// One PHC string per password (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), the
@@ -110,8 +178,13 @@ impl PasswordSet {
         for e in entries {
             let (params, salt, digest) = parse_phc(e)?;
             match &mut set {
-                None => set = Some(Self { params, salt, digests: vec![digest] }),
-                Some(s) if s.params == params && s.salt == salt => s.digests.push(digest),
+                None => {
+                    set = Some(Self { params, salt, digests: vec![digest], entries: vec![Usage::fresh()] })
+                }
+                Some(s) if s.params == params && s.salt == salt => {
+                    s.digests.push(digest);
+                    s.entries.push(Usage::fresh());
+                }
                 Some(_) => {
                     return Err(PhcError("entries of one set must share salt and parameters"));
                 }
@@ -157,6 +230,21 @@ mod tests {
         assert!(s.contains(&[1; 32]) && s.contains(&[2; 32]) && !s.contains(&[3; 32]));
         let s = s.with_removed(&[1; 32]);
         assert!(!s.contains(&[1; 32]) && s.len() == 1);
+    }
+
+    #[test]
+    fn entries_follow_their_digests() {
+        let s = PasswordSet::empty(HashParams::default()).with_added([1; 32]).with_added([2; 32]);
+        let (a, b) = (s.entries()[0].id().to_string(), s.entries()[1].id().to_string());
+        assert_eq!(s.find(&[2; 32]).unwrap().id(), b);
+        assert!(s.find(&[3; 32]).is_none());
+        let s = s.with_removed(&[1; 32]).with_added([3; 32]);
+        assert_eq!(s.entries()[0].id(), b, "the remaining entry keeps its id");
+        assert_eq!(s.find(&[2; 32]).unwrap().id(), b);
+        assert_ne!(s.find(&[3; 32]).unwrap().id(), a);
+        let s = s.without_ids(&[&b]);
+        assert_eq!(s.len(), 1);
+        assert!(!s.contains(&[2; 32]) && s.contains(&[3; 32]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::error::Error;
 use super::{Control, access_of};
 use crate::auth::{PasswordSet, SetId};
 use crate::store::State;
-use crate::store::state::BdbRecord;
+use crate::store::state::{BdbRecord, PasswordMeta};
 
 impl Control {
     /// Updates memory from `before` to `after`. Returns the databases whose
@@ -57,7 +57,7 @@ impl Control {
                 rights |= old.is_some();
             }
             let old_phc = old.map_or(&[][..], |o| &o.passwords[..]);
-            self.apply_set(SetId::User(u.name.as_str().into()), old_phc, &u.passwords);
+            self.apply_set(SetId::User(u.name.as_str().into()), old_phc, &u.passwords, &u.password_meta);
         }
         for uid in before.bdbs.keys() {
             if !after.bdbs.contains_key(uid) {
@@ -73,7 +73,7 @@ impl Control {
                 rights |= old.is_some();
             }
             let old_phc = old.map_or(&[][..], |o| &o.passwords[..]);
-            self.apply_set(SetId::BdbDefault(*uid), old_phc, &b.passwords);
+            self.apply_set(SetId::BdbDefault(*uid), old_phc, &b.passwords, &b.password_meta);
             match self.apply_endpoint(old, b).await {
                 // A database new while running (not at start-up, where before is the
                 // empty state, with no user: start-up checks its upstreams itself)
@@ -95,12 +95,14 @@ impl Control {
 
     /// Installs a password set that changed; where a password left it, connections
     /// that used it close on databases that ask for it.
-    fn apply_set(&self, id: SetId, old: &[String], new: &[String]) {
+    fn apply_set(&self, id: SetId, old: &[String], new: &[String], meta: &[PasswordMeta]) {
         if old == new && !old.is_empty() {
             return;
         }
+        // With the passwords' public ids (and stored last use), as the node that
+        // made the change has them.
         let set = match PasswordSet::from_phc(new, self.inner.hash_params) {
-            Ok(s) => s,
+            Ok(s) => super::rotation::restore_ids(s, meta).0,
             Err(e) => {
                 tracing::error!(error = %e, "a stored password set is not usable; the previous one stays");
                 return;

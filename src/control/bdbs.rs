@@ -24,6 +24,10 @@ pub struct NewBdb {
     pub listen: Option<String>,
     pub upstream: String,
     pub upstream_password_env: Option<String>,
+    /// For a `redis+sentinel://` upstream: the Sentinels' user, and the variable
+    /// holding their password.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password_env: Option<String>,
     pub default_user: Option<bool>,
     pub roles_permissions: Option<Vec<PermissionInput>>,
     pub disconnect_clients_on_password_removal: Option<bool>,
@@ -41,6 +45,8 @@ pub struct BdbPatch {
     pub listen: Option<String>,
     pub upstream: Option<String>,
     pub upstream_password_env: Option<String>,
+    pub sentinel_username: Option<String>,
+    pub sentinel_password_env: Option<String>,
     pub default_user: Option<bool>,
     pub roles_permissions: Option<Vec<PermissionInput>>,
     pub disconnect_clients_on_password_removal: Option<bool>,
@@ -74,7 +80,7 @@ fn check_upstream(url: &str) -> Result<()> {
     if u.tls {
         return Err(Error::bad_request(
             "invalid_parameter",
-            "upstream: a rediss:// upstream needs upstream_tls_ca, which is set in the config file; define this database there",
+            "upstream: a rediss:// (or rediss+sentinel://) upstream needs upstream_tls_ca, which is set in the config file; define this database there",
         ));
     }
     if u.password.is_some() {
@@ -174,6 +180,8 @@ impl Control {
             listen,
             upstream: input.upstream,
             upstream_password_env: input.upstream_password_env,
+            sentinel_username: input.sentinel_username.filter(|v| !v.is_empty()),
+            sentinel_password_env: input.sentinel_password_env.filter(|v| !v.is_empty()),
             default_user: input.default_user.unwrap_or(true),
             roles_permissions: perms,
             disconnect_clients_on_password_removal: input
@@ -181,6 +189,8 @@ impl Control {
                 .unwrap_or(false),
             max_connections: input.max_connections.unwrap_or(0),
             passwords: Vec::new(),
+            password_meta: Vec::new(),
+            password_expiry: None,
             tls_mode,
         };
         self.upstream_of(&record)?;
@@ -245,7 +255,10 @@ impl Control {
             record.tls_mode = mode;
         }
         let moving = patch.listen.is_some() || patch.port.is_some();
-        if from_config && (moving || patch.upstream.is_some() || patch.upstream_password_env.is_some()) {
+        let sentinel_patch = patch.sentinel_username.is_some() || patch.sentinel_password_env.is_some();
+        if from_config
+            && (moving || patch.upstream.is_some() || patch.upstream_password_env.is_some() || sentinel_patch)
+        {
             return Err(Error::bad_request(
                 "invalid_parameter",
                 "this database's address and upstream come from the config file; change them there",
@@ -257,6 +270,12 @@ impl Control {
         }
         if let Some(v) = patch.upstream_password_env {
             record.upstream_password_env = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = patch.sentinel_username {
+            record.sentinel_username = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = patch.sentinel_password_env {
+            record.sentinel_password_env = Some(v).filter(|v| !v.is_empty());
         }
         if let Some(v) = patch.default_user {
             record.default_user = v;

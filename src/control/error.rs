@@ -26,11 +26,13 @@ pub struct Error {
     pub kind: Kind,
     pub code: &'static str,
     pub description: String,
+    /// Structured detail for the body (`password_in_use`: the usage that refused).
+    pub detail: Option<serde_json::Value>,
 }
 
 impl Error {
     pub fn new(kind: Kind, code: &'static str, description: impl Into<String>) -> Self {
-        Self { kind, code, description: description.into() }
+        Self { kind, code, description: description.into(), detail: None }
     }
 
     pub fn bad_request(code: &'static str, description: impl Into<String>) -> Self {

@@ -21,7 +21,10 @@ pub mod objects;
 mod passwords;
 mod rights;
 pub mod roles;
+pub mod rotation;
+mod schedule;
 mod telemetry;
+mod usage;
 pub use crate::time;
 
 use std::collections::HashMap;
@@ -37,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
-use crate::auth::{BdbAccess, Directory, HashParams, VerifyOptions};
+use crate::auth::{BdbAccess, Directory, HashParams, PasswordSet, SetId, VerifyOptions};
 use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::state::{BdbRecord, UserRecord};
@@ -45,6 +48,7 @@ use crate::store::{Revision, State, Store, StoreError};
 pub use error::{Error, Kind, Result};
 pub use login::{Caller, status as user_status};
 pub use passwords::PasswordOp;
+pub use usage::PasswordsView;
 
 /// What the control plane needs from the configuration.
 #[derive(Debug, Clone)]
@@ -135,6 +139,10 @@ struct Inner {
     /// turnstile's secret for its upstream users (from the store).
     secret: crate::authz::Secret,
     admission: Arc<crate::proxy::admission::Admission>,
+    /// Wakes the `expire_old_after` scheduler when a schedule changes.
+    expiry: Arc<tokio::sync::Notify>,
+    /// Store writes made (a metric: usage must not turn into a write per AUTH).
+    store_writes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Control {
@@ -194,6 +202,8 @@ impl Control {
                     role_uids: Vec::new(),
                     auth_method: "regular".into(),
                     passwords: set.to_phc(),
+                    password_meta: Vec::new(),
+                    password_expiry: None,
                     password_issue_date: time::now(),
                     last_login: None,
                     locked_until: None,
@@ -217,11 +227,15 @@ impl Control {
                     listen: b.listen.to_string(),
                     upstream: String::new(),
                     upstream_password_env: None,
+                    sentinel_username: None,
+                    sentinel_password_env: None,
                     default_user: b.default_user,
                     roles_permissions: Vec::new(),
                     disconnect_clients_on_password_removal: false,
                     max_connections: b.max_connections as u32,
                     passwords: Vec::new(),
+                    password_meta: Vec::new(),
+                    password_expiry: None,
                     tls_mode: TlsMode::Disabled,
                 }
             });
@@ -296,8 +310,12 @@ impl Control {
                 metrics_auth: settings.metrics_auth,
                 secret,
                 admission: Arc::clone(&settings.admission),
+                expiry: Arc::new(tokio::sync::Notify::new()),
+                store_writes: std::sync::atomic::AtomicU64::new(0),
             }),
         };
+        // Passwords stored before they had ids get theirs (and the state is written).
+        dirty |= control.load_directory(&mut state, settings.hash_params)?;
         // Start-up is one more difference to apply: from nothing to the state.
         {
             let mut guard = control.inner.state.lock().await;
@@ -324,10 +342,14 @@ impl Control {
                 }
             }
         }
+        // Schedules that fell due while turnstile was down fire before anyone can
+        // log in with the passwords they remove.
+        control.expire_due().await;
         for uid in state.bdbs.keys() {
             control.check_manageable(*uid).await?;
         }
         control.spawn_event_flusher();
+        control.spawn_expiry_scheduler();
         control.spawn_reconciler();
         control.spawn_fleet();
         Ok(control)
@@ -360,6 +382,38 @@ impl Control {
         }
     }
 
+    /// Fills the directory from `state`, with the passwords' public ids. Returns
+    /// whether `state` changed (passwords without ids got theirs) and must be written.
+    fn load_directory(&self, state: &mut State, params: HashParams) -> std::result::Result<bool, StartError> {
+        let d = &self.inner.directory;
+        let invalid = |e: &dyn std::fmt::Display| StartError::Invalid(e.to_string());
+        let mut changed = false;
+        for a in state.redis_acls.values() {
+            d.set_acl(a.uid, &a.acl);
+        }
+        for b in state.bdbs.values_mut() {
+            d.set_bdb(b.uid, access_of(b));
+            let set = PasswordSet::from_phc(&b.passwords, params).map_err(|e| invalid(&e))?;
+            let (set, made) = rotation::restore_ids(set, &b.password_meta);
+            if let Some(m) = made {
+                b.password_meta = m;
+                changed = true;
+            }
+            d.restore(&SetId::BdbDefault(b.uid), set).map_err(|e| invalid(&e))?;
+        }
+        for u in state.users.values_mut() {
+            d.set_user(&u.name, u.role_uids.clone()).map_err(|e| invalid(&e))?;
+            let set = PasswordSet::from_phc(&u.passwords, params).map_err(|e| invalid(&e))?;
+            let (set, made) = rotation::restore_ids(set, &u.password_meta);
+            if let Some(m) = made {
+                u.password_meta = m;
+                changed = true;
+            }
+            d.restore(&SetId::User(u.name.as_str().into()), set).map_err(|e| invalid(&e))?;
+        }
+        Ok(changed)
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.inner.directory
     }
@@ -372,6 +426,11 @@ impl Control {
     /// Addresses the databases listen on, by uid.
     pub fn endpoint_addrs(&self) -> Vec<(u32, SocketAddr)> {
         self.inner.endpoints.addrs()
+    }
+
+    /// Store writes attempted since start.
+    pub fn store_writes(&self) -> u64 {
+        self.inner.store_writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// When the user last logged in to the admin API (not yet stored).
@@ -404,6 +463,8 @@ impl Control {
                 u.last_login = Some(*e.value());
             }
         }
+        // So do the passwords' last-use times.
+        self.fold_usage(&mut next);
         // Failed AUTHs waiting in memory ride along with this write.
         let drained = self.inner.directory.failures().take();
         self.append_failures(&mut next, &drained);
@@ -412,15 +473,20 @@ impl Control {
         for e in &unconfirmed {
             next.events.push_admin(e.clone(), self.inner.event_log_capacity);
         }
+        // So do changes of primary of Sentinel-managed databases.
+        let switches = self.take_switches();
+        self.append_switches(&mut next, &switches);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
         let base = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
         let written = tokio::task::spawn_blocking(move || store.commit(&base, &to_write)).await;
+        self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let committed = match written {
             Ok(Ok(c)) => c,
             Ok(Err(StoreError::Conflict(now))) => {
                 self.inner.directory.failures().restore(drained);
                 self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
                 tracing::debug!(
                     base = base.number,
                     now,
@@ -436,6 +502,7 @@ impl Control {
                 };
                 self.inner.directory.failures().restore(drained);
                 self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
                 self.inner.fleet.store_failed();
                 tracing::error!(error = %e, "store write failed; change not applied");
                 return Err(store_error());
@@ -512,6 +579,13 @@ impl Control {
             })?;
             u.password = Some(Zeroizing::new(value));
         }
+        crate::config::sentinel_credentials(
+            &mut u,
+            record.sentinel_username.as_deref(),
+            record.sentinel_password_env.as_deref(),
+            &|k| std::env::var(k).ok(),
+        )
+        .map_err(|(k, why)| Error::bad_request("invalid_parameter", format!("{k}: {why}")))?;
         Ok(u)
     }
 
@@ -595,9 +669,5 @@ fn access_of(b: &BdbRecord) -> BdbAccess {
 
 /// `redis[s]://[user@]host:port`: the upstream without its password.
 fn display_upstream(u: &Upstream) -> String {
-    let scheme = if u.tls { "rediss" } else { "redis" };
-    match &u.username {
-        Some(user) => format!("{scheme}://{user}@{}", u.address),
-        None => format!("{scheme}://{}", u.address),
-    }
+    u.display()
 }

@@ -162,6 +162,13 @@ impl Control {
             role_uids: input.role_uids,
             auth_method: "regular".into(),
             passwords: set.to_phc(),
+            password_meta: super::rotation::reconcile(&set, &[], |id| crate::store::state::PasswordMeta {
+                id: id.to_string(),
+                created: time::now(),
+                creator: actor.map(|c| c.name.clone()),
+                ..Default::default()
+            }),
+            password_expiry: None,
             password_issue_date: time::now(),
             last_login: None,
             locked_until: None,

@@ -9,6 +9,7 @@ use super::{Control, login::Caller, time};
 use crate::auth::SetChange;
 use crate::auth::failures::{Drained, FailureKind};
 use crate::metrics::AdminMetrics;
+use crate::proxy::failover::Switch;
 use crate::store::State;
 use crate::store::events::Event;
 
@@ -107,8 +108,9 @@ impl Control {
         }
     }
 
-    /// The whole log, oldest first: what is stored plus the failed AUTHs not yet
-    /// written (so the log is current without a store write per failure).
+    /// The whole log, oldest first: what is stored plus the failed AUTHs and
+    /// changes of primary not yet written (so the log is current without a store
+    /// write per event).
     pub fn events(&self) -> Vec<Event> {
         let mut log = self.snapshot().events.clone();
         for e in failure_events(&self.inner.directory.failures().peek()) {
@@ -117,14 +119,45 @@ impl Control {
         for e in self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             log.push_admin(e.clone(), self.inner.event_log_capacity);
         }
+        for (uid, ctx) in self.inner.endpoints.all() {
+            for s in ctx.failover.peek_switches() {
+                log.push_admin(switch_event(uid, &s), self.inner.event_log_capacity);
+            }
+        }
         log.all()
     }
 
-    /// Writes pending failed AUTHs, if any (a commit of the unchanged state carries
-    /// them).
+    /// Takes the changes of primary the databases saw since the last write.
+    pub(super) fn take_switches(&self) -> Vec<(u32, Switch)> {
+        let mut out = Vec::new();
+        for (uid, ctx) in self.inner.endpoints.all() {
+            out.extend(ctx.failover.take_switches().into_iter().map(|s| (uid, s)));
+        }
+        out
+    }
+
+    /// Puts back changes of primary a failed write did not keep.
+    pub(super) fn restore_switches(&self, taken: Vec<(u32, Switch)>) {
+        for (uid, ctx) in self.inner.endpoints.all() {
+            let mine: Vec<Switch> = taken.iter().filter(|(u, _)| *u == uid).map(|(_, s)| s.clone()).collect();
+            ctx.failover.restore_switches(mine);
+        }
+    }
+
+    /// Adds changes of primary to `next` (administrative ring: they are rare and
+    /// must not be pushed out by failed AUTHs).
+    pub(super) fn append_switches(&self, next: &mut State, switches: &[(u32, Switch)]) {
+        for (uid, s) in switches {
+            next.events.push_admin(switch_event(*uid, s), self.inner.event_log_capacity);
+        }
+    }
+
+    /// Writes pending failed AUTHs and changes of primary, if any (a commit of the
+    /// unchanged state carries them).
     pub async fn flush_events(&self) {
         let unconfirmed = !self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-        if self.inner.directory.failures().peek().is_empty() && !unconfirmed {
+        let switched = self.inner.endpoints.all().iter().any(|(_, c)| !c.failover.peek_switches().is_empty());
+        if self.inner.directory.failures().peek().is_empty() && !switched && !unconfirmed {
             return;
         }
         let r = self
@@ -139,25 +172,43 @@ impl Control {
         }
     }
 
-    /// Flushes pending events every [`FLUSH_EVERY`] and once at shutdown. Holds the
-    /// control plane weakly: a dropped control plane stops flushing.
+    /// Flushes pending events every [`FLUSH_EVERY`], password usage every
+    /// [`super::usage::FLUSH_EVERY`], and both once at shutdown. Holds the control
+    /// plane weakly: a dropped control plane stops flushing.
     pub(super) fn spawn_event_flusher(&self) {
         let weak = Arc::downgrade(&self.inner);
         let shutdown = self.inner.endpoints.shutdown().clone();
         self.inner.endpoints.tracker().spawn(async move {
+            let mut last_events = tokio::time::Instant::now();
             loop {
                 let stopping = tokio::select! {
                     _ = shutdown.cancelled() => true,
-                    _ = tokio::time::sleep(FLUSH_EVERY) => false,
+                    _ = tokio::time::sleep(super::usage::FLUSH_EVERY) => false,
                 };
                 let Some(inner) = weak.upgrade() else { return };
-                Control { inner }.flush_events().await;
+                let control = Control { inner };
+                if stopping || last_events.elapsed() >= FLUSH_EVERY {
+                    // A write for the events carries the usage too.
+                    control.flush_events().await;
+                    last_events = tokio::time::Instant::now();
+                }
+                control.flush_usage().await;
                 if stopping {
                     return;
                 }
             }
         });
     }
+}
+
+/// `primary_switched`: a Sentinel-managed database's new verified primary
+/// (`address`) and the one before (`previous_address`, absent when none was known).
+fn switch_event(uid: u32, s: &Switch) -> Event {
+    let mut e = Event::new("primary_switched", s.time_ms);
+    e.bdb_uid = Some(uid);
+    e.address = Some(s.to.clone());
+    e.previous_address = Some(s.from.clone()).filter(|f| !f.is_empty());
+    e
 }
 
 fn failure_events(drained: &Drained) -> Vec<Event> {

@@ -8,9 +8,10 @@ use super::{OPS, RotationEndpoint, get, histogram};
 use std::sync::Arc;
 
 use super::AdminMetrics;
-use crate::auth::{Directory, SetChange};
+use crate::auth::{Directory, SetChange, SetId};
 use crate::control::fleet::StoreStatus;
 use crate::proxy::BdbContext;
+use crate::store::State;
 
 /// Everything the exposition reads.
 pub struct Inputs<'a> {
@@ -19,6 +20,10 @@ pub struct Inputs<'a> {
     pub bdbs: Vec<Arc<BdbContext>>,
     pub admin: &'a AdminMetrics,
     pub store: StoreStatus,
+    /// The state as of the last change (passwords' ages and schedules).
+    pub state: Arc<State>,
+    /// Writes of the durable state so far.
+    pub store_writes: u64,
 }
 
 /// Users that get a label of their own; the others (and names that are no user's)
@@ -58,6 +63,13 @@ pub fn render(inputs: &Inputs<'_>) -> String {
     e.family("turnstile_throttled_addresses", "gauge", "Addresses throttled right now.");
     e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
     rotations(inputs.admin, &mut e);
+    passwords(&inputs.state, inputs.directory, &mut e);
+    e.family(
+        "turnstile_store_writes_total",
+        "counter",
+        "Writes of the durable state (admin changes, event and usage flushes).",
+    );
+    e.sample("turnstile_store_writes_total", &[], inputs.store_writes);
     latency(inputs.admin, &mut e);
     store(&inputs.store, &mut e);
     e.finish()
@@ -142,6 +154,37 @@ fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
             e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
         }
     }
+    failover(&ctxs, &uids, e);
+}
+
+/// The Sentinel-managed databases' failovers (the others have none to show).
+fn failover(ctxs: &[std::sync::Arc<crate::proxy::BdbContext>], uids: &[String], e: &mut Exposition) {
+    let managed: Vec<_> = ctxs.iter().zip(uids).filter(|(c, _)| c.upstream().sentinel.is_some()).collect();
+    e.family(
+        "turnstile_bdb_failovers_total",
+        "counter",
+        "Changes of primary seen on a Sentinel-managed upstream, per database.",
+    );
+    for (c, uid) in &managed {
+        e.sample("turnstile_bdb_failovers_total", &[("bdb", uid)], c.failover.failovers());
+    }
+    e.family(
+        "turnstile_bdb_primary_unknown_seconds_total",
+        "counter",
+        "Seconds a Sentinel-managed database had no verified primary (new requests waited), per database.",
+    );
+    for (c, uid) in &managed {
+        let secs = format!("{:.3}", c.failover.seconds_without_primary());
+        e.sample("turnstile_bdb_primary_unknown_seconds_total", &[("bdb", uid)], secs);
+    }
+    e.family(
+        "turnstile_bdb_primary_known",
+        "gauge",
+        "1 while a Sentinel-managed database has a verified primary, else 0.",
+    );
+    for (c, uid) in &managed {
+        e.sample("turnstile_bdb_primary_known", &[("bdb", uid)], u8::from(!c.failover.without_primary()));
+    }
 }
 
 fn users(d: &Directory, e: &mut Exposition) {
@@ -159,6 +202,52 @@ fn users(d: &Directory, e: &mut Exposition) {
     }
     e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "success")], other_ok);
     e.sample("turnstile_user_auth_total", &[("user", "other"), ("result", "failure")], other_failed);
+}
+
+/// Password series shown at most: a set's entries are few in practice, but the
+/// labels come from admin input, so their number is capped whatever it holds.
+pub const MAX_PASSWORD_SERIES: usize = 1000;
+
+/// Per password: open connections and last use, labelled by database or user
+/// (the first [`MAX_USER_LABELS`] users by name) and the password's public id.
+fn passwords(snap: &State, d: &Directory, e: &mut Exposition) {
+    let mut sets: Vec<(&str, String, SetId)> =
+        snap.bdbs.keys().map(|uid| ("bdb", uid.to_string(), SetId::BdbDefault(*uid))).collect();
+    let mut names: Vec<&str> = snap.users.values().map(|u| u.name.as_str()).collect();
+    names.sort_unstable();
+    sets.extend(
+        names.into_iter().take(MAX_USER_LABELS).map(|n| ("user", n.to_string(), SetId::User(n.into()))),
+    );
+    let entries: Vec<_> = sets
+        .iter()
+        .filter_map(|(k, v, id)| d.passwords(id).map(|s| (*k, v.as_str(), s)))
+        .flat_map(|(k, v, s)| s.entries().to_vec().into_iter().map(move |u| (k, v, u)))
+        .take(MAX_PASSWORD_SERIES)
+        .collect();
+    e.family(
+        "turnstile_password_connections",
+        "gauge",
+        "Connections authenticated with each password and open now, by database or user and password id.",
+    );
+    for (k, v, u) in &entries {
+        e.sample("turnstile_password_connections", &[(k, v), ("id", u.id())], u.connections());
+    }
+    e.family(
+        "turnstile_password_last_used_timestamp_seconds",
+        "gauge",
+        "Unix time of each password's last successful AUTH (0: none seen).",
+    );
+    let stored = |k: &str, v: &str, id: &str| -> Option<u64> {
+        let meta = match k {
+            "bdb" => v.parse().ok().and_then(|uid: u32| snap.bdbs.get(&uid)).map(|b| &b.password_meta),
+            _ => snap.users.values().find(|u| u.name == v).map(|u| &u.password_meta),
+        };
+        meta?.iter().find(|m| m.id == id)?.last_used_ms
+    };
+    for (k, v, u) in &entries {
+        let last = u.last_used_ms().max(stored(k, v, u.id())).unwrap_or(0) / 1000;
+        e.sample("turnstile_password_last_used_timestamp_seconds", &[(k, v), ("id", u.id())], last);
+    }
 }
 
 fn rotations(m: &AdminMetrics, e: &mut Exposition) {

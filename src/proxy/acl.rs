@@ -4,9 +4,19 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use redis_protocol::resp2::types::OwnedFrame;
 
-/// `-NOPERM …` as Redis answers a user whose rule lacks `fullname` (`acl|list`).
-pub fn noperm(fullname: &str) -> Bytes {
-    Bytes::from(format!("-NOPERM this user has no permissions to run the '{fullname}' command\r\n"))
+/// `-NOPERM …` as Redis answers a user whose rule lacks `fullname` (`acl|list`):
+/// Redis 7.0 says "this user", 7.2 and later name the user (`user`).
+pub fn noperm(fullname: &str, user: Option<&str>) -> Bytes {
+    match user {
+        None => {
+            Bytes::from(format!("-NOPERM this user has no permissions to run the '{fullname}' command\r\n"))
+        }
+        Some(user) => {
+            // One line, whatever the name holds.
+            let user: String = user.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+            Bytes::from(format!("-NOPERM User {user} has no permissions to run the '{fullname}' command\r\n"))
+        }
+    }
 }
 
 /// Redis's arity error for `fullname`.
@@ -77,24 +87,30 @@ pub fn getuser(details: &OwnedFrame, resp3: bool) -> Bytes {
 }
 
 /// A `CLIENT INFO` reply (`$` in RESP2, a verbatim `=` string in RESP3) with its
-/// `user=<from>` field shown as `user=<to>`; anything else (an error) unchanged.
+/// `user=<from>` field shown as `user=<to>`, or an `ACL DRYRUN` refusal (Redis
+/// 7.2+: `User <from> has no permissions…`) with `<to>` in its place; anything
+/// else (an error, `+OK`) unchanged.
 pub fn rewrite_user(reply: &[u8], from: &str, to: &str) -> Vec<u8> {
     let Some(kind @ (b'$' | b'=')) = reply.first().copied() else { return reply.to_vec() };
     let Some(eol) = reply.windows(2).position(|w| w == b"\r\n") else { return reply.to_vec() };
     let body = &reply[eol + 2..reply.len().saturating_sub(2)];
-    let needle = format!("user={from}");
-    let Some(at) = body.windows(needle.len()).position(|w| w == needle.as_bytes()) else {
-        return reply.to_vec();
+    let (field, dryrun) = (format!("user={from}"), format!("User {from} "));
+    let (at, needle, shown) = if body.starts_with(dryrun.as_bytes()) {
+        (0, dryrun, format!("User {to} "))
+    } else {
+        let Some(at) = body.windows(field.len()).position(|w| w == field.as_bytes()) else {
+            return reply.to_vec();
+        };
+        // Only a whole field: the name must end at a space or a line end.
+        if body.get(at + field.len()).is_some_and(|c| !c.is_ascii_whitespace()) {
+            return reply.to_vec();
+        }
+        (at, field, format!("user={to}"))
     };
     let end = at + needle.len();
-    // Only a whole field: the name must end at a space or a line end.
-    if body.get(end).is_some_and(|c| !c.is_ascii_whitespace()) {
-        return reply.to_vec();
-    }
     let mut new_body = Vec::with_capacity(body.len() + to.len());
     new_body.extend_from_slice(&body[..at]);
-    new_body.extend_from_slice(b"user=");
-    new_body.extend_from_slice(to.as_bytes());
+    new_body.extend_from_slice(shown.as_bytes());
     new_body.extend_from_slice(&body[end..]);
     let mut out = BytesMut::with_capacity(new_body.len() + 16);
     header(&mut out, kind, new_body.len());
@@ -170,7 +186,7 @@ mod tests {
     fn encodes_like_redis() {
         assert_eq!(&strings(&["alice", "default"])[..], b"*2\r\n$5\r\nalice\r\n$7\r\ndefault\r\n");
         assert_eq!(
-            &noperm("acl|list")[..],
+            &noperm("acl|list", None)[..],
             b"-NOPERM this user has no permissions to run the 'acl|list' command\r\n"
         );
         assert_eq!(&user_not_found(b"a\nb")[..], b"-ERR User 'a b' not found\r\n");

@@ -2,7 +2,6 @@
 //! hands the ones turnstile answers itself to [`super::local`], forwards everything
 //! else byte for byte where [`super::route`] says, and plans the replies.
 
-use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
 use super::registry::SessionSlot;
 use super::users::Credential;
-use crate::auth::Identity;
+use crate::auth::{Identity, InUse};
 use crate::authz::Grant;
 use crate::resp::command::{self, Command, MAX_NAME};
 use crate::resp::request::{self, Parse, Partial, ProtoError, Streamer};
@@ -95,11 +94,12 @@ pub struct ClientHalf {
     pub(super) ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
     pub(super) slot: Arc<SessionSlot>,
-    /// The client's address, for brute-force throttling.
-    pub(super) peer: Option<IpAddr>,
     pub(super) plan: Arc<Plan>,
     pub(super) conn: Conn,
     pub(super) identity: Option<Identity>,
+    /// Counts this connection in the `connections` of the password it
+    /// authenticated with, while it is authenticated with it.
+    pub(super) in_use: Option<InUse>,
     /// The identity's rights on this database, as of `generation`.
     pub(super) grant: Option<Grant>,
     /// The directory's generation when `grant` was computed.
@@ -129,14 +129,15 @@ pub struct ClientHalf {
 }
 
 impl ClientHalf {
-    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>, peer: Option<IpAddr>) -> Self {
+    /// The client's address (for throttling, the sample of clients) is the slot's.
+    pub fn new(ctx: Arc<BdbContext>, slot: Arc<SessionSlot>, plan: Arc<Plan>) -> Self {
         Self {
             ctx,
             slot,
-            peer,
             plan,
             conn: Conn::Unrouted,
             identity: None,
+            in_use: None,
             grant: None,
             generation: 0,
             reply_mode: ReplyMode::On,
@@ -332,6 +333,9 @@ impl ClientHalf {
             let encoded = req.encoded();
             let wire_len = encoded.as_ref().map_or(len, Bytes::len);
             if authenticated && forwarded(cmd) {
+                if matches!(cmd, Command::ClientSetinfo | Command::Other) {
+                    self.note_names(cmd, name, argc, &req, frame);
+                }
                 // The identity's rights changed under it (a role or policy change):
                 // a connection of its own logged in with the old rights is closed.
                 if !self.refresh_grant() {
@@ -363,6 +367,15 @@ impl ClientHalf {
                             self.shared_unplanned = 0;
                             *run = None;
                             return Ok(Flow::Stop);
+                        }
+                        super::route::Route::Refused(e) => {
+                            // The client stays (a failover): this request, and those of
+                            // the run meant for the lane that is gone, get the error.
+                            self.fail_pending(e.reply()).await;
+                            *run = None;
+                            *pos += len;
+                            self.local(Bytes::from_static(e.reply()));
+                            continue;
                         }
                         super::route::Route::Own => {}
                     }
@@ -489,7 +502,12 @@ impl ClientHalf {
             // A fixed denial (Redis answers NOPERM), planned as MONITOR all the same
             // should an upstream ever run it.
             Command::Monitor => Entry::Replies { n: 1, tag: Tag::Monitor, silent },
-            Command::Replication => Entry::Opaque,
+            // A fixed denial too: its one reply is the NOPERM, followed like any
+            // other (it may name turnstile's upstream user, see `authz::names`).
+            // Should an upstream ever run it, the stream that follows is not RESP
+            // and the relay passes it through unparsed.
+            Command::Replication => Entry::Replies { n: 1, tag: Tag::Plain, silent },
+            Command::Blocking => Entry::Replies { n: 1, tag: Tag::Blocking, silent },
             _ => Entry::Replies { n: 1, tag: Tag::Plain, silent },
         }
     }
@@ -601,6 +619,35 @@ impl ClientHalf {
 /// Requests that go upstream as they are once the client is authenticated.
 pub(super) fn forwarded(cmd: Command) -> bool {
     !command::must_be_whole(cmd) && !matches!(cmd, Command::Quit | Command::Reset)
+}
+
+impl ClientHalf {
+    /// Remembers `CLIENT SETNAME` and `CLIENT SETINFO LIB-NAME` (when valid, as
+    /// Redis would take them) for the rotation GET's sample of clients. Costs a
+    /// length check on any other request.
+    fn note_names(&self, cmd: Command, name: &[u8], argc: usize, req: &request::Request, frame: &[u8]) {
+        let arg = |i| req.arg(frame, i);
+        let value = |i| arg(i).filter(|v| super::hello::name_is_valid(v));
+        match cmd {
+            // The value is past the arguments the parser keeps: SETINFO is rare
+            // enough to split whole.
+            Command::ClientSetinfo
+                if argc == 4 && arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name")) =>
+            {
+                if let Some(v) = req.args(frame).get(3).filter(|v| super::hello::name_is_valid(v)) {
+                    self.slot.set_lib_name(v);
+                }
+            }
+            Command::Other if argc == 3 && name.len() == 6 && name.eq_ignore_ascii_case(b"client") => {
+                if arg(1).is_some_and(|a| a.eq_ignore_ascii_case(b"setname"))
+                    && let Some(v) = value(2)
+                {
+                    self.slot.set_name(v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP.

@@ -36,6 +36,13 @@ pub enum UpstreamError {
     NoProto,
     #[error("the upstream closed the connection")]
     Lost,
+    /// A Sentinel-managed node that says it is not the primary (a failover under
+    /// way): the connection is not used.
+    #[error("the upstream node is not the primary")]
+    NotPrimary,
+    /// No verified primary came within the wait bound.
+    #[error("no verified upstream primary is known")]
+    NoPrimary,
 }
 
 impl UpstreamError {
@@ -47,17 +54,36 @@ impl UpstreamError {
             Self::RuleRefused => replies::UPSTREAM_RULE_REFUSED,
             Self::NoProto => replies::NOPROTO,
             Self::Lost => replies::UPSTREAM_LOST,
+            Self::NotPrimary | Self::NoPrimary => replies::NO_PRIMARY,
         }
     }
 }
 
 /// The request that logs a session in (and makes it RESP3). Wiped when dropped.
-pub fn login_request(cred: &Credential, resp3: bool) -> Zeroizing<Vec<u8>> {
+/// `verify`: a `HELLO` follows in any case, whose `role` field says whether the node
+/// is the primary (Sentinel-managed upstreams; see [`check_role`]).
+pub fn login_request(cred: &Credential, resp3: bool, verify: bool) -> Zeroizing<Vec<u8>> {
     let mut out = cred.auth_command();
     if resp3 {
         out.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
+    } else if verify {
+        // Keeps the session RESP2, as it is.
+        out.extend_from_slice(b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n");
     }
     out
+}
+
+/// Whether a `HELLO` reply (RESP2 or RESP3: both encode the field and its value as
+/// bulk strings) says `role: master`.
+///
+/// Why `HELLO` and not `ROLE`, as the Sentinel client spec has it: the session is
+/// already logged in as the rule's user, and `ROLE` needs `@admin`, which a rule
+/// rarely grants; `HELLO` is allowed to every user, and its `role` is the same
+/// fact (`server.masterhost == NULL`). The watcher asks `ROLE` itself, with the
+/// service credential, before a node is installed.
+pub fn check_role(reply: &[u8]) -> Result<(), UpstreamError> {
+    const MASTER: &[u8] = b"$4\r\nrole\r\n$6\r\nmaster\r\n";
+    if reply.windows(MASTER.len()).any(|w| w == MASTER) { Ok(()) } else { Err(UpstreamError::NotPrimary) }
 }
 
 /// Connects to `upstream` and logs the session in as `cred`, each step bounded
@@ -67,12 +93,15 @@ pub async fn open(
     cred: &Credential,
     resp3: bool,
 ) -> Result<(UpstreamRead, UpstreamWrite), UpstreamError> {
+    if !upstream.is_current() {
+        return Err(UpstreamError::NotPrimary);
+    }
     let stream = upstream.connect().await.map_err(|e| {
         tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
         UpstreamError::Unavailable
     })?;
     let (mut reader, mut writer) = stream.into_split();
-    let login = login(&mut reader, &mut writer, cred, resp3);
+    let login = login(&mut reader, &mut writer, cred, resp3, upstream.sentinel.is_some());
     match tokio::time::timeout(upstream.connect_timeout, login).await {
         Ok(Ok(())) => Ok((reader, writer)),
         Ok(Err(e)) => Err(e),
@@ -90,14 +119,15 @@ pub async fn login<R: ReadSome, W: AsyncWrite + Unpin>(
     writer: &mut W,
     cred: &Credential,
     resp3: bool,
+    verify: bool,
 ) -> Result<(), UpstreamError> {
-    let request = login_request(cred, resp3);
+    let request = login_request(cred, resp3, verify);
     let sent = async {
         writer.write_all(&request).await?;
         writer.flush().await
     };
     sent.await.map_err(|_| UpstreamError::Lost)?;
-    let kinds = first_replies(reader, 1 + usize::from(resp3)).await?;
+    let (kinds, bytes) = first_replies(reader, 1 + usize::from(resp3 || verify)).await?;
     if kinds[0] != b'+' {
         tracing::warn!(user = %cred.name, "upstream refused turnstile's user");
         return Err(UpstreamError::LoginRefused);
@@ -105,12 +135,18 @@ pub async fn login<R: ReadSome, W: AsyncWrite + Unpin>(
     if resp3 && kinds[1] != b'%' {
         return Err(UpstreamError::NoProto);
     }
+    if verify {
+        check_role(&bytes)?;
+    }
     Ok(())
 }
 
 /// Reads `n` replies and returns the kind of each (`+OK` is `+`, an error `-`, a
-/// HELLO 3 reply `%`). Nothing may follow them.
-pub async fn first_replies<R: ReadSome>(reader: &mut R, n: usize) -> Result<Vec<u8>, UpstreamError> {
+/// HELLO 3 reply `%`), and their bytes. Nothing may follow them.
+pub async fn first_replies<R: ReadSome>(
+    reader: &mut R,
+    n: usize,
+) -> Result<(Vec<u8>, BytesMut), UpstreamError> {
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
     let mut scanner = ReplyScanner::new();
@@ -133,7 +169,7 @@ pub async fn first_replies<R: ReadSome>(reader: &mut R, n: usize) -> Result<Vec<
             }
         }
         if kinds.len() == n {
-            return Ok(kinds);
+            return Ok((kinds, buf));
         }
         if buf.len() > 64 * 1024 {
             return Err(UpstreamError::Lost);

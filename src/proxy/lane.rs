@@ -38,6 +38,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::Upstream;
+use super::failover::Failover;
 use super::handshake::UpstreamError;
 use super::io::{READ_MIN, ReadSome, UpstreamRead, UpstreamWrite};
 use super::mailbox::{Delivery, Mailbox, PAUSE_AT};
@@ -109,7 +110,6 @@ type LaneKey = (RuleKey, bool);
 /// clients of different rules never share a connection, since Redis checks rights
 /// per connection, and RESP2 and RESP3 replies differ — opened on first use,
 /// reopened when one fails or the upstream changes, closed when idle.
-#[derive(Default)]
 pub struct Lanes {
     slots: Mutex<HashMap<LaneKey, Vec<Option<Lane>>>>,
     next: AtomicUsize,
@@ -119,6 +119,8 @@ pub struct Lanes {
     failed: Mutex<Option<(Instant, UpstreamError)>>,
     /// `-NOPERM` replies the lanes carried.
     noperm: Arc<AtomicU64>,
+    /// Told of a `-READONLY` or a lost connection on a Sentinel-managed node.
+    failover: Arc<Failover>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -128,6 +130,17 @@ impl std::fmt::Debug for Lanes {
 }
 
 impl Lanes {
+    pub fn new(failover: Arc<Failover>) -> Self {
+        Self {
+            slots: Mutex::default(),
+            next: AtomicUsize::new(0),
+            opening: tokio::sync::Mutex::new(()),
+            failed: Mutex::new(None),
+            noperm: Arc::default(),
+            failover,
+        }
+    }
+
     /// Lanes running now.
     pub fn open(&self) -> usize {
         self.lock().values().flatten().flatten().filter(|l| l.is_open()).count()
@@ -185,7 +198,7 @@ impl Lanes {
         {
             return Err(e);
         }
-        match open(upstream, grant, resp3, users, Arc::clone(&self.noperm)).await {
+        match open(upstream, grant, resp3, users, Arc::clone(&self.noperm), &self.failover).await {
             Ok(lane) => {
                 let mut slots = self.lock();
                 let slots = slots.entry(key).or_default();
@@ -208,6 +221,7 @@ async fn open(
     resp3: bool,
     users: &UpstreamUsers,
     noperm: Arc<AtomicU64>,
+    failover: &Arc<Failover>,
 ) -> Result<Lane, UpstreamError> {
     // A lane relies on reading the socket's readiness, which TLS does not expose.
     if upstream.tls {
@@ -218,7 +232,8 @@ async fn open(
         return Err(UpstreamError::Unavailable);
     };
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(reader, writer, rx, upstream.pool.idle, noperm));
+    let node = upstream.sentinel.is_some().then(|| (Arc::clone(upstream), Arc::clone(failover)));
+    tokio::spawn(run(reader, writer, rx, upstream.pool.idle, noperm, node));
     tracing::debug!(upstream = %upstream.address, rule = ?grant.key, "shared upstream connection opened");
     Ok(Lane { tx, upstream: Arc::clone(upstream), key: grant.key, resp3 })
 }
@@ -227,6 +242,33 @@ async fn open(
 struct InFlight {
     mailbox: Arc<Mailbox>,
     remaining: u64,
+}
+
+/// What a lane to a Sentinel-managed node needs: the node (whose `retired`
+/// token ends the lane) and where to report signs of a failover.
+type Node = Option<(Arc<Upstream>, Arc<Failover>)>;
+
+/// Why a lane stopped reading.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The node answered `-READONLY`: it was demoted. That reply and all after it
+    /// are withheld (never shown to a client).
+    #[error("the node answered -READONLY: it is a replica now")]
+    ReadOnly,
+    /// A failover retired the node.
+    #[error("the node is no longer the primary")]
+    Retired,
+}
+
+/// The reply state a lane leaves behind: in the middle of a reply, the client it
+/// was for has had part of it.
+#[derive(Default)]
+struct Reading {
+    scanner: ReplyScanner,
+    /// Inside a push frame nobody asked for (see `split`).
+    skipping: bool,
 }
 
 /// The lane's task: writes batches as they come (all those waiting, in one write)
@@ -239,23 +281,51 @@ async fn run(
     mut rx: mpsc::Receiver<Batch>,
     idle: Duration,
     noperm: Arc<AtomicU64>,
+    node: Node,
 ) {
     let mut owed = VecDeque::new();
-    let result = pump(reader, writer, &mut rx, &mut owed, idle, &noperm).await;
+    let mut reading = Reading::default();
+    let retired = node.as_ref().map(|(u, _)| u.retired.clone());
+    let result = pump(reader, writer, &mut rx, &mut owed, idle, &noperm, &mut reading, retired).await;
     if let Err(e) = &result {
         tracing::debug!(error = %e, owed = owed.len(), "shared upstream connection ended");
     }
+    // A lane to a Sentinel-managed node: its end is a sign of a failover. The
+    // clients it owed replies stay connected (each request gets the error, never a
+    // replay, since it may have run) and go on on the next primary's lanes.
+    let keep = match (&node, &result) {
+        (Some((up, failover)), Err(End::ReadOnly)) => {
+            failover.retire(up);
+            true
+        }
+        (Some((_, failover)), Err(_)) => {
+            failover.nudge();
+            true
+        }
+        _ => false,
+    };
+    // The client whose reply was cut short cannot be told: it is closed.
+    let mut cut = !reading.scanner.at_boundary() && !reading.skipping;
     // Nothing more will be answered: everyone still owed a reply is told, including
     // batches queued but never taken (the channel is closed first, so none follow).
     rx.close();
-    while let Ok(batch) = rx.try_recv() {
-        batch.mailbox.lose(replies::UPSTREAM_LOST);
-    }
     for f in owed {
-        f.mailbox.lose(replies::UPSTREAM_LOST);
+        if keep && !std::mem::take(&mut cut) {
+            f.mailbox.fail(f.remaining, replies::UPSTREAM_LOST);
+        } else {
+            f.mailbox.lose(replies::UPSTREAM_LOST);
+        }
+    }
+    while let Ok(batch) = rx.try_recv() {
+        if keep {
+            batch.mailbox.fail(batch.n, replies::UPSTREAM_LOST);
+        } else {
+            batch.mailbox.lose(replies::UPSTREAM_LOST);
+        }
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one call site, each a separate piece of the lane
 async fn pump(
     mut reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
@@ -263,7 +333,17 @@ async fn pump(
     owed: &mut VecDeque<InFlight>,
     idle: Duration,
     noperm: &AtomicU64,
-) -> std::io::Result<()> {
+    reading: &mut Reading,
+    retired: Option<tokio_util::sync::CancellationToken>,
+) -> Result<(), End> {
+    // Made once: polled on every pass, registered with its token only once.
+    let retired = async {
+        match retired {
+            Some(t) => t.cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(retired);
     // Checked every `idle`: a lane that took no batch over a whole period closes.
     // An interval made once costs nothing per request, unlike a timer reset on
     // every batch.
@@ -273,9 +353,6 @@ async fn pump(
     let mut out = BytesMut::new();
     let mut buf = BytesMut::new();
     let mut chunk = READ_MIN;
-    let mut scanner = ReplyScanner::new();
-    // Inside a push frame nobody asked for (see `split`).
-    let mut skipping = false;
     let mut deliveries = Vec::new();
     let mut wanted = true;
     loop {
@@ -294,7 +371,7 @@ async fn pump(
             match writer.try_write(&out) {
                 Ok(n) => out.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
             if out.is_empty() {
                 out = BytesMut::new();
@@ -308,15 +385,27 @@ async fn pump(
         let paused = pause_for(owed, rx);
         tokio::select! {
             biased;
+            () = &mut retired => return Err(End::Retired),
             read = reader.read_some(&mut buf, &mut chunk), if paused.is_none() => {
                 if read? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
-                split(&buf, &mut scanner, &mut skipping, owed, &mut deliveries, noperm)?;
-                let bytes = buf.split().freeze();
-                for (mailbox, range, replies, whole) in deliveries.drain(..) {
-                    mailbox.deliver(Delivery { bytes: bytes.slice(range), replies, whole });
+                let split = split(&buf, reading, owed, &mut deliveries, noperm);
+                // What came before a `-READONLY` is delivered; it and the rest not.
+                // What `split` held back (the start of an error line) stays for the
+                // next read.
+                let bytes = match &split {
+                    Ok(done) => buf.split_to(*done).freeze(),
+                    Err(_) => buf.split().freeze(),
+                };
+                for (mailbox, part, replies, whole) in deliveries.drain(..) {
+                    let bytes = match part {
+                        Part::Read(range) => bytes.slice(range),
+                        Part::Shown(shown) => shown,
+                    };
+                    mailbox.deliver(Delivery { bytes, replies, whole });
                 }
+                split?;
             }
             () = async { paused.as_ref().expect("guarded").room().await }, if paused.is_some() => {}
             ready = writer.writable(), if !out.is_empty() => ready?,
@@ -378,18 +467,36 @@ fn take(batch: Batch, out: &mut BytesMut, owed: &mut VecDeque<InFlight>) {
     owed.push_back(InFlight { mailbox: batch.mailbox, remaining: batch.n });
 }
 
+/// What a delivery holds: bytes of the read, or a reply rewritten for the client.
+enum Part {
+    Read(Range<usize>),
+    /// An error naming turnstile's upstream user, with the client's name instead.
+    Shown(Bytes),
+}
+
+type Deliveries = Vec<(Arc<Mailbox>, Part, u64, bool)>;
+
 /// Cuts the replies in `buf` by client: one range per client per read (a client's
-/// whole batch, or the part of it read so far), oldest first.
+/// whole batch, or the part of it read so far), oldest first. Returns how many
+/// bytes of `buf` it handled: all, unless the read ends inside an error line,
+/// which is held back until whole (it may name turnstile's upstream user, see
+/// [`crate::authz::names`], or be a `-READONLY`). Stops at a `-READONLY` (see
+/// [`End::ReadOnly`]), having cut what came before it.
 fn split(
     buf: &BytesMut,
-    scanner: &mut ReplyScanner,
-    skipping: &mut bool,
+    reading: &mut Reading,
     owed: &mut VecDeque<InFlight>,
-    deliveries: &mut Vec<(Arc<Mailbox>, Range<usize>, u64, bool)>,
+    deliveries: &mut Deliveries,
     noperm: &AtomicU64,
-) -> std::io::Result<()> {
+) -> Result<usize, End> {
+    let Reading { scanner, skipping } = reading;
     let (mut pos, mut start, mut done) = (0, 0, 0);
+    // Where the top-level reply being scanned began, if in this read.
+    let mut began = None;
     while pos < buf.len() {
+        if !*skipping && scanner.at_boundary() {
+            began = Some(pos);
+        }
         // A RESP3 push is nobody's reply: another client can aim its tracking
         // invalidations at this connection (`CLIENT TRACKING on REDIRECT <id>`,
         // the id a HELLO on a lane shows). Dropped, so it can neither reach a
@@ -398,7 +505,7 @@ fn split(
             if start < pos
                 && let Some(head) = owed.front()
             {
-                deliveries.push((Arc::clone(&head.mailbox), start..pos, done, true));
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..pos), done, true));
                 done = 0;
             }
             *skipping = true;
@@ -413,27 +520,65 @@ fn split(
             continue;
         }
         let Some(head) = owed.front_mut() else {
-            return Err(std::io::Error::other("upstream sent bytes nobody asked for"));
+            return Err(std::io::Error::other("upstream sent bytes nobody asked for").into());
         };
+        let at = pos;
         let (n, info) =
             scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("upstream reply not understood"))?;
         pos += n;
         let Some(info) = info else { continue };
+        if info.kind == b'-' && info.head.bytes().starts_with(b"READONLY") {
+            // Only a replica says it, and only before running the command.
+            if start < at {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));
+            }
+            return Err(End::ReadOnly);
+        }
         if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
             crate::metrics::inc(noperm);
+        }
+        // An error naming turnstile's user: what came before it goes as it is,
+        // the error itself with the client's name.
+        if info.kind == b'-'
+            && let Some(at) = began
+            && let Some(shown) = crate::authz::names::rewrite_error(&buf[at..pos], &head.mailbox.shown_name())
+        {
+            if start < at {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));
+            }
+            deliveries.push((Arc::clone(&head.mailbox), Part::Shown(Bytes::from(shown)), 1, true));
+            (start, done) = (pos, 0);
+            head.remaining -= 1;
+            if head.remaining == 0 {
+                owed.pop_front();
+            }
+            continue;
         }
         done += 1;
         head.remaining -= 1;
         if head.remaining == 0 {
             let head = owed.pop_front().expect("checked above");
-            deliveries.push((head.mailbox, start..pos, done, true));
+            deliveries.push((head.mailbox, Part::Read(start..pos), done, true));
             (start, done) = (pos, 0);
         }
     }
-    if start < pos
+    // A read that ends inside an error line: the line waits for the rest of it
+    // (it is short; past `MAX_ERROR` it is not an ACL error and goes as it comes).
+    let mut end = pos;
+    if let Some(at) = began
+        && !*skipping
+        && !scanner.at_boundary()
+        && buf[at] == b'-'
+        && pos - at <= crate::authz::names::MAX_ERROR
+    {
+        *scanner = ReplyScanner::new();
+        end = at;
+    }
+    if start < end
         && let Some(head) = owed.front()
     {
-        deliveries.push((Arc::clone(&head.mailbox), start..pos, done, scanner.at_boundary()));
+        let whole = end < pos || scanner.at_boundary();
+        deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..end), done, whole));
     }
-    Ok(())
+    Ok(end)
 }

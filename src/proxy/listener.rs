@@ -60,6 +60,8 @@ pub async fn serve_until(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // A Sentinel-managed upstream: follow its primary while the database is served.
+    ctx.watch_upstream();
     // Idle upstream connections expire even when no client comes to notice.
     let mut sweep = tokio::time::interval(POOL_SWEEP);
     let mut last_warned: Option<std::time::Instant> = None;

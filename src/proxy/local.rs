@@ -84,9 +84,12 @@ impl ClientHalf {
             // upstream instead (see `process_from`), where it also fails a MULTI.
             Command::Reset if args.len() != 1 => self.local(Bytes::from_static(replies::RESET_ARITY)),
             Command::Reset => return self.reset().await,
-            Command::ClientReply if authenticated && !self.granted(AclPerm::ClientReply).await => {
+            Command::ClientReply
+                if authenticated
+                    && let Some(refusal) = self.refused(AclPerm::ClientReply, "client|reply").await =>
+            {
                 // Refused as Redis refuses it; the mode stays as it was.
-                self.local(acl::noperm("client|reply"));
+                self.local(refusal);
             }
             Command::ClientReply if authenticated => match reply_mode(args.get(2).map(Vec::as_slice)) {
                 Some(ReplyMode::On) => {
@@ -140,8 +143,10 @@ impl ClientHalf {
         self.proto3 = false;
         self.in_multi = false;
         self.identity = None;
+        self.in_use = None;
         self.grant = None;
         self.slot.set_identity(None);
+        self.shown_changed().await;
         self.reply_mode = ReplyMode::On;
         if !own {
             self.local(Bytes::from_static(replies::RESET));
@@ -180,7 +185,11 @@ impl ClientHalf {
             return Ok(Flow::Continue);
         }
         if self.in_multi {
-            self.local(acl::noperm("client|info"));
+            let refusal = match self.own_credential().await {
+                Ok(c) => c.noperm("client|info", self.shown_name()),
+                Err(_) => acl::noperm("client|info", None),
+            };
+            self.local(refusal);
             return Ok(Flow::Continue);
         }
         if !self.refresh_grant() {
@@ -206,10 +215,33 @@ impl ClientHalf {
         Ok(Flow::Continue)
     }
 
-    /// Whether the client's rule grants a command turnstile implements itself (an
-    /// upstream that cannot be asked grants nothing).
-    async fn granted(&mut self, perm: AclPerm) -> bool {
-        self.own_credential().await.is_ok_and(|c| c.allows(perm))
+    /// Redis's refusal, if the client's rule does not grant a command turnstile
+    /// implements itself (an upstream that cannot be asked grants nothing).
+    async fn refused(&mut self, perm: AclPerm, fullname: &str) -> Option<Bytes> {
+        match self.own_credential().await {
+            Ok(c) if c.allows(perm) => None,
+            Ok(c) => Some(c.noperm(fullname, self.shown_name())),
+            Err(_) => Some(acl::noperm(fullname, None)),
+        }
+    }
+
+    /// The name Redis would show for the client's user.
+    pub(super) fn shown_name(&self) -> &str {
+        self.identity.as_ref().map_or("default", |i| i.name())
+    }
+
+    /// The client's user changed (AUTH, HELLO AUTH, RESET): replies from here on
+    /// show the new name where Redis 7.2+ names turnstile's upstream user. On a
+    /// lane, once the requests already sent have been answered (they ran as the
+    /// user before).
+    async fn shown_changed(&mut self) {
+        let name: Arc<str> =
+            self.identity.as_ref().map_or_else(|| Arc::from("default"), |i| Arc::clone(&i.name));
+        self.push(Entry::Shown(Arc::clone(&name)));
+        if let Conn::Lane(s) = &self.conn {
+            s.mailbox.wait_in_flight_below(1).await;
+            s.mailbox.set_shown(name);
+        }
     }
 
     /// The credential of the client's rule (its upstream user made if needed).
@@ -244,7 +276,7 @@ impl ClientHalf {
             Err(reply) => return reply,
         };
         if !cred.allows(perm) {
-            return acl::noperm(name);
+            return cred.noperm(name, self.shown_name());
         }
         let users = self.ctx.directory.users_of(self.ctx.uid);
         match cmd {
@@ -294,7 +326,7 @@ impl ClientHalf {
             }
         };
         if !cred.allows(AclPerm::Dryrun) {
-            self.local(acl::noperm("acl|dryrun"));
+            self.local(cred.noperm("acl|dryrun", self.shown_name()));
             return Ok(Flow::Continue);
         }
         let users = self.ctx.directory.users_of(self.ctx.uid);
@@ -310,9 +342,32 @@ impl ClientHalf {
                 return Ok(Flow::Continue);
             }
         };
+        if self.in_multi && target.names_user {
+            // Answered at EXEC, inside its array, where turnstile cannot put the
+            // user's name back in place of its upstream user's: refused as a rule
+            // without DRYRUN would be (Redis 7.0 names no one and is forwarded).
+            self.local(cred.noperm("acl|dryrun", self.shown_name()));
+            return Ok(Flow::Continue);
+        }
         let mut rewritten = args.to_vec();
         rewritten[2] = target.name.as_bytes().to_vec();
-        self.forward_rewritten(&rewritten).await
+        if self.in_multi {
+            return self.forward_rewritten(&rewritten).await;
+        }
+        // Redis 7.2+ names the user it checked: the client sees the one it asked about.
+        let silent = match self.expectation(Command::Other, rewritten.len()) {
+            Entry::Replies { silent, .. } => silent,
+            _ => false,
+        };
+        let to: Arc<str> = Arc::from(String::from_utf8_lossy(&args[2]).as_ref());
+        if !self.refresh_grant() {
+            self.push(Entry::Close);
+            return Ok(Flow::Stop);
+        }
+        let refs: Vec<&[u8]> = rewritten.iter().map(Vec::as_slice).collect();
+        let bytes = encode::command(&refs);
+        let entry = Entry::Rewrite { from: Arc::clone(&target.name), to, silent };
+        Ok(if self.forward_own(entry, &bytes).await? { Flow::Continue } else { Flow::Stop })
     }
 
     /// An authenticated HELLO with a valid name. Without SETNAME, on lanes, it picks
@@ -320,6 +375,9 @@ impl ClientHalf {
     /// it goes to the client's own connection.
     async fn hello(&mut self, h: hello::Hello) -> std::io::Result<Flow> {
         let request = h.upstream_command();
+        if let Some(name) = &h.setname {
+            self.slot.set_name(name);
+        }
         if let Some(v) = h.version {
             self.proto3 = v == 3;
         }
@@ -338,6 +396,11 @@ impl ClientHalf {
                     return Ok(Flow::Continue);
                 }
                 super::route::Route::Failed => return Ok(Flow::Stop),
+                super::route::Route::Refused(e) => {
+                    self.resp3 = before;
+                    self.local(Bytes::from_static(e.reply()));
+                    return Ok(Flow::Continue);
+                }
                 // This HELLO itself sets the protocol of the client's own connection.
                 super::route::Route::Own => self.resp3 = before,
             }
@@ -352,7 +415,7 @@ impl ClientHalf {
     /// Verifies credentials; on success the connection takes that identity (and
     /// its rights on this database), on failure it keeps the one it had.
     async fn login(&mut self, user: Option<&[u8]>, password: &[u8]) -> bool {
-        let attempt = Attempt { bdb: self.ctx.uid, peer: self.peer, user, password };
+        let attempt = Attempt { bdb: self.ctx.uid, peer: self.slot.peer().map(|a| a.ip()), user, password };
         let slot = Arc::clone(&self.slot);
         let generation = self.ctx.directory.generation();
         let found = self
@@ -368,7 +431,9 @@ impl ClientHalf {
         };
         self.generation = generation;
         self.grant = Some(grant);
+        self.in_use = Some(crate::auth::InUse::new(Arc::clone(&id.usage)));
         self.identity = Some(id);
+        self.shown_changed().await;
         true
     }
 }

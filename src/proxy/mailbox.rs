@@ -110,6 +110,10 @@ pub struct Mailbox {
     space: Notify,
     /// For the client half: requests were answered.
     answered: Notify,
+    /// The client's user, shown where Redis 7.2+ names turnstile's upstream user
+    /// in an error (see [`crate::authz::names`]). Changed only with nothing in
+    /// flight, so every reply shows the user its request ran as.
+    shown: Mutex<Arc<str>>,
 }
 
 impl Drop for Mailbox {
@@ -140,7 +144,18 @@ impl Mailbox {
             ready: Notify::new(),
             space: Notify::new(),
             answered: Notify::new(),
+            shown: Mutex::new(Arc::from("default")),
         }
+    }
+
+    /// The name Redis would show for the client's user (read on an error only).
+    pub fn shown_name(&self) -> Arc<str> {
+        Arc::clone(&self.shown.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The client's user from its next request on; call with nothing in flight.
+    pub fn set_shown(&self, name: Arc<str>) {
+        *self.shown.lock().unwrap_or_else(|p| p.into_inner()) = name;
     }
 
     /// Sets what is queued, here and in the database's total.
@@ -264,6 +279,17 @@ impl Mailbox {
         self.ready.notify_one();
         self.answered.notify_one();
         self.space.notify_one();
+    }
+
+    /// `n` requests sent on a lane will not be answered, yet the client stays (a
+    /// Sentinel-managed database's lane ended in a failover): each gets `reason`
+    /// in its place, and the client goes on on another lane.
+    pub fn fail(&self, n: u64, reason: &'static [u8]) {
+        if n == 0 {
+            return;
+        }
+        let bytes = Bytes::from(reason.repeat(n as usize));
+        self.deliver(Delivery { bytes, replies: n, whole: true });
     }
 
     /// Queues replies for the relay, never waiting: the lane goes on reading for

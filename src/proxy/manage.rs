@@ -27,8 +27,18 @@ impl Session {
     /// Connects and logs in with the service credentials (if the upstream has any).
     /// The caller bounds the whole session in time.
     pub async fn open(upstream: &Upstream) -> Result<Self, UpstreamError> {
+        Self::open_logged(upstream, true).await
+    }
+
+    /// [`Self::open`], logging an unreachable upstream only if `warn` (a Sentinel
+    /// that is down is retried every second: once is enough to say so).
+    pub async fn open_logged(upstream: &Upstream, warn: bool) -> Result<Self, UpstreamError> {
         let stream = upstream.connect().await.map_err(|e| {
-            tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
+            if warn {
+                tracing::warn!(error = %e, upstream = %upstream.address, "upstream unavailable");
+            } else {
+                tracing::debug!(error = %e, upstream = %upstream.address, "upstream unavailable");
+            }
             UpstreamError::Unavailable
         })?;
         let (reader, writer) = stream.into_split();
@@ -55,6 +65,11 @@ impl Session {
     async fn send(&mut self, request: &[u8]) -> Result<OwnedFrame, UpstreamError> {
         self.writer.write_all(request).await.map_err(|_| UpstreamError::Lost)?;
         self.writer.flush().await.map_err(|_| UpstreamError::Lost)?;
+        self.receive().await
+    }
+
+    /// Reads the next frame (a reply, or a message once subscribed).
+    pub async fn receive(&mut self) -> Result<OwnedFrame, UpstreamError> {
         let mut chunk = READ_MIN;
         loop {
             match decode(&self.buf) {

@@ -4,6 +4,7 @@
 mod acl;
 pub mod admission;
 mod client;
+pub mod failover;
 pub mod handshake;
 mod hello;
 pub mod io;
@@ -17,6 +18,7 @@ pub mod pool;
 pub mod registry;
 mod relay;
 mod route;
+pub mod sentinel;
 pub mod session;
 pub mod upstream;
 pub mod users;
@@ -29,7 +31,7 @@ use crate::auth::Directory;
 use crate::authz::Secret;
 pub use handshake::UpstreamError;
 pub use mailbox::OutputLimits;
-pub use pool::PoolLimits;
+pub use pool::{FailoverTiming, PoolLimits};
 pub use registry::Sessions;
 pub use upstream::Upstream;
 
@@ -63,6 +65,19 @@ pub struct BdbContext {
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     /// The bound on unauthenticated connections, shared with the other databases.
     admission: ArcSwap<admission::Admission>,
+    /// For a Sentinel-managed upstream: waiting for the primary, and its counters.
+    pub failover: std::sync::Arc<failover::Failover>,
+    /// Stops the task following the Sentinel-managed primary (a new one starts when
+    /// the upstream changes).
+    watcher: std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>,
+}
+
+impl Drop for BdbContext {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            w.cancel();
+        }
+    }
 }
 
 impl BdbContext {
@@ -81,6 +96,10 @@ impl BdbContext {
         max_connections: usize,
         secret: Secret,
     ) -> Self {
+        let failover = std::sync::Arc::new(failover::Failover::default());
+        if upstream.sentinel.is_some() {
+            failover.unknown();
+        }
         Self {
             uid,
             directory,
@@ -91,11 +110,13 @@ impl BdbContext {
             stats: crate::metrics::BdbStats::default(),
             auth_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             pool: pool::Pool::default(),
-            lanes: lane::Lanes::default(),
+            lanes: lane::Lanes::new(std::sync::Arc::clone(&failover)),
             users: users::UpstreamUsers::new(uid, secret),
             lane_replies: Default::default(),
             tls: arc_swap::ArcSwapOption::empty(),
             admission: ArcSwap::new(admission::Admission::unlimited()),
+            failover,
+            watcher: std::sync::Mutex::new(None),
         }
     }
 
@@ -126,11 +147,86 @@ impl BdbContext {
     }
 
     /// Changes the upstream for connections opened from now on; idle connections
-    /// to the old one are closed.
-    pub fn set_upstream(&self, upstream: Upstream) {
+    /// to the old one are closed. The same Sentinel-managed upstream again (another
+    /// of the database's settings changed) keeps the primary it follows.
+    pub fn set_upstream(self: &std::sync::Arc<Self>, upstream: Upstream) {
+        let old = self.upstream_full();
+        if upstream.sentinel.is_some() && old.same_as(&upstream) {
+            return;
+        }
+        let sentinel = upstream.sentinel.is_some();
         let upstream = std::sync::Arc::new(upstream);
         self.upstream.store(std::sync::Arc::clone(&upstream));
         self.pool.sweep(&upstream);
+        // Connections to a Sentinel-managed node end with it; a fixed upstream's
+        // connections carry on as before (they were opened with what was current).
+        if old.sentinel.is_some() {
+            old.retired.cancel();
+        }
+        if sentinel {
+            self.failover.unknown();
+            self.stop_watching();
+            self.watch_upstream();
+        } else {
+            self.stop_watching();
+        }
+    }
+
+    /// Installs `node`, a verified primary of the Sentinel-managed upstream, for
+    /// new connections; those to the previous one end (see [`Upstream::retired`]).
+    pub fn install_primary(&self, node: Upstream) {
+        let old = self.upstream_full();
+        let node = std::sync::Arc::new(node);
+        self.upstream.store(std::sync::Arc::clone(&node));
+        self.pool.sweep(&node);
+        old.retired.cancel();
+        let from = if old.address.is_empty() || old.sentinel.is_none() { "" } else { old.address.as_str() };
+        tracing::info!(bdb = self.uid, from, to = %node.address, "upstream primary installed");
+        self.failover.installed(from, &node.address);
+    }
+
+    /// Starts following the primary, if the upstream is Sentinel-managed and no
+    /// watcher runs yet.
+    pub fn watch_upstream(self: &std::sync::Arc<Self>) {
+        let upstream = self.upstream_full();
+        if upstream.sentinel.is_none() {
+            return;
+        }
+        let mut w = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
+        if w.as_ref().is_some_and(|t| !t.is_cancelled()) {
+            return;
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        *w = Some(stop.clone());
+        sentinel::watch::spawn(std::sync::Arc::downgrade(self), upstream, stop);
+    }
+
+    fn stop_watching(&self) {
+        if let Some(w) = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            w.cancel();
+        }
+    }
+
+    /// The upstream a new connection goes to: at once for a fixed upstream or a
+    /// verified primary; during a failover, the next verified primary, waited for
+    /// at most the configured bound ([`UpstreamError::NoPrimary`] then).
+    pub async fn primary(&self) -> Result<std::sync::Arc<Upstream>, UpstreamError> {
+        let up = self.upstream_full();
+        if up.is_current() {
+            return Ok(up);
+        }
+        self.failover.nudge();
+        let deadline = tokio::time::Instant::now() + up.pool.failover.wait;
+        let mut installed = self.failover.subscribe();
+        loop {
+            let up = self.upstream_full();
+            if up.is_current() {
+                return Ok(up);
+            }
+            if tokio::time::timeout_at(deadline, installed.changed()).await.is_err() {
+                return Err(UpstreamError::NoPrimary);
+            }
+        }
     }
 
     pub fn max_connections(&self) -> usize {

@@ -26,6 +26,9 @@ pub enum Tag {
     Hello,
     /// MONITOR: after its `+OK`, monitor lines flow out of band.
     Monitor,
+    /// A blocking command (BLPOP…): if a failover retires the node meanwhile, the
+    /// client is told `-UNBLOCKED`, as Redis tells it.
+    Blocking,
 }
 
 pub enum Entry {
@@ -46,12 +49,16 @@ pub enum Entry {
     Local(Bytes),
     /// The upstream connection was opened: read replies from here on.
     Attach(UpstreamRead),
+    /// From here on the client's user is this one (AUTH, RESET): the name shown
+    /// where Redis 7.2+ names turnstile's upstream user in an error.
+    Shown(Arc<str>),
+    /// The connection about to be attached goes to a Sentinel-managed node: when
+    /// this token fires the node is no longer primary and the client is closed.
+    Node(tokio_util::sync::CancellationToken),
     /// Where replies from shared upstream connections arrive for this client.
     Mailbox(Arc<Mailbox>),
     /// This many replies from the client's mailbox (requests sent on a lane).
     Shared { n: u64 },
-    /// From here the upstream stream is not followed (replication): pass it through.
-    Opaque,
     /// Flush and close the client connection.
     Close,
 }
@@ -66,9 +73,10 @@ impl std::fmt::Debug for Entry {
             Self::Swallow => f.write_str("Swallow"),
             Self::Local(b) => write!(f, "Local({} bytes)", b.len()),
             Self::Attach(_) => f.write_str("Attach"),
+            Self::Shown(name) => write!(f, "Shown({name})"),
+            Self::Node(_) => f.write_str("Node"),
             Self::Mailbox(_) => f.write_str("Mailbox"),
             Self::Shared { n } => write!(f, "Shared({n})"),
-            Self::Opaque => f.write_str("Opaque"),
             Self::Close => f.write_str("Close"),
         }
     }

@@ -34,11 +34,36 @@ pub struct PoolLimits {
     /// What turnstile queues for one client of a shared connection before it
     /// disconnects it (`proxy.client_output_buffer_*`).
     pub output: super::mailbox::OutputLimits,
+    /// For a Sentinel-managed upstream (`proxy.sentinel_*`).
+    pub failover: FailoverTiming,
 }
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { size: 64, idle: Duration::from_secs(30), shared: 1, output: Default::default() }
+        Self {
+            size: 64,
+            idle: Duration::from_secs(30),
+            shared: 1,
+            output: Default::default(),
+            failover: Default::default(),
+        }
+    }
+}
+
+/// How a Sentinel-managed database follows its primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverTiming {
+    /// How long a new request waits for a verified primary during a failover
+    /// before it is answered that the primary is unknown.
+    pub wait: Duration,
+    /// How often the Sentinels are asked even without news (the safety net
+    /// behind `+switch-master`); at most a second.
+    pub poll: Duration,
+}
+
+impl Default for FailoverTiming {
+    fn default() -> Self {
+        Self { wait: Duration::from_secs(3), poll: Duration::from_millis(500) }
     }
 }
 

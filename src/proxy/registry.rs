@@ -1,6 +1,7 @@
 //! The connections of one database and who each is authenticated as, so that the
 //! admin side can close exactly the ones a password removal or user deletion affects.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,9 +22,49 @@ pub struct SessionSlot {
     kill: CancellationToken,
     /// Counts the connection as unauthenticated until its first successful AUTH.
     unauthenticated: Mutex<Option<Permit>>,
+    /// The client's address, for the rotation GET's sample of who uses a password.
+    peer: Option<SocketAddr>,
+    /// What the client said about itself (`CLIENT SETNAME`, `HELLO … SETNAME`,
+    /// `CLIENT SETINFO LIB-NAME`). Written only by those rare commands.
+    names: Mutex<ClientNames>,
+}
+
+/// Longest client name or library name kept (Redis bounds neither; a sample
+/// shown to operators needs no more).
+const MAX_NAME: usize = 128;
+
+/// What a client said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientNames {
+    pub name: Option<String>,
+    pub lib_name: Option<String>,
+}
+
+/// One open connection, as the rotation GET shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSample {
+    pub address: Option<SocketAddr>,
+    pub names: ClientNames,
+}
+
+fn bounded(v: &[u8]) -> Option<String> {
+    (!v.is_empty()).then(|| String::from_utf8_lossy(&v[..v.len().min(MAX_NAME)]).into_owned())
 }
 
 impl SessionSlot {
+    /// A connection's slot: `kill` ends it; `permit` (if any) is released when it
+    /// authenticates.
+    pub fn new(kill: CancellationToken, permit: Option<Permit>, peer: Option<SocketAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            identity: Mutex::new(None),
+            own_rule: Mutex::new(None),
+            kill,
+            unauthenticated: Mutex::new(permit),
+            peer,
+            names: Mutex::new(ClientNames::default()),
+        })
+    }
+
     /// Records who the connection is now authenticated as (`None` after RESET).
     pub fn set_identity(&self, identity: Option<Identity>) {
         if identity.is_some() {
@@ -51,6 +92,28 @@ impl SessionSlot {
     fn own_rule(&self) -> Option<RuleKey> {
         *self.own_rule.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// `CLIENT SETNAME name` (an empty name clears it, as in Redis).
+    pub fn set_name(&self, name: &[u8]) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).name = bounded(name);
+    }
+
+    /// `CLIENT SETINFO LIB-NAME name`.
+    pub fn set_lib_name(&self, name: &[u8]) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).lib_name = bounded(name);
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    fn sample(&self) -> ClientSample {
+        ClientSample {
+            address: self.peer,
+            names: self.names.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -75,14 +138,18 @@ impl Drop for Registration<'_> {
 impl Sessions {
     /// Registers a connection; `kill` ends it; `permit` (if any) is released when it
     /// authenticates.
-    pub fn register(&self, kill: CancellationToken, permit: Option<Permit>) -> Registration<'_> {
+    pub fn register(
+        &self,
+        kill: CancellationToken,
+        permit: Option<Permit>,
+        peer: Option<SocketAddr>,
+    ) -> Registration<'_> {
+        self.insert(SessionSlot::new(kill, permit, peer))
+    }
+
+    /// Registers a connection whose slot is made already.
+    pub fn insert(&self, slot: Arc<SessionSlot>) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(SessionSlot {
-            identity: Mutex::new(None),
-            own_rule: Mutex::new(None),
-            kill,
-            unauthenticated: Mutex::new(permit),
-        });
         self.map.insert(id, Arc::clone(&slot));
         Registration { sessions: self, id, slot }
     }
@@ -121,6 +188,16 @@ impl Sessions {
             }
         }
         closed
+    }
+
+    /// Calls `each` with the password entry id and the sample of every
+    /// authenticated connection (admin side: the rotation GET).
+    pub fn for_each_client(&self, mut each: impl FnMut(&str, ClientSample)) {
+        for e in self.map.iter() {
+            if let Some(id) = e.identity() {
+                each(id.usage.id(), e.sample());
+            }
+        }
     }
 
     /// Closes every connection.

@@ -1,11 +1,12 @@
 //! The upstream-to-client half of a connection: passes replies through untouched and
 //! inserts turnstile's own replies at the positions the plan gives.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::io::{READ_MIN, ReadSome, UpstreamRead};
 use super::mailbox::Mailbox;
@@ -70,6 +71,21 @@ impl Modes {
     }
 }
 
+/// Fires when the node of a connection of its own is retired; never without one.
+/// A plain struct rather than an `async` block: it is polled in the relay's main
+/// select, whose state every connection's future carries.
+struct Retired<'a>(&'a mut Option<Pin<Box<WaitForCancellationFutureOwned>>>);
+
+impl Future for Retired<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
 fn is_message(info: &FrameInfo) -> bool {
     let h = &info.head;
     h.eq_ignore_case(b"message") || h.eq_ignore_case(b"pmessage") || h.eq_ignore_case(b"smessage")
@@ -98,14 +114,23 @@ pub struct Relay<W> {
     swallowing: bool,
     /// Dropping the bytes of the frame being scanned (replies the client turned off).
     dropping: bool,
-    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`).
+    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`, or
+    /// an error that may name turnstile's upstream user).
     capturing: Option<Vec<u8>>,
+    /// What is captured is an error reply (see [`crate::authz::names`]).
+    capturing_error: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
     ctx: Option<Arc<super::BdbContext>>,
     /// Where replies to requests sent on shared upstream connections arrive.
     mailbox: Option<Arc<Mailbox>>,
+    /// The name of the client's user as of the reply being relayed (`Entry::Shown`),
+    /// shown where Redis 7.2+ names turnstile's upstream user in an error.
+    shown: Option<Arc<str>>,
+    /// For a connection of its own to a Sentinel-managed node: fires when a
+    /// failover retires the node (boxed: only such clients pay for it).
+    retired: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -131,9 +156,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             swallowing: false,
             dropping: false,
             capturing: None,
+            capturing_error: false,
             opaque: false,
             ctx: None,
             mailbox: None,
+            shown: None,
+            retired: None,
         }
     }
 
@@ -209,6 +237,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             // As on the client side: no buffer is held while waiting (plain TCP).
             let read = tokio::select! {
                 biased;
+                // First: a subscriber's stream of messages must not keep it on a
+                // node that is no longer the primary. (Pending for ever without one.)
+                () = Retired(&mut self.retired) => {
+                    // Boxed: rare, and every connection's future would carry it.
+                    Box::pin(self.node_retired()).await?;
+                    return Ok(false);
+                }
                 r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
                 _ = self.plan.pushed(), if self.current.is_none() => continue,
             };
@@ -291,8 +326,32 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    /// A failover retired the node this client's own connection goes to: it is
+    /// told as Redis tells the clients of a demoted node — `-UNBLOCKED` if it was
+    /// blocked, else that the connection closed (Sentinel's `CLIENT KILL`) — and
+    /// closed, to reconnect to the new primary.
+    async fn node_retired(&mut self) -> std::io::Result<()> {
+        tracing::debug!("the upstream node was retired by a failover; closing the client");
+        self.upstream_failed();
+        if self.at_boundary() && !self.swallowing && !self.dropping {
+            let blocked = matches!(self.current, Some(Entry::Replies { tag: Tag::Blocking, .. }));
+            let reply = if blocked { replies::UNBLOCKED } else { replies::UPSTREAM_LOST };
+            self.client.write_all(reply).await?;
+        }
+        self.upstream = None;
+        Ok(())
+    }
+
     /// The upstream closed. If the client is owed replies, say why they will not come.
     async fn upstream_gone(&mut self) -> std::io::Result<()> {
+        if self.retired.is_some() {
+            // A Sentinel-managed node: its end is (likely) a failover; the client
+            // is told in any case, blocked or subscribed, as when it is retired.
+            if let Some(ctx) = &self.ctx {
+                ctx.failover.nudge();
+            }
+            return Box::pin(self.node_retired()).await;
+        }
         let owed = self.current.is_some() || !self.plan.is_empty();
         if owed {
             self.upstream_failed();
@@ -323,9 +382,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     wrote = true;
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
+                Entry::Shown(name) => self.shown = Some(name),
+                Entry::Node(token) => self.retired = Some(Box::pin(token.cancelled_owned())),
                 Entry::Mailbox(m) => self.mailbox = Some(m),
                 Entry::Shared { n: 0 } => {}
-                Entry::Opaque => self.opaque = true,
                 Entry::Close => {
                     self.client.flush().await?;
                     return Ok(Flow::Close);
@@ -390,6 +450,15 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     self.capturing = Some(Vec::new());
+                } else if self.buf[pos] == b'-'
+                    && self.capturing.is_none()
+                    && matches!(self.current, Some(Entry::Replies { silent: false, .. }))
+                {
+                    // An error: held until whole, in case it names turnstile's user.
+                    self.client.write_all(&self.buf[flushed..pos]).await?;
+                    flushed = pos;
+                    self.capturing = Some(Vec::new());
+                    self.capturing_error = true;
                 }
             }
             let scanner = self.scanner.get_or_insert_with(Default::default);
@@ -402,8 +471,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 }
             };
             if let Some(held) = self.capturing.as_mut() {
-                // A CLIENT INFO line is small; anything past 64 KiB is not one.
-                if held.len() + n > 64 * 1024 {
+                if self.capturing_error && held.len() + n > crate::authz::names::MAX_ERROR {
+                    // Not an ACL error: passed on as it comes.
+                    self.client.write_all(held).await?;
+                    self.capturing = None;
+                    self.capturing_error = false;
+                } else if held.len() + n > 64 * 1024 {
+                    // A CLIENT INFO line is small; anything past 64 KiB is not one.
                     self.opaque = true;
                     self.client.write_all(held).await?;
                     self.capturing = None;
@@ -417,10 +491,22 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 flushed = pos;
             }
             let Some(info) = info else { continue };
-            if let Some(held) = self.capturing.take()
-                && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
-            {
-                self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?;
+            if let Some(held) = self.capturing.take() {
+                if std::mem::take(&mut self.capturing_error) {
+                    let name = self.shown.as_deref().unwrap_or("default");
+                    match crate::authz::names::rewrite_error(&held, name) {
+                        Some(shown) => self.client.write_all(&shown).await?,
+                        None => self.client.write_all(&held).await?,
+                    }
+                } else if let Some(Entry::Rewrite { from, to, silent: false }) = &self.current {
+                    // An error instead of the reply (a rule without the command) may
+                    // name turnstile's user too.
+                    let name = self.shown.as_deref().unwrap_or("default");
+                    match crate::authz::names::rewrite_error(&held, name) {
+                        Some(shown) => self.client.write_all(&shown).await?,
+                        None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
+                    }
+                }
             }
             if let Some(ctx) = &self.ctx
                 && crate::metrics::is_noperm(info.kind, info.head.bytes())

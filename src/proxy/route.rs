@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::Upstream;
 use super::client::{ClientHalf, Conn, Own, Shared};
 use super::handshake::UpstreamError;
 use super::io::UpstreamRead;
-use super::lane::Batch;
+use super::lane::{Batch, Lane};
 use super::mailbox::{self, Mailbox};
 use super::plan::{Entry, Tag};
 use crate::resp::replies;
@@ -21,7 +22,14 @@ pub(super) enum Route {
     Own,
     /// No upstream could be reached; the client was told and the connection is closing.
     Failed,
+    /// No lane could be had, and the client stays (a Sentinel-managed database
+    /// during a failover): this request is answered with the error.
+    Refused(UpstreamError),
 }
+
+/// How many nodes that turn out not to be the primary a new connection tries
+/// before it gives up (each one retired, the next verified primary waited for).
+const NOT_PRIMARY_TRIES: usize = 3;
 
 impl ClientHalf {
     /// Re-reads the identity's rights if the directory changed since. False if
@@ -71,17 +79,8 @@ impl ClientHalf {
         if let Conn::Lane(s) = &self.conn {
             s.mailbox.wait_in_flight_below(1).await;
         }
-        // The database's upstream now: a client whose lane ended (or that changes
-        // protocol) after the upstream was changed moves to the new one.
-        let upstream = self.ctx.upstream_full();
-        // TLS upstream connections are not shared: a lane relies on reading the
-        // socket's readiness, which a TLS stream does not expose.
-        if upstream.pool.shared == 0 || upstream.tls {
-            return Route::Own;
-        }
-        let Some(grant) = self.grant.clone() else { return Route::Own };
-        match self.ctx.lanes.get(&upstream, &grant, self.resp3, &self.ctx.users).await {
-            Ok(lane) => {
+        match self.lane_on_primary(self.resp3).await {
+            Ok(Some((upstream, lane))) => {
                 match &mut self.conn {
                     Conn::Lane(s) => s.lane = lane,
                     _ => {
@@ -90,14 +89,19 @@ impl ClientHalf {
                             self.slot.kill_switch(),
                             Arc::clone(&self.ctx.lane_replies),
                         ));
+                        mailbox.set_shown(Arc::from(self.shown_name()));
                         self.push(Entry::Mailbox(Arc::clone(&mailbox)));
                         self.conn = Conn::Lane(Shared { lane, mailbox });
                     }
                 }
                 Route::Lane
             }
-            // An upstream without RESP3: HELLO 3 goes to a connection of its own.
-            Err(UpstreamError::NoProto) => Route::Own,
+            Ok(None) => Route::Own,
+            Err(e) if self.ctx.upstream().sentinel.is_some() => {
+                crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
+                self.ctx.failover.nudge();
+                Route::Refused(e)
+            }
             Err(e) => {
                 self.upstream_failed(e);
                 Route::Failed
@@ -105,9 +109,39 @@ impl ClientHalf {
         }
     }
 
+    /// A lane of the client's rule and protocol on the database's upstream now (a
+    /// client whose lane ended, or that changes protocol, after the upstream
+    /// changed moves to the new one) — for a Sentinel-managed database, on its
+    /// verified primary. `None`: the client needs a connection of its own.
+    async fn lane_on_primary(&self, resp3: bool) -> Result<Option<(Arc<Upstream>, Lane)>, UpstreamError> {
+        let Some(grant) = self.grant.clone() else { return Ok(None) };
+        let mut tries = 0;
+        loop {
+            let upstream = self.ctx.primary().await?;
+            // TLS upstream connections are not shared: a lane relies on reading the
+            // socket's readiness, which a TLS stream does not expose.
+            if upstream.pool.shared == 0 || upstream.tls {
+                return Ok(None);
+            }
+            match self.ctx.lanes.get(&upstream, &grant, resp3, &self.ctx.users).await {
+                Ok(lane) => return Ok(Some((upstream, lane))),
+                // An upstream without RESP3: HELLO 3 goes to a connection of its own.
+                Err(UpstreamError::NoProto) => return Ok(None),
+                Err(UpstreamError::NotPrimary) if tries < NOT_PRIMARY_TRIES => {
+                    tries += 1;
+                    self.ctx.failover.retire(&upstream);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Tells the client why it has no upstream, and closes.
     fn upstream_failed(&mut self, e: UpstreamError) {
         crate::metrics::inc(&self.ctx.stats.upstream_connect_errors);
+        if self.ctx.upstream().sentinel.is_some() {
+            self.ctx.failover.nudge();
+        }
         self.push(Entry::Local(Bytes::from_static(e.reply())));
         self.push(Entry::Close);
     }
@@ -136,21 +170,44 @@ impl ClientHalf {
                 // lane may take it.
                 Err(b) => batch = b,
             }
-            let upstream = self.ctx.upstream_full();
-            let Some(grant) = self.grant.clone() else { break };
-            match self.ctx.lanes.get(&upstream, &grant, lane.resp3(), &self.ctx.users).await {
-                Ok(lane) => {
+            match self.lane_on_primary(lane.resp3()).await {
+                Ok(Some((_, lane))) => {
                     if let Conn::Lane(s) = &mut self.conn {
                         s.lane = lane;
                     }
                 }
-                Err(e) => {
-                    batch.mailbox.lose(e.reply());
-                    break;
-                }
+                Ok(None) => break,
+                Err(e) => return self.batch_failed(batch, e.reply()),
             }
         }
-        batch.mailbox.lose(replies::UPSTREAM_LOST);
+        self.batch_failed(batch, replies::UPSTREAM_LOST)
+    }
+
+    /// Answers the requests of the current run meant for a lane with `reply`,
+    /// unsent (no lane can be had): through the mailbox, in their place.
+    pub(super) async fn fail_pending(&mut self, reply: &'static [u8]) {
+        let n = std::mem::take(&mut self.shared_pending);
+        let Conn::Lane(s) = &self.conn else { return };
+        if n == 0 {
+            return;
+        }
+        let mailbox = Arc::clone(&s.mailbox);
+        self.plan.wait_for_space().await;
+        self.push_pending();
+        if mailbox.send(n).await {
+            mailbox.fail(n, reply);
+        }
+    }
+
+    /// A batch no lane took. A Sentinel-managed database's client stays: each
+    /// request gets the error. Otherwise the client is told and closed.
+    fn batch_failed(&self, batch: Batch, reply: &'static [u8]) -> std::io::Result<()> {
+        if self.ctx.upstream().sentinel.is_some() {
+            self.ctx.failover.nudge();
+            batch.mailbox.fail(batch.n, reply);
+            return Ok(());
+        }
+        batch.mailbox.lose(reply);
         Err(std::io::Error::other("no shared upstream connection"))
     }
 
@@ -170,25 +227,44 @@ impl ClientHalf {
         if let Conn::Lane(s) = &self.conn {
             s.mailbox.wait_in_flight_below(1).await;
         }
-        let upstream = self.ctx.upstream_full();
         let Some(grant) = self.grant.clone() else {
             // Only authenticated clients forward anything.
             self.upstream_failed(UpstreamError::Unavailable);
             return Ok(false);
         };
-        // A connection a previous client of the same rule left clean (reset and
-        // logged in already).
-        if let Some(cred) = self.ctx.users.cached(&upstream, &grant)
-            && let Some(conn) = self.ctx.pool.take(&upstream, grant.key)
-        {
-            self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
-            self.slot.set_own_rule(Some(grant.key));
-            let writer = super::io::UpstreamWrite::Tcp(conn.writer);
-            self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
-            return self.resume_resp3().await;
-        }
-        match self.ctx.users.session(&upstream, &grant, false).await {
+        let mut tries = 0;
+        let upstream = loop {
+            let upstream = match self.ctx.primary().await {
+                Ok(u) => u,
+                Err(e) => {
+                    self.upstream_failed(e);
+                    return Ok(false);
+                }
+            };
+            // A connection a previous client of the same rule left clean (reset and
+            // logged in already).
+            if let Some(cred) = self.ctx.users.cached(&upstream, &grant)
+                && let Some(conn) = self.ctx.pool.take(&upstream, grant.key)
+            {
+                self.attach_node(&upstream);
+                self.push(Entry::Attach(UpstreamRead::Tcp(conn.reader)));
+                self.slot.set_own_rule(Some(grant.key));
+                let writer = super::io::UpstreamWrite::Tcp(conn.writer);
+                self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
+                return self.resume_resp3().await;
+            }
+            match self.ctx.users.session(&upstream, &grant, false).await {
+                Err(UpstreamError::NotPrimary) if tries < NOT_PRIMARY_TRIES => {
+                    tries += 1;
+                    self.ctx.failover.retire(&upstream);
+                }
+                session => break (upstream, session),
+            }
+        };
+        let (upstream, session) = upstream;
+        match session {
             Ok((reader, writer, cred)) => {
+                self.attach_node(&upstream);
                 self.push(Entry::Attach(reader));
                 self.slot.set_own_rule(Some(grant.key));
                 self.conn = Conn::Own(Own { writer, upstream, login: Some((grant, cred)) });
@@ -199,6 +275,14 @@ impl ClientHalf {
                 self.upstream_failed(e);
                 Ok(false)
             }
+        }
+    }
+
+    /// A connection of its own to a Sentinel-managed node ends when the node is
+    /// retired (the relay tells the client as Redis would, then closes).
+    fn attach_node(&mut self, upstream: &Upstream) {
+        if upstream.sentinel.is_some() {
+            self.push(Entry::Node(upstream.retired.clone()));
         }
     }
 

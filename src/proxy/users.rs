@@ -56,6 +56,9 @@ pub struct Credential {
     /// The rule text the upstream user was given.
     pub rule: Arc<str>,
     perms: u8,
+    /// The upstream names the user in ACL errors (Redis 7.2+, Valkey): the errors
+    /// turnstile makes itself then do too (see [`Credential::noperm`]).
+    pub names_user: bool,
     /// `ACL LIST`'s description of the user (after `user <name> `), without
     /// password hashes.
     pub description: String,
@@ -73,6 +76,12 @@ impl Credential {
     /// `AUTH <name> <password>`. Wiped when dropped.
     pub fn auth_command(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(encode::command(&[b"AUTH", self.name.as_bytes(), self.password.as_bytes()]).to_vec())
+    }
+
+    /// `-NOPERM …` as this upstream answers a user (`shown`) whose rule lacks
+    /// `fullname`.
+    pub fn noperm(&self, fullname: &str, shown: &str) -> bytes::Bytes {
+        super::acl::noperm(fullname, self.names_user.then_some(shown))
     }
 
     /// Whether the user's rule grants an `ACL` subcommand turnstile answers.
@@ -238,6 +247,11 @@ impl UpstreamUsers {
     }
 
     async fn pass(&self, upstream: &Arc<Upstream>, wanted: &[Grant], full: bool) -> Result<(), ManageError> {
+        if !upstream.is_current() {
+            // A Sentinel-managed node that is no longer (or not yet) the primary:
+            // its users are made on the next one when it is installed.
+            return Err(UpstreamError::NoPrimary.into());
+        }
         let _one = self.managing.lock().await;
         // Someone may have made them while this waited.
         if !full && wanted.iter().all(|g| self.cached(upstream, g).is_some()) {
@@ -297,7 +311,7 @@ impl UpstreamUsers {
         let mut made = Vec::new();
         for g in &changed {
             let name = self.name(g.key);
-            let perms = probe(&mut s, &name).await?;
+            let (perms, names_user) = probe(&mut s, &name).await?;
             let details = match s.call(&[b"ACL", b"GETUSER", name.as_bytes()]).await? {
                 OwnedFrame::Array(fields) => Some(OwnedFrame::Array(without_passwords(fields))),
                 _ => None,
@@ -308,6 +322,7 @@ impl UpstreamUsers {
                 password: self.secret.password(&name),
                 rule: Arc::clone(&g.rule),
                 perms,
+                names_user,
                 description,
                 details,
             };
@@ -372,15 +387,18 @@ async fn setuser(s: &mut Session, name: &str, password: &str, rule: &str) -> Res
     }
 }
 
-/// Which of the `ACL` subcommands turnstile answers the user's rule grants.
-async fn probe(s: &mut Session, name: &str) -> Result<u8, ManageError> {
+/// Which of the `ACL` subcommands turnstile answers the user's rule grants, and
+/// whether the upstream's refusals name the user (`User <name> has no
+/// permissions…`, Redis 7.2+) or not (`This user has no permissions…`, 7.0).
+async fn probe(s: &mut Session, name: &str) -> Result<(u8, bool), ManageError> {
     let mut perms = 0;
+    let mut names_user = false;
     for (perm, cmd) in PROBES {
         let mut args: Vec<&[u8]> = vec![b"ACL", b"DRYRUN", name.as_bytes()];
         args.extend_from_slice(cmd);
         match s.call(&args).await? {
             OwnedFrame::SimpleString(ok) if ok == b"OK" => perms |= perm as u8,
-            OwnedFrame::BulkString(_) => {}
+            OwnedFrame::BulkString(why) => names_user |= why.starts_with(b"User "),
             OwnedFrame::Error(e) if e.starts_with("NOPERM") => return Err(UpstreamError::CannotManage.into()),
             // An older Redis without DRYRUN: turnstile answers as if granted only
             // what the rule cannot hide (its own name).
@@ -388,7 +406,13 @@ async fn probe(s: &mut Session, name: &str) -> Result<u8, ManageError> {
             _ => return Err(UpstreamError::Lost.into()),
         }
     }
-    Ok(perms)
+    // A command no rule grants (a fixed denial): Redis says why, in its words.
+    match s.call(&[b"ACL", b"DRYRUN", name.as_bytes(), b"ACL", b"SETUSER", b"x"]).await? {
+        OwnedFrame::BulkString(why) => names_user |= why.starts_with(b"User "),
+        OwnedFrame::Error(e) if e.starts_with("NOPERM") => return Err(UpstreamError::CannotManage.into()),
+        _ => {}
+    }
+    Ok((perms, names_user))
 }
 
 /// `ACL GETUSER`'s fields with the passwords list emptied.

@@ -46,6 +46,10 @@ pub enum Command {
     Multi,
     /// SYNC / PSYNC: the reply is a replication stream turnstile does not follow.
     Replication,
+    /// A command that can block the client (BLPOP, BZPOPMIN, XREAD, WAIT…): Redis
+    /// answers it `-UNBLOCKED` when its node is demoted under it, and so does
+    /// turnstile when a failover retires the node.
+    Blocking,
     /// A common data command that leaves nothing behind on the connection (no
     /// database selected, no transaction, subscription, name or mode): a connection
     /// that only ever sent these can serve the next client without a `RESET`.
@@ -94,6 +98,8 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         b"discard" => Command::Discard,
         b"multi" => Command::Multi,
         b"sync" | b"psync" => Command::Replication,
+        b"blpop" | b"brpop" | b"brpoplpush" | b"blmove" | b"blmpop" | b"bzpopmin" | b"bzpopmax"
+        | b"bzmpop" | b"xread" | b"xreadgroup" | b"wait" | b"waitaof" => Command::Blocking,
         // An allowlist, not a denylist: a command missing here merely costs a RESET.
         b"get" | b"set" | b"mget" | b"mset" | b"del" | b"unlink" | b"exists" | b"incr" | b"incrby"
         | b"decr" | b"decrby" | b"incrbyfloat" | b"append" | b"strlen" | b"getdel" | b"getex" | b"getset"
@@ -163,6 +169,7 @@ mod tests {
         assert_eq!(classify(&[b'a'; 100], None), Command::Other);
         assert_eq!(classify(b"GET", None), Command::Stateless);
         assert_eq!(classify(b"select", None), Command::Other);
+        assert_eq!(classify(b"BLpop", None), Command::Blocking);
         assert_eq!(classify(b"client", Some(b"setname")), Command::Other);
         assert_eq!(classify(b"CLIENT", Some(b"SetInfo")), Command::ClientSetinfo);
         assert_eq!(classify(b"client", Some(b"MAINT_NOTIFICATIONS")), Command::ClientMaintNotifications);

@@ -21,6 +21,12 @@ pub const UPSTREAM_UNAVAILABLE: &[u8] = b"-ERR upstream Redis is unavailable\r\n
 pub const UPSTREAM_LOST: &[u8] = b"-ERR upstream Redis closed the connection\r\n";
 pub const UPSTREAM_AUTH_FAILED: &[u8] = b"-ERR upstream Redis rejected the proxy's service credentials\r\n";
 pub const UPSTREAM_RULE_REFUSED: &[u8] = b"-ERR upstream Redis refused the ACL rule of this user\r\n";
+/// What Redis tells a blocked client when its node is demoted under it
+/// (`disconnectAllBlockedClients`, replication.c), before closing it.
+pub const UNBLOCKED: &[u8] =
+    b"-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)\r\n";
+/// No verified primary came within the wait bound (a Sentinel failover under way).
+pub const NO_PRIMARY: &[u8] = b"-ERR upstream Redis primary is unknown (Sentinel failover in progress)\r\n";
 pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// `-ERR Syntax error in HELLO option '<opt>'`.

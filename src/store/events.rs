@@ -68,7 +68,9 @@ pub struct Event {
     /// `password_added`, `password_removed`, `passwords_replaced`, `bdb_created`,
     /// `bdb_deleted`, `user_created`, `user_deleted`, `user_locked`,
     /// `redis_acl_created`, `redis_acl_updated`, `redis_acl_deleted`, `auth_failed`,
-    /// `address_throttled`, `auth_failures_dropped`.
+    /// `address_throttled`, `auth_failures_dropped`, `password_first_used`,
+    /// `password_expiry_scheduled`, `password_expiry_cancelled`, `passwords_expired`,
+    /// `primary_switched`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The admin API user who made the change.
@@ -86,9 +88,13 @@ pub struct Event {
     /// The `redis_acl` concerned (`redis_acl_created`, `…_updated`, `…_deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_acl_uid: Option<u32>,
-    /// The client's address (data-path events).
+    /// The client's address (data-path events); for `primary_switched`, the new
+    /// primary's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// For `primary_switched`: the primary before, if one was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_address: Option<String>,
     /// How many times it happened (aggregated events), and when last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
@@ -100,6 +106,12 @@ pub struct Event {
     /// Nodes concerned (`change_unconfirmed`: those that had not applied it in time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<Vec<u32>>,
+    /// When something scheduled is due (`password_expiry_scheduled`), Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
+    /// The passwords concerned, by public id (never the password or a hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub password_ids: Vec<String>,
 }
 
 impl Event {

@@ -110,6 +110,13 @@ pub struct UserRecord {
     pub auth_method: String,
     /// argon2id PHC strings (one salt per set).
     pub passwords: Vec<String>,
+    /// The public side of each password, by position in `passwords` (absent in
+    /// stores written before passwords had ids: made on the next start).
+    #[serde(default)]
+    pub password_meta: Vec<PasswordMeta>,
+    /// Passwords due to be removed by themselves (`expire_old_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_expiry: Option<PasswordExpiry>,
     /// Unix seconds when the newest password was set.
     pub password_issue_date: u64,
     /// Unix seconds of the last admin API login, if any.
@@ -150,6 +157,12 @@ pub struct BdbRecord {
     pub upstream: String,
     /// Environment variable holding the upstream password, if it needs one.
     pub upstream_password_env: Option<String>,
+    /// A Sentinel-managed upstream's Sentinel user, and the environment variable
+    /// holding the Sentinels' password (absent in stores written before Sentinel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_password_env: Option<String>,
     pub default_user: bool,
     pub roles_permissions: Vec<RolePermission>,
     pub disconnect_clients_on_password_removal: bool,
@@ -160,6 +173,76 @@ pub struct BdbRecord {
     pub tls_mode: crate::config::TlsMode,
     /// The default user's password set, argon2id PHC strings.
     pub passwords: Vec<String>,
+    /// The public side of each password, by position in `passwords`.
+    #[serde(default)]
+    pub password_meta: Vec<PasswordMeta>,
+    /// Passwords due to be removed by themselves (`expire_old_after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_expiry: Option<PasswordExpiry>,
+}
+
+/// A password's public identity and its durable usage. Never the password or a
+/// hash: the id is random.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordMeta {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Unix seconds when it was added (for passwords older than ids: when the
+    /// id was made).
+    #[serde(default)]
+    pub created: u64,
+    /// The admin API user who added it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
+    /// Unix milliseconds of its last successful AUTH, as of the last usage flush.
+    /// (Open connections and the clients behind them are runtime only.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_ms: Option<u64>,
+}
+
+/// `expire_old_after`: at `at_ms`, the passwords `remove` leave the set by
+/// themselves; `keep` is the password whose addition scheduled it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordExpiry {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub keep: String,
+    pub remove: Vec<String>,
+    /// Who scheduled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// What a record with a password set has, for code shared by databases and users.
+pub trait Passwords {
+    fn parts(&mut self) -> (&mut Vec<String>, &mut Vec<PasswordMeta>, &mut Option<PasswordExpiry>);
+    fn meta(&self) -> &[PasswordMeta];
+    fn expiry(&self) -> Option<&PasswordExpiry>;
+}
+
+impl Passwords for BdbRecord {
+    fn parts(&mut self) -> (&mut Vec<String>, &mut Vec<PasswordMeta>, &mut Option<PasswordExpiry>) {
+        (&mut self.passwords, &mut self.password_meta, &mut self.password_expiry)
+    }
+    fn meta(&self) -> &[PasswordMeta] {
+        &self.password_meta
+    }
+    fn expiry(&self) -> Option<&PasswordExpiry> {
+        self.password_expiry.as_ref()
+    }
+}
+
+impl Passwords for UserRecord {
+    fn parts(&mut self) -> (&mut Vec<String>, &mut Vec<PasswordMeta>, &mut Option<PasswordExpiry>) {
+        (&mut self.passwords, &mut self.password_meta, &mut self.password_expiry)
+    }
+    fn meta(&self) -> &[PasswordMeta] {
+        &self.password_meta
+    }
+    fn expiry(&self) -> Option<&PasswordExpiry> {
+        self.password_expiry.as_ref()
+    }
 }
 
 impl State {

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod sentinel;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -31,6 +32,8 @@ pub struct Redis {
     pub port: u16,
     child: Child,
     args: Vec<String>,
+    /// `redis-server`, or another server of the same protocol (Valkey).
+    binary: String,
 }
 
 pub fn free_port() -> u16 {
@@ -40,15 +43,36 @@ pub fn free_port() -> u16 {
 impl Redis {
     /// Starts a throwaway Redis (no persistence) with extra config arguments.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_binary("redis-server", extra).unwrap_or_else(|| {
+            panic!("could not start redis-server (is it installed? `apt-get install redis-server`)")
+        })
+    }
+
+    /// Valkey 8, a Redis 7.2-line server, whose ACL errors name the user:
+    /// `TURNSTILE_VALKEY_SERVER`, else where scripts/ensure-valkey.sh unpacks it
+    /// (target/valkey), else `valkey-server` on the PATH.
+    pub fn start_valkey(extra: &[&str]) -> Self {
+        let unpacked = std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+            .join("valkey/usr/bin/valkey-server");
+        let binary = std::env::var("TURNSTILE_VALKEY_SERVER").unwrap_or_else(|_| {
+            if unpacked.exists() { unpacked.display().to_string() } else { "valkey-server".into() }
+        });
+        Self::start_binary(&binary, extra)
+            .unwrap_or_else(|| panic!("could not start {binary} (run scripts/ensure-valkey.sh)"))
+    }
+
+    fn start_binary(binary: &str, extra: &[&str]) -> Option<Self> {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // A port found free can be taken by someone else before Redis binds it.
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = spawn_redis(port, &args) {
-                return Self { port, child, args };
+            if let Some(child) = spawn_redis(binary, port, &args) {
+                return Some(Self { port, child, args, binary: binary.to_string() });
             }
         }
-        panic!("could not start redis-server (is it installed? `apt-get install redis-server`)");
+        None
     }
 
     pub fn addr(&self) -> String {
@@ -64,7 +88,7 @@ impl Redis {
     pub fn restart(&mut self) {
         self.kill();
         for _ in 0..50 {
-            if let Some(child) = spawn_redis(self.port, &self.args) {
+            if let Some(child) = spawn_redis(&self.binary, self.port, &self.args) {
                 self.child = child;
                 return;
             }
@@ -89,9 +113,9 @@ impl Drop for Redis {
     }
 }
 
-/// Starts redis-server and waits until its log says it accepts connections.
-fn spawn_redis(port: u16, extra: &[String]) -> Option<Child> {
-    let mut child = Command::new("redis-server")
+/// Starts redis-server (or `binary`) and waits until its log says it accepts connections.
+fn spawn_redis(binary: &str, port: u16, extra: &[String]) -> Option<Child> {
+    let mut child = Command::new(binary)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .args(["--loglevel", "notice", "--daemonize", "no", "--protected-mode", "no"])
         .args(extra)
