@@ -154,7 +154,7 @@ fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
             e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
         }
     }
-    failover(&ctxs, &uids, e);
+    failover(ctxs, &uids, e);
 }
 
 /// The Sentinel-managed databases' failovers (the others have none to show).
