@@ -79,7 +79,7 @@ async fn check_config_reports_a_bad_file_like_a_start_does() {
     assert_eq!(check.status.code(), Some(64));
     assert_eq!(start.status.code(), Some(64));
     let message = format!(
-        "turnstile: invalid configuration {cfg}: bdbs[0].upstream: must look like redis://[user[:password]@]host:port (or rediss:// for TLS)\n"
+        "turnstile: invalid configuration {cfg}: bdbs[0].upstream: must look like redis://[user[:password]@]host:port (or rediss:// for TLS, or redis+sentinel://host:port[,host:port…]/<master name>)\n"
     );
     assert_eq!(String::from_utf8_lossy(&check.stderr), message);
     assert_eq!(String::from_utf8_lossy(&start.stderr), message);

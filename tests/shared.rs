@@ -758,6 +758,29 @@ async fn clients_that_leave_mid_pipeline_cost_nothing() {
     assert!(after <= 3, "{after} connections to Redis afterwards");
 }
 
+/// A fixed upstream that is a replica on purpose: `-READONLY` is Redis's answer to
+/// the write that got it, passed on as it is; the lane and its other clients carry
+/// on (only a Sentinel-managed database takes it as a sign of a failover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readonly_reply_on_a_fixed_upstream_is_just_a_reply() {
+    // A replica of nothing (port 1 is never listened on): it refuses writes.
+    let redis = Redis::start(&["--replicaof", "127.0.0.1", "1"]);
+    let proxy = proxy(&redis, 1).await;
+    let mut reader = proxy.authed(PW).await;
+    let mut writer = proxy.authed(PW).await;
+    same(&reader.cmd(&["GET", "k"]).await, b"$-1\r\n", "GET on the replica");
+    for _ in 0..3 {
+        same(
+            &writer.cmd(&["SET", "k", "v"]).await,
+            b"-READONLY You can't write against a read only replica.\r\n",
+            "the replica's own refusal",
+        );
+        same(&reader.cmd(&["GET", "k"]).await, b"$-1\r\n", "the other client is not cut off");
+    }
+    same(&writer.cmd(&["PING"]).await, b"+PONG\r\n", "the writer carries on too");
+    assert_eq!(proxy.ctx.lanes.open(), 1, "one lane served both, throughout");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_logs_a_lane_client_out() {
     let redis = Redis::start(&[]);

@@ -211,7 +211,8 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, HttpError> {
         if size == 0 {
             return Ok(out);
         }
-        if b.len() < size + 2 {
+        // A hostile size (near usize::MAX) must not overflow.
+        if b.len() < size.saturating_add(2) {
             return Err(HttpError::Protocol("truncated chunk"));
         }
         out.extend_from_slice(&b[..size]);
@@ -230,6 +231,8 @@ mod tests {
         let r = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n5\r\n\": 1}\r\n0\r\n\r\n";
         assert_eq!(parse(r).unwrap(), (200, serde_json::json!({"a": 1})));
         assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}").is_err());
+        let huge = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffffffff\r\nx\r\n";
+        assert!(parse(huge).is_err(), "a chunk size near usize::MAX is refused, not a panic");
         assert!(Client::new("ftp://x:1", "a", "b", None).is_err());
     }
 }

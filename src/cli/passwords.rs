@@ -117,10 +117,22 @@ pub async fn run(
             if let Some(s) = expire_old_after {
                 body["expire_old_after"] = json!(s);
             }
-            expect_ok(client.call("POST", &path, Some(&body)).await?)?;
+            // Printed whatever happens next: once the POST is in, the password is in
+            // the set, and it must never be lost (least of all with expire_old_after).
+            // A POST that fails without an answer may have been applied as well.
+            let posted = client.call("POST", &path, Some(&body)).await;
+            let unknown = match &posted {
+                Ok((status, _)) => *status >= 500,
+                Err(_) => true,
+            };
+            if unknown {
+                eprintln!("password (the outcome is unknown: it may be in the set): {}", *password);
+            }
+            expect_ok(posted?)?;
+            println!("password: {}", *password);
             let after = ids(&expect_ok(client.call("GET", &list_path, None).await?)?);
             let id = after.into_iter().find(|i| !before.contains(i)).unwrap_or_default();
-            out.push_str(&format!("id: {id}\npassword: {}\n", *password));
+            out.push_str(&format!("id: {id}\n"));
             out.push_str("# The password is shown this once: store it in your secret manager now.\n");
             if let Some(s) = expire_old_after {
                 out.push_str(&format!("# Every other password of the set is removed in {s} s.\n"));

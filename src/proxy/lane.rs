@@ -337,12 +337,16 @@ async fn pump(
     retired: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<(), End> {
     // Made once: polled on every pass, registered with its token only once.
+    let retired_given = retired.is_some();
     let retired = async {
         match retired {
             Some(t) => t.cancelled_owned().await,
             None => std::future::pending().await,
         }
     };
+    // Only a lane to a Sentinel-managed node watches for `-READONLY`: on a fixed
+    // upstream (a replica on purpose) it is Redis's answer to that one request.
+    let follows_primary = retired_given;
     tokio::pin!(retired);
     // Checked every `idle`: a lane that took no batch over a whole period closes.
     // An interval made once costs nothing per request, unlike a timer reset on
@@ -390,7 +394,7 @@ async fn pump(
                 if read? == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
-                let split = split(&buf, reading, owed, &mut deliveries, noperm);
+                let split = split(&buf, reading, owed, &mut deliveries, noperm, follows_primary);
                 // What came before a `-READONLY` is delivered; it and the rest not.
                 // What `split` held back (the start of an error line) stays for the
                 // next read.
@@ -488,6 +492,7 @@ fn split(
     owed: &mut VecDeque<InFlight>,
     deliveries: &mut Deliveries,
     noperm: &AtomicU64,
+    follows_primary: bool,
 ) -> Result<usize, End> {
     let Reading { scanner, skipping } = reading;
     let (mut pos, mut start, mut done) = (0, 0, 0);
@@ -527,7 +532,7 @@ fn split(
             scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("upstream reply not understood"))?;
         pos += n;
         let Some(info) = info else { continue };
-        if info.kind == b'-' && info.head.bytes().starts_with(b"READONLY") {
+        if follows_primary && info.kind == b'-' && info.head.bytes().starts_with(b"READONLY") {
             // Only a replica says it, and only before running the command.
             if start < at {
                 deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));

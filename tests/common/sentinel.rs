@@ -46,6 +46,31 @@ impl Sentinel {
         s
     }
 
+    /// A Sentinel that listens with TLS only (`port 0` disables its plaintext
+    /// listener; the TLS port is a free one) and talks TLS to the nodes
+    /// (`tls-replication yes`), monitoring `primary`'s TLS port with quorum 1; no
+    /// passwords. `tls` holds the `tls-cert-file`/`tls-key-file`/`tls-ca-cert-file`
+    /// lines.
+    pub fn start_tls(dir: &Path, primary: u16, tls: &str) -> Self {
+        let port = free_port();
+        let conf = dir.join("sentinel-tls.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\n\
+                 {tls}tls-auth-clients no\ntls-replication yes\n\
+                 sentinel monitor {MASTER} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 4000\n",
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut s = Self { port, conf, child: None };
+        s.resume();
+        s
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
