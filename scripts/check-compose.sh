@@ -81,3 +81,50 @@ if "USER 65532" not in dockerfile:
     fail("the runtime image must run as the non-root user")
 print("check-compose: docker-compose.yml, Dockerfile and deploy/turnstile.toml agree")
 PYEOF
+
+# The fleet example: two nodes and a store. Each node's environment must satisfy
+# the shared config, each node has a store.dir volume of its own, and the store and
+# upstream hosts are services of the file.
+export STORE_PASSWORD=ci-store-placeholder
+fleet=$(docker-compose -f deploy/fleet/docker-compose.yml config)
+TURNSTILE_BIN="${CARGO_TARGET_DIR:-target}/debug/turnstile" RESOLVED="$fleet" "$PY" - <<'PYEOF'
+import os, subprocess, sys, tomllib, yaml
+
+def fail(msg):
+    sys.exit(f"check-compose (fleet): {msg}")
+
+compose = yaml.safe_load(os.environ["RESOLVED"])
+nodes = {k: v for k, v in compose["services"].items() if k.startswith("turnstile-")}
+if len(nodes) < 2:
+    fail("the fleet example must have at least two turnstile nodes")
+volumes, host_ports = set(), set()
+for name, svc in nodes.items():
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    mounts = {v["target"] if isinstance(v, dict) else v.split(":")[1]: (v["source"] if isinstance(v, dict) else v.split(":")[0]) for v in svc["volumes"]}
+    config = mounts.get("/etc/turnstile/turnstile.toml", "")
+    if not config.endswith("deploy/fleet/turnstile.toml"):
+        fail(f"{name} does not mount deploy/fleet/turnstile.toml")
+    out = subprocess.run([os.environ["TURNSTILE_BIN"], "check-config", "--config", "deploy/fleet/turnstile.toml"],
+                         env=dict(env, PATH=os.environ["PATH"]), capture_output=True, text=True)
+    if out.returncode != 0:
+        fail(f"check-config refused the fleet config with {name}'s environment:\n{out.stderr}")
+    if "NOT SET" in out.stdout:
+        fail(f"{name} lacks a variable the config names:\n{out.stdout}")
+    for secret in ("ci-admin-placeholder", "ci-app-placeholder", "ci-redis-placeholder", "ci-store-placeholder"):
+        if secret in out.stdout or secret in out.stderr:
+            fail("check-config printed a secret")
+    eff = tomllib.loads(out.stdout)
+    store_host = eff["store"]["redis"].split("@")[-1].split("//")[-1].rsplit(":", 1)[0]
+    if store_host not in compose["services"]:
+        fail(f"the store host {store_host} is not a service")
+    vol = mounts.get(eff["store"]["dir"])
+    if not vol or "/" in vol or vol in volumes:
+        fail(f"{name}: store.dir must be a named volume of its own")
+    volumes.add(vol)
+    for p in svc["ports"]:
+        hp = str(p["published"]) if isinstance(p, dict) else p.split(":")[-2]
+        if hp in host_ports:
+            fail(f"{name} publishes host port {hp} twice")
+        host_ports.add(hp)
+print("check-compose: deploy/fleet/docker-compose.yml and deploy/fleet/turnstile.toml agree")
+PYEOF

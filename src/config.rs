@@ -103,7 +103,41 @@ fn default_event_log_capacity() -> usize {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The file store; with `redis`, this node's cache of the last known state (it
+    /// starts from it while the store is down), its certificate and its node uid.
     pub dir: PathBuf,
+    /// `redis://[user@]host:port[/db]` or `rediss://…`: a store shared by a fleet
+    /// of nodes. Never with a password (see `redis_password_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    /// Environment variable holding the store's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password_env: Option<String>,
+    /// Prefix of every key turnstile uses in the store.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Replicas that must confirm a change (Redis `WAIT`) before its 200; else 503.
+    #[serde(default)]
+    pub min_replicas: u32,
+    /// Bound on every store call, milliseconds: a store that does not answer in it
+    /// is down (writes get 503, traffic carries on from the last known state).
+    #[serde(default = "default_store_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long a write waits for every other live node to apply it, milliseconds.
+    #[serde(default = "default_confirm_timeout_ms")]
+    pub confirm_timeout_ms: u64,
+}
+
+fn default_key_prefix() -> String {
+    "turnstile".into()
+}
+
+fn default_store_timeout_ms() -> u64 {
+    500
+}
+
+fn default_confirm_timeout_ms() -> u64 {
+    crate::control::fleet::DEFAULT_CONFIRM_TIMEOUT.as_millis() as u64
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -414,6 +448,8 @@ pub struct Bdb {
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub config: Config,
+    /// The shared store's password (`store.redis_password_env`).
+    pub store_password: Option<Zeroizing<String>>,
     pub admin_listen: SocketAddr,
     pub bdbs: Vec<Bdb>,
     pub hash_params: HashParams,
@@ -422,6 +458,51 @@ pub struct Validated {
 }
 
 impl Config {
+    /// Checks `[store]`; returns the shared store's password, if it has one.
+    fn validate_store(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Zeroizing<String>>, ConfigError> {
+        let s = &self.store;
+        if !(1..=60_000).contains(&s.timeout_ms) {
+            return Err(err("store.timeout_ms", "must be between 1 and 60000"));
+        }
+        if s.confirm_timeout_ms > 60_000 {
+            return Err(err("store.confirm_timeout_ms", "must be at most 60000"));
+        }
+        if s.key_prefix.is_empty() || s.key_prefix.len() > 64 {
+            return Err(err("store.key_prefix", "must be 1-64 characters"));
+        }
+        let Some(url) = &s.redis else {
+            if s.redis_password_env.is_some() || s.min_replicas > 0 {
+                return Err(err("store.redis", "redis_password_env and min_replicas need store.redis"));
+            }
+            return Ok(None);
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(err("store.redis", "must look like redis://host:port or rediss://host:port"));
+        };
+        if scheme != "redis" && scheme != "rediss" {
+            return Err(err("store.redis", "the scheme must be redis:// or rediss://"));
+        }
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) {
+            return Err(err(
+                "store.redis",
+                "give the password in an environment variable named by store.redis_password_env, not in the URL",
+            ));
+        }
+        if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+            return Err(err("store.redis", "is not a valid Redis URL"));
+        }
+        match &s.redis_password_env {
+            None => Ok(None),
+            Some(var) => env(var).map(|v| Some(Zeroizing::new(v))).ok_or_else(|| {
+                err("store.redis_password_env", format!("environment variable {var} is not set"))
+            }),
+        }
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Validated, ConfigError> {
         let text =
@@ -502,6 +583,7 @@ impl Config {
         if self.proxy.worker_threads > 1024 {
             return Err(err("proxy.worker_threads", "must be at most 1024 (0 = half the CPUs)"));
         }
+        let store_password = self.validate_store(env)?;
         let mut uids = HashSet::new();
         let mut addrs = HashSet::from([admin_listen]);
         let mut bdbs = Vec::new();
@@ -570,7 +652,15 @@ impl Config {
             });
         }
         let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
-        Ok(Validated { config: self, admin_listen, bdbs, hash_params, verify, shutdown_grace })
+        Ok(Validated {
+            config: self,
+            store_password,
+            admin_listen,
+            bdbs,
+            hash_params,
+            verify,
+            shutdown_grace,
+        })
     }
 }
 

@@ -45,6 +45,21 @@ enum Command {
     /// password and prints it once; `delete --id` with --unless-used-within refuses
     /// while the password is still in use. Exit 0 on success, 1 if refused.
     Passwords(PasswordsArgs),
+    /// Operations on the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copies a file store (`state.json` in DIR, default `[store] dir`) into the
+    /// Redis store `[store] redis` names, once: refused unless that store is empty.
+    /// Run it before the first node starts on the Redis store.
+    Import {
+        /// The file store's directory.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +152,19 @@ fn main() -> ExitCode {
     };
     if let Some(Command::CheckConfig) = args.command {
         return check_config(&config_path, &config);
+    }
+    if let Some(Command::Store(StoreCommand::Import { from })) = args.command {
+        let from = from.unwrap_or_else(|| config.config.store.dir.clone());
+        return match turnstile::server::import_store(&config, &from) {
+            Ok(summary) => {
+                announce(&format!("turnstile: {summary}"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("turnstile: store import: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.config.proxy.worker_threads())

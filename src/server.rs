@@ -11,7 +11,8 @@ use zeroize::Zeroizing;
 
 use crate::config::Validated;
 use crate::control::{Control, DefaultCert, Settings, StartError};
-use crate::store::FileStore;
+use crate::store::redis::RedisOptions;
+use crate::store::{FileStore, RedisStore, Store};
 
 /// Everything bound and the databases already serving; the admin API not yet.
 pub struct Running {
@@ -59,20 +60,17 @@ pub async fn start(
         .map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
     let admin_addr =
         admin.local_addr().map_err(|source| Error::AdminBind { addr: config.admin_listen, source })?;
-    let store = FileStore::open(&config.config.store.dir)?;
+    let dir = config.config.store.dir.clone();
+    let store = open_store(config)?;
     let tls = if config.config.admin.tls {
         let a = &config.config.admin;
-        Some(
-            crate::admin::tls::config(store.dir(), a.cert.as_deref(), a.key.as_deref())
-                .map_err(Error::Tls)?,
-        )
+        Some(crate::admin::tls::config(&dir, a.cert.as_deref(), a.key.as_deref()).map_err(Error::Tls)?)
     } else {
         None
     };
     let (limits, admission) = connection_bounds(config, crate::descriptors::prepare());
     let a = &config.config.admin;
-    let default_cert =
-        DefaultCert { dir: store.dir().to_path_buf(), cert: a.cert.clone(), key: a.key.clone() };
+    let default_cert = DefaultCert { dir: dir.clone(), cert: a.cert.clone(), key: a.key.clone() };
     let tracker = TaskTracker::new();
     let settings = Settings {
         default_cert: Some(default_cert),
@@ -89,9 +87,56 @@ pub async fn start(
         event_log_capacity: config.config.admin.event_log_capacity,
         metrics_auth: config.config.admin.metrics_auth,
         admission,
+        node_addr: admin_addr.to_string(),
+        confirm_timeout: Duration::from_millis(config.config.store.confirm_timeout_ms),
     };
-    let control = Control::start(settings, Arc::new(store), shutdown.clone(), tracker.clone()).await?;
+    let control = Control::start(settings, store, shutdown.clone(), tracker.clone()).await?;
     Ok(Running { control, admin, admin_addr, tls, limits, tracker, shutdown, grace: config.shutdown_grace })
+}
+
+/// The file store, or with `[store] redis` the shared store (its cache in `dir`).
+pub fn open_store(config: &Validated) -> Result<Arc<dyn Store>, Error> {
+    let s = &config.config.store;
+    Ok(match &s.redis {
+        None => Arc::new(FileStore::open(&s.dir)?),
+        Some(url) => Arc::new(RedisStore::open(RedisOptions {
+            url: url.clone(),
+            password: config.store_password.clone(),
+            key_prefix: s.key_prefix.clone(),
+            timeout: Duration::from_millis(s.timeout_ms),
+            min_replicas: s.min_replicas,
+            cache_dir: s.dir.clone(),
+        })?),
+    })
+}
+
+/// `turnstile store import`: copies the file store in `from` into the (empty)
+/// Redis store the config names. The compare-and-set against the empty revision
+/// makes "empty" hold at the moment of the write, not just when checked.
+pub fn import_store(config: &Validated, from: &std::path::Path) -> Result<String, String> {
+    if config.config.store.redis.is_none() {
+        return Err("the config has no [store] redis to import into".into());
+    }
+    let source = FileStore::open(from).map_err(|e| e.to_string())?;
+    let state = source
+        .read_state()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} holds no state.json to import", from.display()))?;
+    let target = open_store(config).map_err(|e| e.to_string())?;
+    match target.commit(&crate::store::Revision::EMPTY, &state) {
+        Ok(c) => Ok(format!(
+            "imported {} users, {} databases, {} events from {} (store version {})",
+            state.users.len(),
+            state.bdbs.len(),
+            state.events.admin.len() + state.events.security.len(),
+            from.display(),
+            c.revision.number
+        )),
+        Err(crate::store::StoreError::Conflict(_)) => {
+            Err("the Redis store is not empty; nothing was imported".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The admin API's limits and the bound on unauthenticated database connections,

@@ -53,6 +53,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/cluster/policy"),
     ("PUT", "/v1/cluster/policy"),
     ("GET", "/v1/logs"),
+    ("GET", "/v1/nodes"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/metrics"),
     ("GET", "/live"),

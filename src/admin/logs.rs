@@ -116,6 +116,8 @@ pub fn view(e: &Event) -> Value {
     opt("previous_address", e.previous_address.as_ref().map(|v| json!(v)));
     opt("count", e.count.map(|v| json!(v)));
     opt("last_time", e.last_time_ms.map(|v| json!(time::iso8601(v / 1000))));
+    opt("node_uid", e.node.map(|v| json!(v)));
+    opt("nodes", e.nodes.as_ref().map(|v| json!(v)));
     opt("due", e.due_ms.map(|v| json!(time::iso8601(v.div_ceil(1000)))));
     opt("password_ids", (!e.password_ids.is_empty()).then(|| json!(e.password_ids)));
     Value::Object(m)

@@ -25,7 +25,15 @@ pub async fn metrics(State(control): State<Control>, mut parts: Parts) -> ApiRes
     if control.metrics_auth() {
         Authed::from_request_parts(&mut parts, &control).await?.require(Permission::ViewCluster)?;
     }
-    let body = crate::metrics::render::render(&control);
+    let inputs = crate::metrics::render::Inputs {
+        directory: control.directory(),
+        bdbs: control.endpoint_addrs().into_iter().filter_map(|(uid, _)| control.endpoint(uid)).collect(),
+        admin: control.admin_metrics(),
+        store: control.store_status(),
+        state: control.snapshot(),
+        store_writes: control.store_writes(),
+    };
+    let body = crate::metrics::render::render(&inputs);
     Ok(([(header::CONTENT_TYPE, crate::metrics::text::CONTENT_TYPE)], body).into_response())
 }
 
@@ -42,14 +50,26 @@ pub async fn live() -> Response {
     responses((status = 200, description = "Store loaded, every database listening", body = Object),
         (status = 503, description = "Not ready: `reason` says why", body = Object)))]
 pub async fn ready(State(control): State<Control>) -> Response {
-    match control.readiness() {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready", "reason": why.to_string()})),
-        )
-            .into_response(),
+    // A store that cannot be reached leaves the node ready: it serves AUTH and
+    // traffic from its last known state, and a load balancer must keep sending
+    // clients. `/ready` says so, and writes are refused meanwhile.
+    let s = control.store_status();
+    let store = json!({
+        "kind": if s.shared { "redis" } else { "file" },
+        "status": if s.up { "up" } else { "down" },
+        "version": s.revision,
+        "seconds_since_sync": s.since_sync_secs,
+        "node_uid": s.node_uid,
+    });
+    let mut body = match control.readiness() {
+        Ok(()) => json!({"status": "ready"}),
+        Err(why) => json!({"status": "not_ready", "reason": why.to_string()}),
+    };
+    if s.shared {
+        body["store"] = store;
     }
+    let status = if body["status"] == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Times a request and records it under its route template (`/v1/bdbs/{uid}`), so

@@ -14,6 +14,7 @@ pub mod extract;
 mod linger;
 mod logs;
 mod metrics;
+mod nodes;
 mod openapi;
 mod passwords;
 mod responses;
@@ -72,6 +73,7 @@ fn routes() -> OpenApiRouter<Control> {
         ))
         .routes(routes!(cluster::get_policy, cluster::put_policy))
         .routes(routes!(logs::get_logs))
+        .routes(routes!(nodes::list_nodes))
         .routes(routes!(openapi::document));
     OpenApiRouter::with_openapi(openapi::frame())
         .nest("/v1", v1)

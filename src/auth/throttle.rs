@@ -45,6 +45,11 @@ const MAX_TRACKED: usize = 100_000;
 pub struct Throttle {
     policy: ThrottlePolicy,
     map: DashMap<IpAddr, Entry>,
+    /// Failures per address not yet added to the fleet's counts (a shared store
+    /// takes them in batches, never one round trip per AUTH).
+    unshared: DashMap<IpAddr, u64>,
+    /// Whether `unshared` is kept at all (only in a fleet).
+    sharing: std::sync::atomic::AtomicBool,
     refused: AtomicU64,
     /// Times an address crossed the threshold and was blocked.
     blocks: AtomicU64,
@@ -52,7 +57,14 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(policy: ThrottlePolicy) -> Self {
-        Self { policy, map: DashMap::new(), refused: AtomicU64::new(0), blocks: AtomicU64::new(0) }
+        Self {
+            policy,
+            map: DashMap::new(),
+            unshared: DashMap::new(),
+            sharing: std::sync::atomic::AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+        }
     }
 
     /// Whether `ip` may try to authenticate now. Counts refusals.
@@ -81,6 +93,11 @@ impl Throttle {
                 return false;
             }
         }
+        if self.sharing.load(Ordering::Relaxed)
+            && (self.unshared.len() < MAX_TRACKED || self.unshared.contains_key(&ip))
+        {
+            *self.unshared.entry(ip).or_insert(0) += 1;
+        }
         let mut e = self.map.entry(ip).or_insert(Entry { count: 0, since: now, blocked_until: None });
         if now.duration_since(e.since) > self.policy.window && e.blocked_until.is_none_or(|t| t <= now) {
             *e = Entry { count: 0, since: now, blocked_until: None };
@@ -93,6 +110,38 @@ impl Throttle {
             return true;
         }
         false
+    }
+
+    pub fn policy(&self) -> &ThrottlePolicy {
+        &self.policy
+    }
+
+    /// Starts keeping failures for [`take_unshared`](Self::take_unshared) (a node of
+    /// a fleet; a single node keeps nothing extra).
+    pub fn share(&self) {
+        self.sharing.store(true, Ordering::Relaxed);
+    }
+
+    /// The failures counted since the last call, per address (for the fleet).
+    pub fn take_unshared(&self) -> Vec<(IpAddr, u64)> {
+        let keys: Vec<IpAddr> = self.unshared.iter().map(|e| *e.key()).collect();
+        keys.into_iter().filter_map(|k| self.unshared.remove(&k)).collect()
+    }
+
+    /// Blocks `ip` now, as if it had failed here as often as in the whole fleet
+    /// (`fleet_failures` over the window). No-op if already blocked.
+    pub fn block_for_fleet(&self, ip: IpAddr, fleet_failures: u64) {
+        if self.policy.failures == 0 || fleet_failures < u64::from(self.policy.failures) {
+            return;
+        }
+        let now = Instant::now();
+        let mut e = self.map.entry(ip).or_insert(Entry { count: 0, since: now, blocked_until: None });
+        if e.blocked_until.is_none_or(|t| t <= now) {
+            e.blocked_until = Some(now + self.policy.block);
+            e.count = e.count.max(self.policy.failures);
+            self.blocks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%ip, fleet_failures, "throttling AUTH from this address: the fleet's count reached the threshold");
+        }
     }
 
     /// Times an address was blocked so far.

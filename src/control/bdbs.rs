@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use super::endpoints::bind;
 use super::error::{Error, Kind, Result};
-use super::{Caller, Control, access_of};
+use super::{Caller, Control};
 use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::State;
@@ -14,7 +14,7 @@ use crate::store::state::{BdbRecord, RolePermission};
 /// `POST /v1/bdbs`. turnstile's own fields: `listen` (or RS's `port`), `upstream`
 /// (`redis://[user@]host:port`) and `upstream_password_env`: the upstream password is
 /// never sent or stored, only the name of the environment variable that holds it.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "cache", "port": 12001, "upstream": "redis://127.0.0.1:6379"}))]
 #[serde(deny_unknown_fields)]
 pub struct NewBdb {
@@ -36,7 +36,7 @@ pub struct NewBdb {
 }
 
 /// `PUT /v1/bdbs/{uid}`: only the fields given change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"roles_permissions": [{"role_uid": 1, "redis_acl_uid": 1}]}))]
 #[serde(deny_unknown_fields)]
 pub struct BdbPatch {
@@ -120,6 +120,16 @@ fn check_permissions(state: &State, perms: &[RolePermission]) -> Result<()> {
 }
 
 impl Control {
+    /// Hands a listener bound before the commit to `apply`.
+    fn prebind(&self, uid: u32, l: tokio::net::TcpListener) {
+        self.inner.prebound.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, l);
+    }
+
+    /// Drops a listener `apply` did not use (the commit failed).
+    fn unprebind(&self, uid: u32) {
+        self.inner.prebound.lock().unwrap_or_else(|p| p.into_inner()).remove(&uid);
+    }
+
     fn listen_of(&self, listen: Option<String>, port: Option<u16>) -> Option<String> {
         listen.or_else(|| port.map(|p| format!("{}:{p}", self.inner.default_bind_host)))
     }
@@ -135,6 +145,10 @@ impl Control {
 
     /// Creates a database; the event log names `actor`.
     pub async fn create_bdb_by(&self, actor: Option<&Caller>, input: NewBdb) -> Result<BdbRecord> {
+        self.retrying(|| self.create_bdb_once(actor, input.clone())).await
+    }
+
+    async fn create_bdb_once(&self, actor: Option<&Caller>, input: NewBdb) -> Result<BdbRecord> {
         if input.name.trim().is_empty() {
             return Err(Error::bad_request("invalid_parameter", "name must not be empty"));
         }
@@ -143,7 +157,7 @@ impl Control {
         let listen = self
             .listen_of(input.listen, input.port)
             .ok_or_else(|| Error::bad_request("missing_parameter", "port (or listen) is required"))?;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let uid = input.uid.unwrap_or_else(|| State::next_uid(&state.bdbs));
         if uid == 0 {
             return Err(Error::bad_request("invalid_parameter", "uid must be a positive integer"));
@@ -192,18 +206,28 @@ impl Control {
         let mut event = Self::event_by("bdb_created", actor);
         event.bdb_uid = Some(uid);
         self.record(&mut next, event);
-        self.commit(&mut state, next).await?;
-        self.start_endpoint(&record, listener).await?;
-        drop(state);
-        if let Some(ctx) = self.inner.endpoints.ctx(uid) {
-            // Failures show at /ready and are retried by the periodic pass.
-            let _ = ctx.users.reconcile(&ctx.upstream_full(), &self.inner.directory.grants_of(uid)).await;
+        // `apply` starts the endpoint on the listener bound here (and on every other
+        // node, at the same port on its own host).
+        self.prebind(uid, listener);
+        let committed = self.commit(&mut state, next).await;
+        self.unprebind(uid);
+        committed?;
+        if self.inner.endpoints.ctx(uid).is_none() {
+            return Err(Error::new(
+                Kind::NotAcceptable,
+                "port_unavailable",
+                "the database endpoint did not start",
+            ));
         }
         Ok(record)
     }
 
     pub async fn update_bdb(&self, uid: u32, patch: BdbPatch) -> Result<BdbRecord> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.update_bdb_once(uid, patch.clone())).await
+    }
+
+    async fn update_bdb_once(&self, uid: u32, patch: BdbPatch) -> Result<BdbRecord> {
+        let mut state = self.lock().await?;
         let Some(mut record) = state.bdbs.get(&uid).cloned() else {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
         };
@@ -266,8 +290,9 @@ impl Control {
         if let Some(v) = patch.max_connections {
             record.max_connections = v;
         }
-        let upstream = self.upstream_of(&record)?;
-        let tls = self.listener_tls(&record)?;
+        // Checked before anything is stored; `apply` uses them.
+        self.upstream_of(&record)?;
+        self.listener_tls(&record)?;
         let listener = match self.listen_of(patch.listen, patch.port) {
             Some(listen) if listen != record.listen => {
                 let l = bind(&listen).await?;
@@ -278,23 +303,14 @@ impl Control {
         };
         let mut next = state.clone();
         next.bdbs.insert(uid, record.clone());
-        self.commit(&mut state, next).await?;
-        self.inner.directory.set_bdb(uid, access_of(&record));
-        if let Some(ctx) = self.inner.endpoints.ctx(uid) {
-            ctx.set_upstream(upstream);
-            ctx.set_max_connections(record.max_connections as usize);
-            // Connections accepted from now on; open ones keep what they have.
-            ctx.set_tls(tls);
+        // `apply` updates the policy, the context and the listener, and brings the
+        // upstream users and connected clients in step with the new rules.
+        if let Some(l) = listener {
+            self.prebind(uid, l);
         }
-        match listener {
-            Some(l) => self.start_endpoint(&record, l).await?,
-            None if self.inner.endpoints.ctx(uid).is_none() => self.bind_and_start(&record).await?,
-            None => {}
-        }
-        drop(state);
-        // Rules granted or taken away, the default user admitted or not: live
-        // upstream (and for connected clients) before the 200.
-        self.sync_rights().await;
+        let committed = self.commit(&mut state, next).await;
+        self.unprebind(uid);
+        committed?;
         Ok(record)
     }
 
@@ -305,7 +321,11 @@ impl Control {
 
     /// Deletes a database; the event log names `actor`.
     pub async fn delete_bdb_by(&self, actor: Option<&Caller>, uid: u32) -> Result<()> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.delete_bdb_once(actor, uid)).await
+    }
+
+    async fn delete_bdb_once(&self, actor: Option<&Caller>, uid: u32) -> Result<()> {
+        let mut state = self.lock().await?;
         if !state.bdbs.contains_key(&uid) {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
         }
@@ -320,9 +340,7 @@ impl Control {
         let mut event = Self::event_by("bdb_deleted", actor);
         event.bdb_uid = Some(uid);
         self.record(&mut next, event);
-        self.commit(&mut state, next).await?;
-        self.inner.endpoints.stop(uid).await;
-        self.inner.directory.remove_bdb(uid);
-        Ok(())
+        // `apply` stops the listener and closes the connections.
+        self.commit(&mut state, next).await
     }
 }

@@ -111,12 +111,6 @@ pub async fn bind(listen: &str) -> Result<TcpListener> {
 }
 
 impl Control {
-    /// Binds a database's address and starts serving it.
-    pub(super) async fn bind_and_start(&self, record: &BdbRecord) -> Result<()> {
-        let listener = bind(&record.listen).await?;
-        self.start_endpoint(record, listener).await
-    }
-
     /// Starts serving a database on an already bound listener.
     pub(super) async fn start_endpoint(&self, record: &BdbRecord, listener: TcpListener) -> Result<()> {
         let upstream = self.upstream_of(record)?;

@@ -72,8 +72,11 @@ impl Control {
             self.login_failed(user.uid, now).await;
             return Err(wrong());
         }
-        self.inner.failures.remove(&user.uid);
+        if self.inner.failures.remove(&user.uid).is_some() || self.inner.store.fleet().is_some() {
+            self.forget_login_failures_later(user.uid);
+        }
         self.inner.last_login.insert(user.uid, now);
+        self.share_login(user.uid, now);
         let mut roles = vec![user.role.clone()];
         roles.extend(user.role_uids.iter().filter_map(|r| snap.roles.get(r)).map(|r| r.management.clone()));
         Ok(Caller {
@@ -90,7 +93,7 @@ impl Control {
         if policy.login_lockout_threshold == 0 {
             return;
         }
-        let count = {
+        let local = {
             let mut e = self.inner.failures.entry(uid).or_insert((0, now));
             if now.saturating_sub(e.1) > policy.login_lockout_counter_reset_after {
                 *e = (0, now);
@@ -98,15 +101,29 @@ impl Control {
             e.0 += 1;
             e.0
         };
-        if count < policy.login_lockout_threshold {
+        // In a fleet the count is the fleet's, so failures spread over the nodes
+        // lock the user as surely as on one node. A store that cannot be reached
+        // leaves this node's own count.
+        let count = match self.fleet_login_failed(uid, policy.login_lockout_counter_reset_after).await {
+            Some(n) => n.max(u64::from(local)),
+            None => u64::from(local),
+        };
+        if count < u64::from(policy.login_lockout_threshold) {
             return;
         }
-        self.inner.failures.remove(&uid);
         let until = match policy.login_lockout_duration {
             0 => u64::MAX,
             d => now.saturating_add(d),
         };
-        let mut state = self.lock().await;
+        let r = self.retrying(|| self.lock_user(uid, until)).await;
+        match r {
+            Ok(()) => self.forget_login_failures(uid).await,
+            Err(e) => tracing::error!(error = %e, "could not store a lockout"),
+        }
+    }
+
+    async fn lock_user(&self, uid: u32, until: u64) -> Result<()> {
+        let mut state = self.lock().await?;
         let mut next = state.clone();
         if let Some(u) = next.users.get_mut(&uid) {
             u.locked_until = Some(until);
@@ -116,8 +133,55 @@ impl Control {
             event.user_uid = Some(uid);
             self.record(&mut next, event);
         }
-        if let Err(e) = self.commit(&mut state, next).await {
-            tracing::error!(error = %e, "could not store a lockout");
+        self.commit(&mut state, next).await
+    }
+
+    /// The fleet's count of `uid`'s failed logins after this one (None: no shared
+    /// store, or it cannot be reached).
+    async fn fleet_login_failed(&self, uid: u32, window: u64) -> Option<u64> {
+        self.inner.store.fleet()?;
+        let store = std::sync::Arc::clone(&self.inner.store);
+        tokio::task::spawn_blocking(move || store.fleet().map(|f| f.login_failed(uid, window)))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.ok())
+    }
+
+    /// Tells the fleet of a good login, off the caller's path (the other nodes pick
+    /// it up with their next heartbeat).
+    fn share_login(&self, uid: u32, at: u64) {
+        if self.inner.store.fleet().is_none() {
+            return;
         }
+        let store = std::sync::Arc::clone(&self.inner.store);
+        tokio::task::spawn_blocking(move || store.fleet().map(|f| f.record_login(uid, at)));
+    }
+
+    /// Merges the fleet's last logins into this node's view.
+    pub(super) fn merge_logins(&self, logins: &[(u32, u64)]) {
+        for (uid, at) in logins {
+            let mut e = self.inner.last_login.entry(*uid).or_insert(*at);
+            if *e < *at {
+                *e = *at;
+            }
+        }
+    }
+
+    /// Forgets `uid`'s failed logins, here and in the fleet.
+    pub(super) async fn forget_login_failures(&self, uid: u32) {
+        self.inner.failures.remove(&uid);
+        if self.inner.store.fleet().is_none() {
+            return;
+        }
+        let store = std::sync::Arc::clone(&self.inner.store);
+        let _ = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.login_reset(uid))).await;
+    }
+
+    /// Like [`forget_login_failures`](Self::forget_login_failures), off the
+    /// caller's path (a good login does not wait for the store).
+    fn forget_login_failures_later(&self, uid: u32) {
+        let c = self.clone();
+        tokio::spawn(async move { c.forget_login_failures(uid).await });
     }
 }

@@ -1,16 +1,21 @@
 //! The control plane: the one writer of turnstile's state.
 //!
-//! Every admin change follows the same path under one lock: validate → compute
-//! (argon2 happens here, off the async workers) → persist durably → apply to the
-//! in-memory directory, listeners and connections → answer. So an acknowledged
-//! change survives a crash, a failed write changes nothing, and concurrent calls
-//! never lose one another's updates. The data path never takes this lock: it reads
-//! the directory, which is only swapped.
+//! Every admin change follows the same path under one lock: catch up with the
+//! store → validate → compute the next state (argon2 happens here, off the async
+//! workers) → compare-and-set it into the store → [`apply`](Control::apply) the
+//! difference to the in-memory directory, listeners and connections → answer. So an
+//! acknowledged change survives a crash, a failed write changes nothing, and
+//! concurrent calls — on this node or on another node of the fleet — never lose one
+//! another's updates (a write that lost the race is built again on the new state).
+//! Changes other nodes make reach memory through the same `apply`. The data path
+//! never takes this lock: it reads the directory, which is only swapped.
 
+mod apply;
 pub mod bdbs;
 pub mod complexity;
 mod endpoints;
 pub mod error;
+pub mod fleet;
 mod login;
 pub mod objects;
 mod passwords;
@@ -39,7 +44,7 @@ use crate::auth::{BdbAccess, Directory, HashParams, PasswordSet, SetId, VerifyOp
 use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::state::{BdbRecord, UserRecord};
-use crate::store::{State, Store};
+use crate::store::{Revision, State, Store, StoreError};
 pub use error::{Error, Kind, Result};
 pub use login::{Caller, status as user_status};
 pub use passwords::PasswordOp;
@@ -75,6 +80,10 @@ pub struct Settings {
     pub metrics_auth: bool,
     /// The bound on unauthenticated connections, shared by every database.
     pub admission: Arc<crate::proxy::admission::Admission>,
+    /// This node's admin API address, as the fleet's registry shows it.
+    pub node_addr: String,
+    /// How long a writer waits for the other live nodes to apply its change.
+    pub confirm_timeout: Duration,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -95,7 +104,17 @@ pub struct Control {
 
 struct Inner {
     state: Mutex<State>,
+    /// The store revision `state` is at (changed only under the `state` lock).
+    revision: std::sync::Mutex<Revision>,
     snapshot: ArcSwap<State>,
+    /// The store's health and this node's place in the fleet.
+    fleet: fleet::FleetState,
+    /// Listeners bound by an operation before its commit (so a taken port refuses
+    /// the change), handed to `apply`.
+    prebound: std::sync::Mutex<HashMap<u32, tokio::net::TcpListener>>,
+    /// Listen addresses of config-defined databases (each node's own).
+    config_listen: HashMap<u32, String>,
+    hash_params: HashParams,
     store: Arc<dyn Store>,
     directory: Directory,
     endpoints: endpoints::Endpoints,
@@ -156,15 +175,13 @@ impl Control {
         tracker: TaskTracker,
     ) -> std::result::Result<Self, StartError> {
         let directory = Directory::new(settings.hash_params, settings.verify.clone());
-        let loaded = {
-            let store = Arc::clone(&store);
-            tokio::task::spawn_blocking(move || store.load())
-                .await
-                .map_err(|e| StartError::Invalid(e.to_string()))??
-        };
+        let (loaded, from_cache) = fleet::load_at_start(&store).await?;
         let fresh = loaded.is_none();
-        let mut state = loaded.unwrap_or_default();
-        let mut dirty = fresh;
+        let revision = loaded.as_ref().map_or(Revision::EMPTY, |l| l.revision);
+        let mut state = loaded.map(|l| l.state).unwrap_or_default();
+        // A node started from its cache has no store to write to: it serves what it
+        // knows and lets the store be written when it is back.
+        let mut dirty = fresh && !from_cache;
         if fresh {
             let password = settings
                 .admin_password
@@ -195,8 +212,10 @@ impl Control {
         }
         let mut config_upstreams = HashMap::new();
         let mut config_tls = HashMap::new();
+        let mut config_listen = HashMap::new();
         for b in &settings.bdbs {
             config_upstreams.insert(b.uid, b.upstream.clone());
+            config_listen.insert(b.uid, b.listen.to_string());
             if let Some(t) = &b.tls {
                 config_tls.insert(b.uid, t.clone());
             }
@@ -222,10 +241,11 @@ impl Control {
             });
             let shown = display_upstream(&b.upstream);
             let tls_mode = if b.tls.is_some() { TlsMode::Enabled } else { TlsMode::Disabled };
-            if record.upstream != shown
-                || record.listen != b.listen.to_string()
-                || record.tls_mode != tls_mode
-            {
+            // In a fleet every node has its own listen address for a config-defined
+            // database; the stored one is the first node's, and the nodes do not
+            // rewrite it in turn on every start.
+            let listen_differs = store.fleet().is_none() && record.listen != b.listen.to_string();
+            if record.upstream != shown || listen_differs || record.tls_mode != tls_mode {
                 record.upstream = shown;
                 record.listen = b.listen.to_string();
                 record.tls_mode = tls_mode;
@@ -258,10 +278,21 @@ impl Control {
                 s
             }
         };
+        let shared = store.fleet().is_some();
         let control = Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(state.clone()),
-                snapshot: ArcSwap::from_pointee(state.clone()),
+                state: Mutex::new(State::default()),
+                revision: std::sync::Mutex::new(revision),
+                snapshot: ArcSwap::from_pointee(State::default()),
+                fleet: fleet::FleetState::new(
+                    shared,
+                    settings.node_addr.clone(),
+                    settings.confirm_timeout,
+                    !from_cache,
+                ),
+                prebound: std::sync::Mutex::new(HashMap::new()),
+                config_listen,
+                hash_params: settings.hash_params,
                 store,
                 directory,
                 endpoints: endpoints::Endpoints::new(shutdown, tracker),
@@ -283,32 +314,44 @@ impl Control {
                 store_writes: std::sync::atomic::AtomicU64::new(0),
             }),
         };
+        // Passwords stored before they had ids get theirs (and the state is written).
         dirty |= control.load_directory(&mut state, settings.hash_params)?;
-        if dirty {
+        // Start-up is one more difference to apply: from nothing to the state.
+        {
             let mut guard = control.inner.state.lock().await;
-            control
-                .commit(&mut guard, state.clone())
-                .await
-                .map_err(|e| StartError::Invalid(e.description))?;
+            *guard = state.clone();
+            control.inner.snapshot.store(Arc::new(state.clone()));
+            let failed = control.apply(&State::default(), &state).await;
+            if !from_cache {
+                control.inner.fleet.keep(&state, revision);
+            }
+            // A config database that cannot bind is fatal; a database created through
+            // the API whose port was taken meanwhile is reported and left stopped.
+            if let Some((uid, e)) =
+                failed.into_iter().find(|(uid, _)| control.inner.config_upstreams.contains_key(uid))
+            {
+                return Err(StartError::Invalid(format!("bdb {uid}: {}", e.description)));
+            }
+            if dirty {
+                let next = state.clone();
+                match control.commit(&mut guard, next).await {
+                    // Another node of the fleet, starting at the same moment, wrote
+                    // first (the bootstrap, its config databases): take its state.
+                    Err(e) if e.code == CONFLICT => control.catch_up(&mut guard).await?,
+                    r => r.map_err(|e| StartError::Invalid(e.description))?,
+                }
+            }
         }
         // Schedules that fell due while turnstile was down fire before anyone can
         // log in with the passwords they remove.
         control.expire_due().await;
-        for record in state.bdbs.values() {
-            // A config database that cannot bind is fatal; a database created through
-            // the API whose port was taken meanwhile is reported and left stopped.
-            match control.bind_and_start(record).await {
-                Ok(()) => {}
-                Err(e) if control.inner.config_upstreams.contains_key(&record.uid) => {
-                    return Err(StartError::Invalid(format!("bdb {}: {}", record.uid, e.description)));
-                }
-                Err(e) => tracing::error!(bdb = record.uid, error = %e, "database endpoint not started"),
-            }
-            control.check_manageable(record.uid).await?;
+        for uid in state.bdbs.keys() {
+            control.check_manageable(*uid).await?;
         }
         control.spawn_event_flusher();
         control.spawn_expiry_scheduler();
         control.spawn_reconciler();
+        control.spawn_fleet();
         Ok(control)
     }
 
@@ -400,11 +443,20 @@ impl Control {
         self.inner.endpoints.ctx(uid)
     }
 
-    async fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().await
+    /// Takes the writers' lock, caught up with the store: a change is validated
+    /// against the newest state, whichever node wrote it. A store that cannot be
+    /// reached refuses the change at once (503 `store_error`).
+    async fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        let mut guard = self.inner.state.lock().await;
+        if self.inner.store.fleet().is_some() {
+            self.catch_up(&mut guard).await?;
+        }
+        Ok(guard)
     }
 
-    /// Makes `next` durable, then current. On failure nothing changes.
+    /// Makes `next` durable, then current, and applies the difference to memory.
+    /// On failure nothing changes; a lost compare-and-set is `store_conflict`, which
+    /// [`retrying`](Self::retrying) turns into a fresh attempt.
     async fn commit(&self, current: &mut MutexGuard<'_, State>, mut next: State) -> Result<()> {
         for e in self.inner.last_login.iter() {
             if let Some(u) = next.users.get_mut(e.key()) {
@@ -416,31 +468,96 @@ impl Control {
         // Failed AUTHs waiting in memory ride along with this write.
         let drained = self.inner.directory.failures().take();
         self.append_failures(&mut next, &drained);
+        let unconfirmed =
+            std::mem::take(&mut *self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in &unconfirmed {
+            next.events.push_admin(e.clone(), self.inner.event_log_capacity);
+        }
         // So do changes of primary of Sentinel-managed databases.
         let switches = self.take_switches();
         self.append_switches(&mut next, &switches);
         let store = Arc::clone(&self.inner.store);
         let to_write = next.clone();
-        let written = tokio::task::spawn_blocking(move || store.commit(&to_write)).await;
+        let base = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
+        let written = tokio::task::spawn_blocking(move || store.commit(&base, &to_write)).await;
         self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let failure = match written {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
+        let committed = match written {
+            Ok(Ok(c)) => c,
+            Ok(Err(StoreError::Conflict(now))) => {
+                self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
+                tracing::debug!(
+                    base = base.number,
+                    now,
+                    "another node wrote first; building the change again"
+                );
+                return Err(Error::new(Kind::Unavailable, CONFLICT, "the store changed meanwhile"));
+            }
+            failed => {
+                let e = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => unreachable!(),
+                };
+                self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
+                self.inner.fleet.store_failed();
+                tracing::error!(error = %e, "store write failed; change not applied");
+                return Err(store_error());
+            }
         };
-        if let Some(e) = failure {
-            self.inner.directory.failures().restore(drained);
-            self.restore_switches(switches);
-            tracing::error!(error = %e, "store write failed; change not applied");
+        self.inner.fleet.store_ok(committed.revision);
+        *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner()) = committed.revision;
+        self.inner.snapshot.store(Arc::new(next.clone()));
+        let before = std::mem::replace(&mut **current, next);
+        let after = current.clone();
+        self.apply(&before, &after).await;
+        self.report_applied();
+        self.inner.fleet.keep(&after, committed.revision);
+        if committed.unreplicated {
             return Err(Error::new(
                 Kind::Unavailable,
-                "store_error",
-                "the change could not be stored durably; nothing was changed",
+                "store_not_replicated",
+                "the change is stored and applied, but fewer replicas than store.min_replicas confirmed it in time",
             ));
         }
-        self.inner.snapshot.store(Arc::new(next.clone()));
-        **current = next;
         Ok(())
+    }
+
+    /// Runs `op` until it is not refused for a lost compare-and-set (bounded), then
+    /// waits (bounded) for every other live node to apply what it committed.
+    pub(super) async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            match op().await {
+                Err(e) if e.code == CONFLICT => continue,
+                r => {
+                    if r.is_ok() {
+                        let stale = self.confirm().await;
+                        if !stale.is_empty() {
+                            // Named in the log (written with the next change) and
+                            // shown `stale` by GET /v1/nodes meanwhile.
+                            let mut e =
+                                crate::store::events::Event::new("change_unconfirmed", time::now_ms());
+                            e.node = self.node_uid();
+                            e.nodes = Some(stale);
+                            self.inner.fleet.requeue(vec![e]);
+                        }
+                    }
+                    return r;
+                }
+            }
+        }
+        Err(Error::new(
+            Kind::Unavailable,
+            "store_busy",
+            "the store kept changing under this write; nothing was changed, try again",
+        ))
     }
 
     /// The upstream of a database: the config file's (with its secret) for
@@ -521,6 +638,21 @@ impl Control {
             }
         }
     }
+}
+
+/// The code of a lost compare-and-set (never seen by a client: the write is retried).
+const CONFLICT: &str = "store_conflict";
+
+/// Attempts at a write that keeps losing the compare-and-set to other nodes.
+const MAX_ATTEMPTS: usize = 50;
+
+/// The store cannot be reached: a write is refused, nothing changes.
+fn store_error() -> Error {
+    Error::new(
+        Kind::Unavailable,
+        "store_error",
+        "the change could not be stored durably; nothing was changed",
+    )
 }
 
 /// A database's access policy as the directory wants it.

@@ -5,12 +5,11 @@ use utoipa::ToSchema;
 
 use super::error::{Error, Kind, Result};
 use super::{Control, complexity, roles, time};
-use crate::auth::SetId;
 use crate::store::State;
 use crate::store::state::{AclRecord, ClusterSettings, LockoutPolicy, RoleRecord, UserRecord};
 
 /// `POST /v1/users`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "app-user", "email": "app@example.com", "password": "user-pw-1", "role_uids": [1]}))]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
@@ -25,7 +24,7 @@ pub struct NewUser {
 }
 
 /// `PUT /v1/users/{uid}`: only the fields given change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"email": "app-team@example.com", "role": "db_viewer"}))]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
@@ -39,7 +38,7 @@ pub struct UserPatch {
 }
 
 /// `POST /v1/roles`, `PUT /v1/roles/{uid}`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "app", "management": "db_viewer"}))]
 #[serde(deny_unknown_fields)]
 pub struct RoleInput {
@@ -48,7 +47,7 @@ pub struct RoleInput {
 }
 
 /// `POST /v1/redis_acls`, `PUT /v1/redis_acls/{uid}`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "all", "acl": "+@all ~*"}))]
 #[serde(deny_unknown_fields)]
 pub struct AclInput {
@@ -57,7 +56,7 @@ pub struct AclInput {
 }
 
 /// `PUT /v1/cluster`: only the fields given change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"password_complexity": true, "password_min_length": 12}))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterPatch {
@@ -68,7 +67,7 @@ pub struct ClusterPatch {
 }
 
 /// `PUT /v1/cluster/policy`: only the fields given change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[schema(example = json!({"login_lockout_threshold": 10, "login_lockout_duration": 600}))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPatch {
@@ -138,11 +137,15 @@ impl Control {
 
     /// Creates a user; the event log names `actor`.
     pub async fn create_user_by(&self, actor: Option<&super::Caller>, input: NewUser) -> Result<UserRecord> {
+        self.retrying(|| self.create_user_once(actor, input.clone())).await
+    }
+
+    async fn create_user_once(&self, actor: Option<&super::Caller>, input: NewUser) -> Result<UserRecord> {
         check_name(&input.name)?;
         let role = input.role.unwrap_or_else(|| "db_viewer".into());
         check_role(&role)?;
         check_auth_method(input.auth_method.as_deref())?;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         name_taken(&state, &input.name, &input.email, None)?;
         check_role_uids(&state, &input.role_uids)?;
         complexity::check(&state.cluster, &input.password, Some(&input.email))?;
@@ -176,15 +179,15 @@ impl Control {
         (event.user, event.user_uid) = (Some(record.name.clone()), Some(uid));
         self.record(&mut next, event);
         self.commit(&mut state, next).await?;
-        let d = &self.inner.directory;
-        d.set_user(&record.name, record.role_uids.clone())
-            .map_err(|_| Error::bad_request("invalid_parameter", "bad name"))?;
-        let _ = d.install(&SetId::User(record.name.as_str().into()), set, false);
         Ok(record)
     }
 
     pub async fn update_user(&self, uid: u32, patch: UserPatch) -> Result<UserRecord> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.update_user_once(uid, patch.clone())).await
+    }
+
+    async fn update_user_once(&self, uid: u32, patch: UserPatch) -> Result<UserRecord> {
+        let mut state = self.lock().await?;
         let Some(old) = state.users.get(&uid).cloned() else {
             return Err(Error::not_found("user_not_exist", format!("user {uid} does not exist")));
         };
@@ -206,49 +209,23 @@ impl Control {
             user.role_uids = r;
         }
         check_auth_method(patch.auth_method.as_deref())?;
-        let new_set = match &patch.password {
-            Some(pw) => {
-                complexity::check(&state.cluster, pw, Some(&user.email))?;
-                let set = self.inner.directory.fresh_set(pw.as_bytes()).await.map_err(|_| {
-                    Error::new(Kind::Unavailable, "internal_error", "the password could not be processed")
-                })?;
-                user.passwords = set.to_phc();
-                user.password_issue_date = time::now();
-                user.locked_until = None;
-                Some(set)
-            }
-            None => None,
-        };
+        if let Some(pw) = &patch.password {
+            complexity::check(&state.cluster, pw, Some(&user.email))?;
+            let set = self.inner.directory.fresh_set(pw.as_bytes()).await.map_err(|_| {
+                Error::new(Kind::Unavailable, "internal_error", "the password could not be processed")
+            })?;
+            user.passwords = set.to_phc();
+            user.password_issue_date = time::now();
+            user.locked_until = None;
+        }
         let mut next = state.clone();
         next.users.insert(uid, user.clone());
+        // Memory follows in `apply`: a rename moves the set, a changed role
+        // re-checks rights, a new password closes what used the old one.
         self.commit(&mut state, next).await?;
-        let d = &self.inner.directory;
-        let old_id = SetId::User(old.name.as_str().into());
-        let id = SetId::User(user.name.as_str().into());
-        if old.name != user.name {
-            let set = d.passwords(&old_id).map(|s| (*s).clone());
-            d.remove_user(&old.name);
-            let _ = d.set_user(&user.name, user.role_uids.clone());
-            if let Some(set) = set {
-                let _ = d.install(&id, set, false);
-            }
-        } else {
-            let _ = d.set_user(&user.name, user.role_uids.clone());
-        }
-        if let Some(set) = new_set {
-            let _ = d.install(&id, set, true);
-        }
         drop(state);
-        if old.role_uids != user.role_uids || old.name != user.name {
-            // The user's rule on a database may have changed: its lane traffic
-            // follows at once, connections of its own logged in under the old rule
-            // close, and it loses its connections where it is no longer admitted.
-            self.sync_rights().await;
-        }
         if patch.password.is_some() || old.name != user.name {
-            self.inner.failures.remove(&uid);
-            let d = d.clone();
-            self.close_sessions(true, |i| i.set == old_id && !d.is_current(i));
+            self.forget_login_failures(uid).await;
         }
         Ok(user)
     }
@@ -261,7 +238,11 @@ impl Control {
 
     /// Deletes a user; the event log names `actor`.
     pub async fn delete_user_by(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.delete_user_once(actor, uid)).await
+    }
+
+    async fn delete_user_once(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
+        let mut state = self.lock().await?;
         let Some(user) = state.users.get(&uid).cloned() else {
             return Err(Error::not_found("user_not_exist", format!("user {uid} does not exist")));
         };
@@ -277,17 +258,18 @@ impl Control {
         let mut event = Self::event_by("user_deleted", actor);
         (event.user, event.user_uid) = (Some(user.name.clone()), Some(uid));
         self.record(&mut next, event);
+        // `apply` removes the user and closes its connections.
         self.commit(&mut state, next).await?;
-        self.inner.directory.remove_user(&user.name);
         drop(state);
-        self.inner.failures.remove(&uid);
-        self.inner.last_login.remove(&uid);
-        let id = SetId::User(user.name.as_str().into());
-        self.close_sessions(false, |i| i.set == id);
+        self.forget_login_failures(uid).await;
         Ok(())
     }
 
     pub async fn create_role(&self, input: RoleInput) -> Result<RoleRecord> {
+        self.retrying(|| self.create_role_once(input.clone())).await
+    }
+
+    async fn create_role_once(&self, input: RoleInput) -> Result<RoleRecord> {
         let name = input
             .name
             .filter(|n| !n.trim().is_empty())
@@ -296,7 +278,7 @@ impl Control {
             .management
             .ok_or_else(|| Error::bad_request("missing_parameter", "management is required"))?;
         check_role(&management)?;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         if state.roles.values().any(|r| r.name == name) {
             return Err(Error::new(
                 Kind::Conflict,
@@ -313,7 +295,11 @@ impl Control {
     }
 
     pub async fn update_role(&self, uid: u32, input: RoleInput) -> Result<RoleRecord> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.update_role_once(uid, input.clone())).await
+    }
+
+    async fn update_role_once(&self, uid: u32, input: RoleInput) -> Result<RoleRecord> {
+        let mut state = self.lock().await?;
         let mut role = state
             .roles
             .get(&uid)
@@ -344,7 +330,11 @@ impl Control {
 
     /// Deleting a role that users or databases still refer to is refused.
     pub async fn delete_role(&self, uid: u32) -> Result<()> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.delete_role_once(uid)).await
+    }
+
+    async fn delete_role_once(&self, uid: u32) -> Result<()> {
+        let mut state = self.lock().await?;
         if !state.roles.contains_key(&uid) {
             return Err(Error::not_found("role_not_exist", format!("role {uid} does not exist")));
         }
@@ -368,13 +358,17 @@ impl Control {
 
     /// Creates a redis ACL; the event log names `actor`.
     pub async fn create_acl_by(&self, actor: Option<&super::Caller>, input: AclInput) -> Result<AclRecord> {
+        self.retrying(|| self.create_acl_once(actor, input.clone())).await
+    }
+
+    async fn create_acl_once(&self, actor: Option<&super::Caller>, input: AclInput) -> Result<AclRecord> {
         let name = input
             .name
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| Error::bad_request("missing_parameter", "name is required"))?;
         let acl = input.acl.ok_or_else(|| Error::bad_request("missing_parameter", "acl is required"))?;
         check_rule(&acl)?;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         if state.redis_acls.values().any(|a| a.name == name) {
             return Err(Error::new(
                 Kind::Conflict,
@@ -393,7 +387,6 @@ impl Control {
         event.redis_acl_uid = Some(uid);
         self.record(&mut next, event);
         self.commit(&mut state, next).await?;
-        self.inner.directory.set_acl(uid, &record.acl);
         Ok(record)
     }
 
@@ -410,10 +403,19 @@ impl Control {
         uid: u32,
         input: AclInput,
     ) -> Result<AclRecord> {
+        self.retrying(|| self.update_acl_once(actor, uid, input.clone())).await
+    }
+
+    async fn update_acl_once(
+        &self,
+        actor: Option<&super::Caller>,
+        uid: u32,
+        input: AclInput,
+    ) -> Result<AclRecord> {
         if let Some(a) = &input.acl {
             check_rule(a)?;
         }
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let mut record = state.redis_acls.get(&uid).cloned().ok_or_else(|| {
             Error::not_found("redis_acl_not_exist", format!("redis ACL {uid} does not exist"))
         })?;
@@ -448,11 +450,8 @@ impl Control {
         let mut event = Self::event_by("redis_acl_updated", actor);
         event.redis_acl_uid = Some(uid);
         self.record(&mut next, event);
+        // A changed rule is live upstream through `apply` before this returns.
         self.commit(&mut state, next).await?;
-        self.inner.directory.set_acl(uid, &record.acl);
-        if changed {
-            self.sync_rights().await;
-        }
         Ok(record)
     }
 
@@ -462,7 +461,11 @@ impl Control {
 
     /// Deletes a redis ACL no database uses; the event log names `actor`.
     pub async fn delete_acl_by(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.delete_acl_once(actor, uid)).await
+    }
+
+    async fn delete_acl_once(&self, actor: Option<&super::Caller>, uid: u32) -> Result<()> {
+        let mut state = self.lock().await?;
         if !state.redis_acls.contains_key(&uid) {
             return Err(Error::not_found("redis_acl_not_exist", format!("redis ACL {uid} does not exist")));
         }
@@ -478,13 +481,15 @@ impl Control {
         let mut event = Self::event_by("redis_acl_deleted", actor);
         event.redis_acl_uid = Some(uid);
         self.record(&mut next, event);
-        self.commit(&mut state, next).await?;
-        self.inner.directory.remove_acl(uid);
-        Ok(())
+        self.commit(&mut state, next).await
     }
 
     pub async fn update_cluster(&self, patch: ClusterPatch) -> Result<ClusterSettings> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.update_cluster_once(patch.clone())).await
+    }
+
+    async fn update_cluster_once(&self, patch: ClusterPatch) -> Result<ClusterSettings> {
+        let mut state = self.lock().await?;
         let mut c = state.cluster.clone();
         if let Some(n) = patch.name {
             c.name = n;
@@ -511,7 +516,11 @@ impl Control {
     }
 
     pub async fn update_policy(&self, patch: PolicyPatch) -> Result<LockoutPolicy> {
-        let mut state = self.lock().await;
+        self.retrying(|| self.update_policy_once(patch.clone())).await
+    }
+
+    async fn update_policy_once(&self, patch: PolicyPatch) -> Result<LockoutPolicy> {
+        let mut state = self.lock().await?;
         let mut p = state.policy.clone();
         if let Some(v) = patch.login_lockout_threshold {
             p.login_lockout_threshold = v;

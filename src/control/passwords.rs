@@ -126,8 +126,17 @@ impl Control {
         uid: u32,
         change: Change<'_>,
     ) -> Result<()> {
+        self.retrying(|| self.bdb_password_change_once(actor, uid, change)).await
+    }
+
+    async fn bdb_password_change_once(
+        &self,
+        actor: Option<&Caller>,
+        uid: u32,
+        change: Change<'_>,
+    ) -> Result<()> {
         change.validate().map_err(|e| Error { kind: Kind::BadRequest, ..e })?;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let Some(record) = state.bdbs.get(&uid).cloned() else {
             return Err(Error::not_found("bdb_not_exist", format!("database {uid} does not exist")));
         };
@@ -184,13 +193,23 @@ impl Control {
         change: Change<'_>,
         required_old: Option<&str>,
     ) -> Result<()> {
+        self.retrying(|| self.user_password_change_once(caller, username, change, required_old)).await
+    }
+
+    async fn user_password_change_once(
+        &self,
+        caller: &Caller,
+        username: Option<&str>,
+        change: Change<'_>,
+        required_old: Option<&str>,
+    ) -> Result<()> {
         change.validate()?;
         let target = username.unwrap_or(&caller.name).to_string();
         if target != caller.name && !caller.is_admin() {
             return Err(Error::forbidden("only an admin may change another user's passwords"));
         }
         let op = change.op;
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let Some(user) = state.users.values().find(|u| u.name == target).cloned() else {
             return Err(Error::not_found("user_not_exist", format!("user {target:?} does not exist")));
         };
@@ -233,7 +252,7 @@ impl Control {
         drop(state);
         self.expiry_changed();
         if op != SetChange::Remove && caller.is_admin() {
-            self.inner.failures.remove(&user.uid);
+            self.forget_login_failures(user.uid).await;
         }
         tracing::info!(user = %user.name, by = %caller.name, ?op, "user password set changed");
         if !planned.removed.is_empty() {

@@ -73,7 +73,7 @@ impl Control {
     /// Removes a due schedule's passwords (those still in the set), as a DELETE
     /// would, closing their connections where the database says so.
     async fn fire(&self, owner: Owner) -> Result<()> {
-        let mut state = self.lock().await;
+        let mut state = self.lock().await?;
         let mut next = state.clone();
         let Some((record, id)) = owner.record(&mut next) else { return Ok(()) };
         let Some(expiry) = record.expiry().cloned().filter(|e| e.at_ms <= time::now_ms()) else {

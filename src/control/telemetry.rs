@@ -85,7 +85,8 @@ impl Control {
     }
 
     /// Adds an administrative event to `next`, the state about to be committed.
-    pub(super) fn record(&self, next: &mut State, event: Event) {
+    pub(super) fn record(&self, next: &mut State, mut event: Event) {
+        event.node = self.node_uid();
         next.events.push_admin(event, self.inner.event_log_capacity);
     }
 
@@ -101,7 +102,8 @@ impl Control {
 
     /// Turns pending failed AUTHs into security events of `next`.
     pub(super) fn append_failures(&self, next: &mut State, drained: &Drained) {
-        for e in failure_events(drained) {
+        for mut e in failure_events(drained) {
+            e.node = self.node_uid();
             next.events.push_security(e, self.inner.event_log_capacity);
         }
     }
@@ -113,6 +115,9 @@ impl Control {
         let mut log = self.snapshot().events.clone();
         for e in failure_events(&self.inner.directory.failures().peek()) {
             log.push_security(e, self.inner.event_log_capacity);
+        }
+        for e in self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            log.push_admin(e.clone(), self.inner.event_log_capacity);
         }
         for (uid, ctx) in self.inner.endpoints.all() {
             for s in ctx.failover.peek_switches() {
@@ -150,13 +155,19 @@ impl Control {
     /// Writes pending failed AUTHs and changes of primary, if any (a commit of the
     /// unchanged state carries them).
     pub async fn flush_events(&self) {
+        let unconfirmed = !self.inner.fleet.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
         let switched = self.inner.endpoints.all().iter().any(|(_, c)| !c.failover.peek_switches().is_empty());
-        if self.inner.directory.failures().peek().is_empty() && !switched {
+        if self.inner.directory.failures().peek().is_empty() && !switched && !unconfirmed {
             return;
         }
-        let mut state = self.lock().await;
-        let next = state.clone();
-        if let Err(e) = self.commit(&mut state, next).await {
+        let r = self
+            .retrying(|| async {
+                let mut state = self.lock().await?;
+                let next = state.clone();
+                self.commit(&mut state, next).await
+            })
+            .await;
+        if let Err(e) = r {
             tracing::warn!(error = %e, "could not write the event log; will retry");
         }
     }

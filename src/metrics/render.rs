@@ -1,20 +1,40 @@
 //! What `GET /metrics` says: every family, read from the counters where they live
-//! (databases' contexts, the directory, the throttle, the control plane).
+//! (databases' contexts, the directory, the throttle, the admin metrics, the
+//! store's status), handed in as [`Inputs`] rather than fetched from the control
+//! plane, so the metrics depend on what they show and nothing above it.
 
 use super::text::Exposition;
 use super::{OPS, RotationEndpoint, get, histogram};
-use crate::auth::{SetChange, SetId};
-use crate::control::Control;
+use std::sync::Arc;
+
+use super::AdminMetrics;
+use crate::auth::{Directory, SetChange, SetId};
+use crate::control::fleet::StoreStatus;
+use crate::proxy::BdbContext;
+use crate::store::State;
+
+/// Everything the exposition reads.
+pub struct Inputs<'a> {
+    pub directory: &'a Directory,
+    /// Running databases, by uid.
+    pub bdbs: Vec<Arc<BdbContext>>,
+    pub admin: &'a AdminMetrics,
+    pub store: StoreStatus,
+    /// The state as of the last change (passwords' ages and schedules).
+    pub state: Arc<State>,
+    /// Writes of the durable state so far.
+    pub store_writes: u64,
+}
 
 /// Users that get a label of their own; the others (and names that are no user's)
 /// share `user="other"`, so the number of series stays bounded.
 pub const MAX_USER_LABELS: usize = 100;
 
-pub fn render(control: &Control) -> String {
+pub fn render(inputs: &Inputs<'_>) -> String {
     let mut e = Exposition::default();
-    bdbs(control, &mut e);
-    users(control, &mut e);
-    let d = control.directory();
+    bdbs(&inputs.bdbs, &mut e);
+    users(inputs.directory, &mut e);
+    let d = inputs.directory;
     e.family(
         "turnstile_argon2_evaluations_total",
         "counter",
@@ -42,21 +62,36 @@ pub fn render(control: &Control) -> String {
     e.sample("turnstile_throttle_blocks_total", &[], t.blocks());
     e.family("turnstile_throttled_addresses", "gauge", "Addresses throttled right now.");
     e.sample("turnstile_throttled_addresses", &[], t.blocked_now());
-    rotations(control, &mut e);
-    passwords(control, &mut e);
+    rotations(inputs.admin, &mut e);
+    passwords(&inputs.state, inputs.directory, &mut e);
     e.family(
         "turnstile_store_writes_total",
         "counter",
         "Writes of the durable state (admin changes, event and usage flushes).",
     );
-    e.sample("turnstile_store_writes_total", &[], control.store_writes());
-    latency(control, &mut e);
+    e.sample("turnstile_store_writes_total", &[], inputs.store_writes);
+    latency(inputs.admin, &mut e);
+    store(&inputs.store, &mut e);
     e.finish()
 }
 
-fn bdbs(control: &Control, e: &mut Exposition) {
-    let ctxs: Vec<_> =
-        control.endpoint_addrs().into_iter().filter_map(|(uid, _)| control.endpoint(uid)).collect();
+fn store(s: &StoreStatus, e: &mut Exposition) {
+    e.family("turnstile_store_up", "gauge", "1 while the store answers, 0 while it cannot be reached.");
+    e.sample("turnstile_store_up", &[], u64::from(s.up));
+    e.family("turnstile_store_version", "gauge", "The version of the state this node applies.");
+    e.sample("turnstile_store_version", &[], s.revision);
+    e.family(
+        "turnstile_store_seconds_since_sync",
+        "gauge",
+        "Seconds since the store last answered this node (its state may be this old).",
+    );
+    match s.since_sync_secs {
+        Some(v) => e.sample("turnstile_store_seconds_since_sync", &[], format!("{v:.3}")),
+        None => e.sample("turnstile_store_seconds_since_sync", &[], "+Inf"),
+    }
+}
+
+fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
     let uids: Vec<String> = ctxs.iter().map(|c| c.uid.to_string()).collect();
     e.family("turnstile_bdb_connections", "gauge", "Client connections open now, per database.");
     for (c, uid) in ctxs.iter().zip(&uids) {
@@ -119,7 +154,7 @@ fn bdbs(control: &Control, e: &mut Exposition) {
             e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
         }
     }
-    failover(&ctxs, &uids, e);
+    failover(ctxs, &uids, e);
 }
 
 /// The Sentinel-managed databases' failovers (the others have none to show).
@@ -152,8 +187,8 @@ fn failover(ctxs: &[std::sync::Arc<crate::proxy::BdbContext>], uids: &[String], 
     }
 }
 
-fn users(control: &Control, e: &mut Exposition) {
-    let (users, unknown) = control.directory().user_auth_counts();
+fn users(d: &Directory, e: &mut Exposition) {
+    let (users, unknown) = d.user_auth_counts();
     e.family("turnstile_user_auth_total", "counter", "AUTH outcomes per named user (the first 100 users by name; the rest, and names of no user, as \"other\").");
     let (mut other_ok, mut other_failed) = (0, unknown);
     for (i, (name, ok, failed)) in users.iter().enumerate() {
@@ -175,9 +210,7 @@ pub const MAX_PASSWORD_SERIES: usize = 1000;
 
 /// Per password: open connections and last use, labelled by database or user
 /// (the first [`MAX_USER_LABELS`] users by name) and the password's public id.
-fn passwords(control: &Control, e: &mut Exposition) {
-    let snap = control.snapshot();
-    let d = control.directory();
+fn passwords(snap: &State, d: &Directory, e: &mut Exposition) {
     let mut sets: Vec<(&str, String, SetId)> =
         snap.bdbs.keys().map(|uid| ("bdb", uid.to_string(), SetId::BdbDefault(*uid))).collect();
     let mut names: Vec<&str> = snap.users.values().map(|u| u.name.as_str()).collect();
@@ -217,8 +250,7 @@ fn passwords(control: &Control, e: &mut Exposition) {
     }
 }
 
-fn rotations(control: &Control, e: &mut Exposition) {
-    let m = control.admin_metrics();
+fn rotations(m: &AdminMetrics, e: &mut Exposition) {
     e.family(
         "turnstile_password_rotations_total",
         "counter",
@@ -232,10 +264,10 @@ fn rotations(control: &Control, e: &mut Exposition) {
     }
 }
 
-fn latency(control: &Control, e: &mut Exposition) {
+fn latency(m: &AdminMetrics, e: &mut Exposition) {
     const NAME: &str = "turnstile_admin_request_duration_seconds";
     e.family(NAME, "histogram", "Admin API request latency, per route template, method and status class.");
-    for ((route, method, class), h) in control.admin_metrics().latency_snapshot() {
+    for ((route, method, class), h) in m.latency_snapshot() {
         let status = format!("{class}xx");
         let (buckets, sum, count) = h.snapshot();
         let base = [("route", route.as_str()), ("method", method), ("status", status.as_str())];

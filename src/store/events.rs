@@ -100,6 +100,12 @@ pub struct Event {
     pub count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_time_ms: Option<u64>,
+    /// The fleet node where it happened (absent with a store of one node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u32>,
+    /// Nodes concerned (`change_unconfirmed`: those that had not applied it in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<u32>>,
     /// When something scheduled is due (`password_expiry_scheduled`), Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<u64>,

@@ -9,15 +9,21 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{State, Store, StoreError};
+use std::sync::Mutex;
+
+use super::{Committed, Loaded, Revision, State, Store, StoreError};
 use crate::store::state::SCHEMA_VERSION;
 
 const FILE: &str = "state.json";
+#[cfg(test)]
 const TMP: &str = "state.json.tmp";
 
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    /// What this process last read or wrote: one process owns the directory, so the
+    /// compare-and-set is against its own history (numbered from 1 at each start).
+    revision: Mutex<Revision>,
 }
 
 impl FileStore {
@@ -29,7 +35,7 @@ impl FileStore {
             use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
         }
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self { dir: dir.to_path_buf(), revision: Mutex::new(Revision::EMPTY) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -37,8 +43,9 @@ impl FileStore {
     }
 }
 
-impl Store for FileStore {
-    fn load(&self) -> Result<Option<State>, StoreError> {
+impl FileStore {
+    /// The state document alone (also what `turnstile store import` reads).
+    pub fn read_state(&self) -> Result<Option<State>, StoreError> {
         let bytes = match fs::read(self.dir.join(FILE)) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -50,20 +57,41 @@ impl Store for FileStore {
         }
         Ok(Some(state))
     }
+}
 
-    fn commit(&self, state: &State) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let tmp = self.dir.join(TMP);
-        let mut f = open_private(&tmp).map_err(|e| StoreError::io("write the store", e))?;
-        f.write_all(&bytes).map_err(|e| StoreError::io("write the store", e))?;
-        f.sync_all().map_err(|e| StoreError::io("sync the store", e))?;
-        drop(f);
-        fs::rename(&tmp, self.dir.join(FILE)).map_err(|e| StoreError::io("replace the store", e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io("sync the store directory", e))?;
-        Ok(())
+impl Store for FileStore {
+    fn load(&self) -> Result<Option<Loaded>, StoreError> {
+        let Some(state) = self.read_state()? else { return Ok(None) };
+        let (_, hash) = super::encode(&state)?;
+        let revision = Revision { number: 1, hash };
+        *self.revision.lock().unwrap_or_else(|p| p.into_inner()) = revision;
+        Ok(Some(Loaded { state, revision }))
     }
+
+    fn commit(&self, base: &Revision, state: &State) -> Result<Committed, StoreError> {
+        let mut current = self.revision.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != *base {
+            return Err(StoreError::Conflict(current.number));
+        }
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        write_atomic(&self.dir, FILE, &bytes)?;
+        let (_, hash) = super::encode(state)?;
+        *current = Revision { number: current.number + 1, hash };
+        Ok(Committed { revision: *current, unreplicated: false })
+    }
+}
+
+/// Replaces `dir/name` with `bytes` so that a crash leaves the old or the new file,
+/// never a mix (write a temporary, fsync, rename, fsync the directory).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = open_private(&tmp).map_err(|e| StoreError::io("write the store", e))?;
+    f.write_all(bytes).map_err(|e| StoreError::io("write the store", e))?;
+    f.sync_all().map_err(|e| StoreError::io("sync the store", e))?;
+    drop(f);
+    fs::rename(&tmp, dir.join(name)).map_err(|e| StoreError::io("replace the store", e))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("sync the store directory", e))?;
+    Ok(())
 }
 
 /// Creates (truncating) a file only its owner can read.
@@ -89,8 +117,13 @@ mod tests {
         assert_eq!(s.load().unwrap(), None);
         let mut st = State::default();
         st.cluster.name = "c1".into();
-        s.commit(&st).unwrap();
-        assert_eq!(s.load().unwrap(), Some(st));
+        let c = s.commit(&Revision::EMPTY, &st).unwrap();
+        assert_eq!(c.revision.number, 1);
+        assert!(
+            matches!(s.commit(&Revision::EMPTY, &st), Err(StoreError::Conflict(1))),
+            "a stale base is refused"
+        );
+        assert_eq!(s.load().unwrap().map(|l| l.state), Some(st));
         assert!(!dir.path().join(TMP).exists());
     }
 
@@ -98,10 +131,10 @@ mod tests {
     fn a_torn_temporary_file_does_not_matter_and_corruption_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStore::open(dir.path()).unwrap();
-        s.commit(&State::default()).unwrap();
+        s.commit(&Revision::EMPTY, &State::default()).unwrap();
         // A crash mid-write leaves a partial tmp file: the committed state is intact.
         fs::write(dir.path().join(TMP), b"{\"version\":").unwrap();
-        assert_eq!(s.load().unwrap(), Some(State::default()));
+        assert_eq!(s.load().unwrap().map(|l| l.state), Some(State::default()));
         fs::write(dir.path().join(FILE), b"{ not json").unwrap();
         assert!(matches!(s.load(), Err(StoreError::Corrupt(_))));
     }

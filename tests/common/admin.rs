@@ -99,6 +99,8 @@ pub fn settings() -> Settings {
         event_log_capacity: turnstile::store::events::DEFAULT_CAPACITY,
         metrics_auth: false,
         admission: turnstile::proxy::admission::Admission::unlimited(),
+        node_addr: "127.0.0.1:0".into(),
+        confirm_timeout: Duration::from_millis(500),
     }
 }
 

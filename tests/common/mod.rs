@@ -79,6 +79,11 @@ impl Redis {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The process id (to signal it: `SIGSTOP`, `SIGCONT`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills Redis (like a crash) and starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,363 @@
+//! The shared store: the state as one document in a Redis hash, replaced by a Lua
+//! compare-and-set that also publishes the change, so nodes learn of it at once.
+//!
+//! Keys (under `key_prefix`, default `turnstile`):
+//! - `P:state` — hash of `rev` (a counter), `hash` (blake3 of `doc`, hex), `doc`
+//!   (the state as compact JSON). One key: one atomic read, one atomic write.
+//! - `P:changes` — the channel every commit publishes `rev:hash` on.
+//! - `P:nodes` — hash of node uid → its registry record (JSON); `P:node_seq` hands
+//!   out uids.
+//! - `P:login:UID` — a user's failed admin logins, expiring with the policy's window.
+//! - `P:last_login` — hash of user uid → last admin login (Unix seconds).
+//! - `P:authfail:WINDOW` — failed AUTHs per client address in that time window.
+//!
+//! Every call is bounded by `timeout` (connect, read and write), so a store that is
+//! stopped or unreachable fails a write within it instead of hanging it. The control
+//! plane keeps the last state it applied in `dir/fleet-cache.json` ([`Fleet::cache`]),
+//! from which a node starts when the store is down.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::{Connection, RedisResult};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::fleet::{Fleet, NodeRecord};
+use super::state::SCHEMA_VERSION;
+use super::{Committed, Loaded, Revision, State, Store, StoreError};
+
+const CACHE: &str = "fleet-cache.json";
+const NODE_UID: &str = "node-uid";
+
+/// Connections kept open for reuse (the poll, heartbeats and writes run at once).
+const IDLE_CONNECTIONS: usize = 4;
+
+/// Compare-and-set: writes the new document only if the store still holds the
+/// revision (number and hash) the change was built on, and publishes it.
+const COMMIT: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'rev', 'hash')
+local rev = tonumber(cur[1] or '0')
+local hash = cur[2] or ''
+if rev ~= tonumber(ARGV[1]) or hash ~= ARGV[2] then
+  return {0, rev}
+end
+local n = rev + 1
+redis.call('HSET', KEYS[1], 'rev', n, 'hash', ARGV[3], 'doc', ARGV[4])
+redis.call('PUBLISH', KEYS[2], n .. ':' .. ARGV[3])
+return {1, n}
+";
+
+/// How to reach the store.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// `redis://[user@]host:port` or `rediss://…`, never with a password.
+    pub url: String,
+    pub password: Option<Zeroizing<String>>,
+    pub key_prefix: String,
+    /// Bound on every call to the store.
+    pub timeout: Duration,
+    /// Replicas that must confirm a commit (`WAIT`), 0 for none.
+    pub min_replicas: u32,
+    /// Where the local cache is kept (`[store] dir`).
+    pub cache_dir: PathBuf,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &self.url)
+            .field("key_prefix", &self.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct RedisStore {
+    client: redis::Client,
+    options: RedisOptions,
+    idle: Mutex<Vec<Connection>>,
+    state_key: String,
+    changes_key: String,
+    nodes_key: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+/// The local cache's layout.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    rev: u64,
+    hash: String,
+    state: State,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    // The error names the operation and the reason; it never holds the password
+    // (it is not in the URL, and AUTH errors are Redis's own text).
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Checks the URL; connects only when first used (a node may start while the
+    /// store is down).
+    pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
+        let mut info: redis::ConnectionInfo =
+            redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
+                .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        // No CLIENT SETINFO after connecting: each is a round trip bounded by the
+        // timeout, so against a stopped store a write would wait that much longer.
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(pw) = &options.password {
+            settings = settings.set_password(pw.as_str());
+        }
+        info = info.set_redis_settings(settings);
+        let client =
+            redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        std::fs::create_dir_all(&options.cache_dir)
+            .map_err(|e| StoreError::Io { what: "create the store directory", source: e })?;
+        let p = &options.key_prefix;
+        Ok(Self {
+            client,
+            state_key: format!("{p}:state"),
+            changes_key: format!("{p}:changes"),
+            nodes_key: format!("{p}:nodes"),
+            options,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(&self) -> RedisResult<Connection> {
+        let t = self.options.timeout;
+        let c = self.client.get_connection_with_timeout(t)?;
+        c.set_read_timeout(Some(t))?;
+        c.set_write_timeout(Some(t))?;
+        Ok(c)
+    }
+
+    /// Runs `f` on a pooled connection. A connection that failed is dropped, never
+    /// reused: its reply stream may be out of step.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut c = match pooled {
+            Some(c) => c,
+            None => self.connect().map_err(unavailable)?,
+        };
+        let out = f(&mut c).map_err(unavailable)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(c);
+        }
+        Ok(out)
+    }
+
+    fn parse_head(rev: Option<u64>, hash: Option<String>) -> Result<Revision, StoreError> {
+        match rev {
+            None | Some(0) => Ok(Revision::EMPTY),
+            Some(number) => {
+                let hash = hash
+                    .as_deref()
+                    .and_then(Revision::parse_hash)
+                    .ok_or_else(|| StoreError::Corrupt("the state's hash is missing or malformed".into()))?;
+                Ok(Revision { number, hash })
+            }
+        }
+    }
+
+    fn base_hash(base: &Revision) -> String {
+        if *base == Revision::EMPTY { String::new() } else { base.hash_hex() }
+    }
+
+    /// Whether the store holds no state (what `turnstile store import` requires).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.head()? == Revision::EMPTY)
+    }
+}
+
+impl Store for RedisStore {
+    fn load(&self) -> Result<Option<Loaded>, StoreError> {
+        let (rev, hash, doc): (Option<u64>, Option<String>, Option<Vec<u8>>) = self
+            .with(|c| redis::cmd("HMGET").arg(&self.state_key).arg("rev").arg("hash").arg("doc").query(c))?;
+        let revision = Self::parse_head(rev, hash)?;
+        let Some(doc) = doc.filter(|_| revision != Revision::EMPTY) else { return Ok(None) };
+        if *blake3::hash(&doc).as_bytes() != revision.hash {
+            return Err(StoreError::Corrupt("the state does not match its hash".into()));
+        }
+        let state: State = serde_json::from_slice(&doc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if state.version != SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!("unknown schema version {}", state.version)));
+        }
+        // The caller keeps the local cache (off the path of applying the change).
+        Ok(Some(Loaded { state, revision }))
+    }
+
+    fn commit(&self, base: &Revision, state: &State) -> Result<Committed, StoreError> {
+        let (doc, hash) = super::encode(state)?;
+        let revision_hash = Revision { number: 0, hash }.hash_hex();
+        let script = redis::Script::new(COMMIT);
+        let min = self.options.min_replicas;
+        let timeout_ms = self.options.timeout.as_millis() as u64;
+        let (done, number, replicas): (i64, u64, i64) = self.with(|c| {
+            let (done, number): (i64, u64) = script
+                .key(&self.state_key)
+                .key(&self.changes_key)
+                .arg(base.number)
+                .arg(Self::base_hash(base))
+                .arg(&revision_hash)
+                .arg(&doc)
+                .invoke(c)?;
+            let replicas =
+                if done == 1 && min > 0 { redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c)? } else { 0 };
+            Ok((done, number, replicas))
+        })?;
+        if done != 1 {
+            return Err(StoreError::Conflict(number));
+        }
+        let revision = Revision { number, hash };
+        Ok(Committed { revision, unreplicated: min > 0 && replicas < i64::from(min) })
+    }
+
+    fn fleet(&self) -> Option<&dyn Fleet> {
+        Some(self)
+    }
+}
+
+impl Fleet for RedisStore {
+    fn head(&self) -> Result<Revision, StoreError> {
+        let (rev, hash): (Option<u64>, Option<String>) =
+            self.with(|c| redis::cmd("HMGET").arg(&self.state_key).arg("rev").arg("hash").query(c))?;
+        Self::parse_head(rev, hash)
+    }
+
+    fn cached(&self) -> Result<Option<Loaded>, StoreError> {
+        let bytes = match std::fs::read(self.options.cache_dir.join(CACHE)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Io { what: "read the local cache", source: e }),
+        };
+        let c: Cached = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (_, hash) = super::encode(&c.state)?;
+        // A cache whose hash does not match (written by another version) still
+        // serves, at revision 0, so the first contact with the store replaces it.
+        let revision = match Revision::parse_hash(&c.hash) {
+            Some(h) if h == hash => Revision { number: c.rev, hash },
+            _ => Revision { number: 0, hash },
+        };
+        Ok(Some(Loaded { state: c.state, revision }))
+    }
+
+    fn cache(&self, loaded: &Loaded) -> Result<(), StoreError> {
+        let c = Cached {
+            rev: loaded.revision.number,
+            hash: loaded.revision.hash_hex(),
+            state: loaded.state.clone(),
+        };
+        let bytes = serde_json::to_vec(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        super::file::write_atomic(&self.options.cache_dir, CACHE, &bytes)
+    }
+
+    fn register(&self) -> Result<u32, StoreError> {
+        // A node keeps its uid across restarts (in its own directory), so the
+        // registry does not fill with the ghosts of its earlier runs.
+        let file = self.options.cache_dir.join(NODE_UID);
+        if let Some(uid) = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()) {
+            return Ok(uid);
+        }
+        let key = format!("{}:node_seq", self.options.key_prefix);
+        let uid: u32 = self.with(|c| redis::cmd("INCR").arg(&key).query(c))?;
+        super::file::write_atomic(&self.options.cache_dir, NODE_UID, uid.to_string().as_bytes())?;
+        Ok(uid)
+    }
+
+    fn report(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(node).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.with(|c| redis::cmd("HSET").arg(&self.nodes_key).arg(node.uid).arg(json).query::<()>(c))
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let all: Vec<(String, String)> =
+            self.with(|c| redis::cmd("HGETALL").arg(&self.nodes_key).query(c))?;
+        let mut out: Vec<NodeRecord> =
+            all.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
+        out.sort_by_key(|n| n.uid);
+        Ok(out)
+    }
+
+    fn watch(&self, stop: &dyn Fn() -> bool, changed: &dyn Fn()) -> Result<(), StoreError> {
+        let mut c = self.connect().map_err(unavailable)?;
+        let mut ps = c.as_pubsub();
+        ps.subscribe(&self.changes_key).map_err(unavailable)?;
+        // Woken at least every second to see `stop`; a timeout is not a failure.
+        ps.set_read_timeout(Some(Duration::from_secs(1))).map_err(unavailable)?;
+        // A change made while this node was not subscribed is found by the caller's
+        // check right after subscribing.
+        changed();
+        while !stop() {
+            match ps.get_message() {
+                Ok(_) => changed(),
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn login_failed(&self, uid: u32, window_secs: u64) -> Result<u64, StoreError> {
+        let key = format!("{}:login:{uid}", self.options.key_prefix);
+        self.with(|c| {
+            let n: u64 = redis::cmd("INCR").arg(&key).query(c)?;
+            if n == 1 {
+                redis::cmd("EXPIRE").arg(&key).arg(window_secs.max(1)).query::<()>(c)?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn login_reset(&self, uid: u32) -> Result<(), StoreError> {
+        let key = format!("{}:login:{uid}", self.options.key_prefix);
+        self.with(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
+    }
+
+    fn record_login(&self, uid: u32, at: u64) -> Result<(), StoreError> {
+        let key = format!("{}:last_login", self.options.key_prefix);
+        // Never moves back: a node with a slower clock or a late write keeps the newest.
+        self.with(|c| {
+            redis::Script::new(
+                "local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') \
+                 if tonumber(ARGV[2]) > v then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1",
+            )
+            .key(&key)
+            .arg(uid)
+            .arg(at)
+            .invoke::<i64>(c)
+            .map(|_| ())
+        })
+    }
+
+    fn last_logins(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let key = format!("{}:last_login", self.options.key_prefix);
+        self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))
+    }
+
+    fn auth_failures(&self, counts: &[(IpAddr, u64)], window_secs: u64) -> Result<Vec<u64>, StoreError> {
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let window = window_secs.max(1);
+        let slot = crate::time::now() / window;
+        let key = format!("{}:authfail:{slot}", self.options.key_prefix);
+        self.with(|c| {
+            let mut pipe = redis::pipe();
+            for (ip, n) in counts {
+                pipe.cmd("HINCRBY").arg(&key).arg(ip.to_string()).arg(*n);
+            }
+            pipe.cmd("EXPIRE").arg(&key).arg(window * 2).ignore();
+            pipe.query(c)
+        })
+    }
+}
