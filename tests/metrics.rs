@@ -44,9 +44,9 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     let up = format!("redis://{}", redis.addr());
     ok(admin(&c, "POST", "/v1/bdbs", json!({"name": "app", "listen": "127.0.0.1:0", "upstream": up})).await);
     // Rotations through all three endpoints.
-    ok(admin(&c, "PUT", "/v1/bdbs/1/passwords", json!({"password": "pw-1"})).await);
-    ok(admin(&c, "POST", "/v1/bdbs/1/passwords", json!({"password": "pw-2"})).await);
-    ok(admin(&c, "DELETE", "/v1/bdbs/1/passwords", json!({"password": "pw-1"})).await);
+    ok(admin(&c, "PUT", "/v1/bdbs/1/passwords", json!({"password": "first-secret"})).await);
+    ok(admin(&c, "POST", "/v1/bdbs/1/passwords", json!({"password": "second-secret"})).await);
+    ok(admin(&c, "DELETE", "/v1/bdbs/1/passwords", json!({"password": "first-secret"})).await);
     ok(admin(&c, "POST", "/v1/roles", json!({"name": "app", "management": "db_viewer"})).await);
     ok(admin(&c, "POST", "/v1/redis_acls", json!({"name": "all", "acl": "+@all ~*"})).await);
     let user =
@@ -59,21 +59,21 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     let legacy = json!({"username": "app-user", "old_password": "user-pw-2", "new_password": "user-pw-3"});
     ok(admin(&c, "POST", "/v1/cluster", legacy).await);
     // A refused rotation is not counted.
-    assert_eq!(admin(&c, "POST", "/v1/bdbs/1/passwords", json!({"password": "pw-2"})).await.0, 406);
+    assert_eq!(admin(&c, "POST", "/v1/bdbs/1/passwords", json!({"password": "second-secret"})).await.0, 406);
     // A database whose upstream is down.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let down = json!({"name": "down", "listen": "127.0.0.1:0", "upstream": format!("redis://{dead}")});
     ok(admin(&c, "POST", "/v1/bdbs", down).await);
-    ok(admin(&c, "PUT", "/v1/bdbs/2/passwords", json!({"password": "pw-down"})).await);
+    ok(admin(&c, "PUT", "/v1/bdbs/2/passwords", json!({"password": "down-secret"})).await);
 
     let before = scrape(&c).await;
     let evaluations = value(&before, "turnstile_argon2_evaluations_total");
     let hits = value(&before, "turnstile_auth_cache_hits_total");
     let db = c.bdb_addr(1).unwrap().to_string();
     let mut good = Conn::connect_from("127.0.0.1:0", &db).await;
-    assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n");
+    assert_eq!(good.cmd(&["AUTH", "second-secret"]).await, b"+OK\r\n");
     assert_eq!(good.cmd(&["AUTH", "app-user", "user-pw-3"]).await, b"+OK\r\n");
-    assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n", "from the cache");
+    assert_eq!(good.cmd(&["AUTH", "second-secret"]).await, b"+OK\r\n", "from the cache");
     assert_eq!(good.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "on a shared upstream connection");
     // Refused by Redis for lack of rights: once on a lane, once on the client's own
     // connection (a fixed denial), once inside a transaction.
@@ -85,14 +85,14 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     assert!(show(&good.cmd(&["CONFIG", "SET", "dir", "/tmp"]).await).starts_with(noperm));
     assert!(show(&good.cmd(&["EXEC"]).await).starts_with("-EXECABORT"));
     assert!(show(&good.cmd(&["SWAPDB", "0", "1"]).await).starts_with(noperm));
-    assert_eq!(good.cmd(&["AUTH", "pw-2"]).await, b"+OK\r\n");
+    assert_eq!(good.cmd(&["AUTH", "second-secret"]).await, b"+OK\r\n");
     let mut bad = Conn::connect_from("127.0.0.2:0", &db).await;
     assert_eq!(show(&bad.cmd(&["AUTH", "wrong"]).await), WRONGPASS);
     assert_eq!(show(&bad.cmd(&["AUTH", "app-user", "wrong"]).await), WRONGPASS);
     assert_eq!(show(&bad.cmd(&["AUTH", "nosuchuser", "wrong"]).await), WRONGPASS);
-    assert_eq!(show(&bad.cmd(&["AUTH", "pw-2"]).await), WRONGPASS, "throttled now");
+    assert_eq!(show(&bad.cmd(&["AUTH", "second-secret"]).await), WRONGPASS, "throttled now");
     let mut stranded = Conn::connect(&c.bdb_addr(2).unwrap().to_string()).await;
-    assert_eq!(stranded.cmd(&["AUTH", "pw-down"]).await, b"+OK\r\n");
+    assert_eq!(stranded.cmd(&["AUTH", "down-secret"]).await, b"+OK\r\n");
     assert_eq!(show(&stranded.cmd(&["PING"]).await), "-ERR upstream Redis is unavailable\r\n");
 
     let m = scrape(&c).await;
@@ -158,7 +158,7 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     assert_eq!(blocks.len(), 1, "{events}");
     assert_eq!((&blocks[0]["address"], &blocks[0]["bdb_uid"]), (&json!("127.0.0.2"), &json!(1)));
     // A name from the network that is no user's never becomes a label; no secret shows.
-    for absent in ["nosuchuser", "pw-1", "pw-2", "user-pw", "wrong", "argon2id$", "/v1/bdbs/1/"] {
+    for absent in ["nosuchuser", "first-secret", "second-secret", "user-pw", "wrong", "argon2id$", "/v1/bdbs/1/"] {
         assert!(!m.contains(absent), "{absent} in the scrape");
     }
 }
