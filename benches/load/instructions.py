@@ -11,6 +11,7 @@ Needs valgrind (Debian's package). Only 127.0.0.1 is used; everything started is
 """
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,12 @@ default_password_env = "BENCH_PW"
                             total += int(line.split()[1])
                             break
             print(f"{binary} {test} {' '.join(extra)}: {total / n:,.0f} instructions/request")
+            # KEEP_CALLGRIND=<dir>: keep the profile for callgrind_annotate (where they go).
+            keep = os.environ.get("KEEP_CALLGRIND")
+            if keep:
+                os.makedirs(keep, exist_ok=True)
+                for path in glob.glob(out + "*"):
+                    shutil.copy(path, keep)
         finally:
             procs.stop_all()
 
