@@ -84,6 +84,8 @@ pub struct Settings {
     pub node_addr: String,
     /// How long a writer waits for the other live nodes to apply its change.
     pub confirm_timeout: Duration,
+    /// A node without a heartbeat for this long leaves the registry.
+    pub node_forget: Duration,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -288,6 +290,7 @@ impl Control {
                     shared,
                     settings.node_addr.clone(),
                     settings.confirm_timeout,
+                    settings.node_forget,
                     !from_cache,
                 ),
                 prebound: std::sync::Mutex::new(HashMap::new()),
@@ -505,7 +508,7 @@ impl Control {
                 self.restore_switches(switches);
                 self.inner.fleet.store_failed();
                 tracing::error!(error = %e, "store write failed; change not applied");
-                return Err(store_error());
+                return Err(store_error_because(&e));
             }
         };
         self.inner.fleet.store_ok(committed.revision);
@@ -537,7 +540,14 @@ impl Control {
             match op().await {
                 Err(e) if e.code == CONFLICT => continue,
                 r => {
-                    if r.is_ok() {
+                    // A change stored on the primary but not on enough replicas
+                    // is applied all the same: the other nodes get it too, and
+                    // its 503 comes when they apply it, as a 200 would.
+                    let applied = match &r {
+                        Ok(_) => true,
+                        Err(e) => e.code == "store_not_replicated",
+                    };
+                    if applied {
                         let stale = self.confirm().await;
                         if !stale.is_empty() {
                             // Named in the log (written with the next change) and
@@ -652,6 +662,17 @@ fn store_error() -> Error {
         Kind::Unavailable,
         "store_error",
         "the change could not be stored durably; nothing was changed",
+    )
+}
+
+/// `store_error` saying why (a refused certificate, a timeout, a refused AUTH), so
+/// an operator need not dig in the logs. The reason is the store client's own text:
+/// it never holds the password (which is not in the URL) or a key.
+fn store_error_because(why: &str) -> Error {
+    Error::new(
+        Kind::Unavailable,
+        "store_error",
+        format!("the change could not be stored durably; nothing was changed ({why})"),
     )
 }
 

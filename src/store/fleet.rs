@@ -37,6 +37,9 @@ pub trait Fleet: Send + Sync {
     fn report(&self, node: &NodeRecord) -> Result<(), StoreError>;
     /// Every registered node.
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Removes the records of nodes last seen before `seen_before_ms` (Unix
+    /// milliseconds); returns their uids.
+    fn forget(&self, seen_before_ms: u64) -> Result<Vec<u32>, StoreError>;
     /// Blocks, calling `changed` on every change notification, until `stop()` says
     /// so (checked at least every second). Returns an error when the subscription
     /// is lost; the caller subscribes again.

@@ -35,6 +35,24 @@ const NODE_UID: &str = "node-uid";
 /// Connections kept open for reuse (the poll, heartbeats and writes run at once).
 const IDLE_CONNECTIONS: usize = 4;
 
+/// How much longer than `WAIT`'s own timeout its reply may take to arrive.
+const WAIT_SLACK: Duration = Duration::from_millis(500);
+
+/// Removes the registry records whose last heartbeat (`last_seen_ms`) is older than
+/// ARGV[1]; atomic, so a node that reported again meanwhile is kept.
+const FORGET: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local gone = {}
+for i = 1, #all, 2 do
+  local ok, rec = pcall(cjson.decode, all[i + 1])
+  if not ok or type(rec) ~= 'table' or tonumber(rec.last_seen_ms or 0) < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    table.insert(gone, all[i])
+  end
+end
+return gone
+";
+
 /// Compare-and-set: writes the new document only if the store still holds the
 /// revision (number and hash) the change was built on, and publishes it.
 const COMMIT: &str = r"
@@ -63,6 +81,33 @@ pub struct RedisOptions {
     pub min_replicas: u32,
     /// Where the local cache is kept (`[store] dir`).
     pub cache_dir: PathBuf,
+    /// With `rediss://`: whom to trust and what to present.
+    pub tls: Option<StoreTls>,
+}
+
+/// `[store] tls_ca` and, optionally, a client certificate and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct StoreTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl StoreTls {
+    /// The files' contents as the redis crate takes them. Only the CA is trusted:
+    /// with `root_cert` given, the crate uses it instead of the system roots.
+    fn certificates(&self) -> Result<redis::TlsCertificates, StoreError> {
+        let read = |p: &PathBuf, what: &'static str| {
+            std::fs::read(p).map_err(|e| StoreError::Io { what, source: e })
+        };
+        let client_tls = match &self.client {
+            None => None,
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert, "read store.tls_cert")?,
+                client_key: read(key, "read store.tls_key")?,
+            }),
+        };
+        Ok(redis::TlsCertificates { client_tls, root_cert: Some(read(&self.ca, "read store.tls_ca")?) })
+    }
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -117,8 +162,22 @@ impl RedisStore {
             settings = settings.set_password(pw.as_str());
         }
         info = info.set_redis_settings(settings);
-        let client =
-            redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        let client = match &options.tls {
+            // A rediss:// URL without a CA would trust the system roots; config
+            // validation refuses that, and so does this.
+            None if options.url.starts_with("rediss://") => {
+                return Err(StoreError::Corrupt("store.tls_ca is required with rediss://".into()));
+            }
+            None => redis::Client::open(info),
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                // The key's bytes live only as long as this call; the crate keeps
+                // the parsed form.
+                let certs = tls.certificates()?;
+                redis::Client::build_with_tls(info, certs)
+            }
+        }
+        .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
         std::fs::create_dir_all(&options.cache_dir)
             .map_err(|e| StoreError::Io { what: "create the store directory", source: e })?;
         let p = &options.key_prefix;
@@ -211,8 +270,17 @@ impl Store for RedisStore {
                 .arg(&revision_hash)
                 .arg(&doc)
                 .invoke(c)?;
-            let replicas =
-                if done == 1 && min > 0 { redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c)? } else { 0 };
+            let replicas = if done == 1 && min > 0 {
+                // WAIT blocks up to its timeout by design: the read must outlast it,
+                // or a slow replica would look like a dead store (store_error
+                // instead of store_not_replicated).
+                c.set_read_timeout(Some(self.options.timeout + WAIT_SLACK))?;
+                let n = redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c);
+                c.set_read_timeout(Some(self.options.timeout))?;
+                n?
+            } else {
+                0
+            };
             Ok((done, number, replicas))
         })?;
         if done != 1 {
@@ -286,6 +354,12 @@ impl Fleet for RedisStore {
             all.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
         out.sort_by_key(|n| n.uid);
         Ok(out)
+    }
+
+    fn forget(&self, seen_before_ms: u64) -> Result<Vec<u32>, StoreError> {
+        let gone: Vec<String> =
+            self.with(|c| redis::Script::new(FORGET).key(&self.nodes_key).arg(seen_before_ms).invoke(c))?;
+        Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
     }
 
     fn watch(&self, stop: &dyn Fn() -> bool, changed: &dyn Fn()) -> Result<(), StoreError> {
