@@ -166,7 +166,10 @@ async fn the_store_stopped_then_killed_stops_writes_not_traffic() {
         let took = t.elapsed();
         assert_eq!((s, v["error_code"].as_str()), (503, Some("store_error")), "{v}");
         eprintln!("write refused by {} after {took:?}", n.host);
-        assert!(took < Duration::from_secs(3), "a write waited {took:?} on a stopped store");
+        // The bound. The store call is bounded by timeout_ms (500 ms, one
+        // round trip: no handshake chatter on connect), measured 0.53-0.54 s; the
+        // other half is slack for a debug build on a loaded CI machine.
+        assert!(took <= Duration::from_secs(1), "a write waited {took:?} on a stopped store");
         let mut c2 = Conn::connect(&n.db(port)).await;
         assert!(!auth(&mut c2, "never-stored").await, "a refused write changed {}", n.host);
     }

@@ -103,6 +103,20 @@ async fn a_tls_store_with_a_private_ca_carries_changes_and_a_wrong_ca_is_refused
     assert!(!ready.to_string().contains(STORE_PW), "{ready}");
     assert_eq!(tls_cli(tls_port, &pki, &client, &["HGET", "turnstile:state", "rev"]), rev.to_string());
     assert!(!auth(&mut c2, "never-stored").await);
+
+    // The store stopped: TLS and AUTH on a new connection are bounded like any
+    // call (timeout_ms), so a write is refused within the 1 s here too.
+    let pid = f.store.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let (s, v) = f.nodes[0].api("POST", "/v1/bdbs/1/passwords", json!({"password": "while-stopped"})).await;
+    let took = t.elapsed();
+    eprintln!("write refused by a node of a stopped TLS store after {took:?}: {v}");
+    assert_eq!((s, v["error_code"].as_str()), (503, Some("store_error")), "{v}");
+    assert!(v["description"].as_str().unwrap().contains("no answer within store.timeout_ms"), "{v}");
+    assert!(took <= Duration::from_secs(1), "{took:?}");
+    assert!(auth(&mut c2, "tls-second").await, "AUTH goes on with the store stopped");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
 }
 
 /// `INFO replication`'s `master_link_status` on a replica is `up`.

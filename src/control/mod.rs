@@ -498,9 +498,11 @@ impl Control {
                 return Err(Error::new(Kind::Unavailable, CONFLICT, "the store changed meanwhile"));
             }
             failed => {
-                let e = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
+                // The store's own error is told to the admin; a failed task's
+                // (a panic) only to the log.
+                let (e, told) = match failed {
+                    Ok(Err(e)) => (e.to_string(), true),
+                    Err(e) => (e.to_string(), false),
                     Ok(Ok(_)) => unreachable!(),
                 };
                 self.inner.directory.failures().restore(drained);
@@ -508,7 +510,7 @@ impl Control {
                 self.restore_switches(switches);
                 self.inner.fleet.store_failed();
                 tracing::error!(error = %e, "store write failed; change not applied");
-                return Err(store_error_because(&e));
+                return Err(if told { store_error_because(&e) } else { store_error() });
             }
         };
         self.inner.fleet.store_ok(committed.revision);

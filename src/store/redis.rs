@@ -145,6 +145,10 @@ struct Cached {
 fn unavailable(e: redis::RedisError) -> StoreError {
     // The error names the operation and the reason; it never holds the password
     // (it is not in the URL, and AUTH errors are Redis's own text).
+    if e.is_timeout() {
+        // Not the OS's "Resource temporarily unavailable" (a socket timeout).
+        return StoreError::Unavailable("no answer within store.timeout_ms".into());
+    }
     StoreError::Unavailable(e.to_string())
 }
 
