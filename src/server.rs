@@ -107,6 +107,7 @@ pub fn open_store(config: &Validated) -> Result<Arc<dyn Store>, Error> {
             timeout: Duration::from_millis(s.timeout_ms),
             min_replicas: s.min_replicas,
             cache_dir: s.dir.clone(),
+            event_capacity: config.config.admin.event_log_capacity,
             tls: s.tls_ca.clone().map(|ca| crate::store::redis::StoreTls {
                 ca,
                 client: s.tls_cert.clone().zip(s.tls_key.clone()),

@@ -511,6 +511,7 @@ fn the_store_compares_version_and_hash_and_refuses_a_stale_base() {
             min_replicas: 0,
             cache_dir: dir.path().to_path_buf(),
             tls: None,
+            event_capacity: 100,
         })
         .unwrap()
     };

@@ -88,7 +88,14 @@ async fn a_tls_store_with_a_private_ca_carries_changes_and_a_wrong_ca_is_refused
     assert!(e.to_lowercase().contains("certificate"), "the reason is the certificate: {e}");
     assert!(!e.contains(STORE_PW), "{e}");
     // With a cache (node 2's), it serves from it, and refuses writes saying why.
-    std::fs::copy(f.nodes[1].dir.join("fleet-cache.json"), d3.path().join("fleet-cache.json")).unwrap();
+    // (The cache is written off the change's path: wait until it holds `rev`.)
+    let cache = f.nodes[1].dir.join("fleet-cache.json");
+    until("node 2's cache holds the change", Duration::from_secs(5), || async {
+        let c: Option<Value> = std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        c.is_some_and(|c| c["rev"] == json!(rev))
+    })
+    .await;
+    std::fs::copy(&cache, d3.path().join("fleet-cache.json")).unwrap();
     let n3 = Node::start_with(HOSTS[2], d3.path(), &url, &wrong).await;
     assert!(!n3.control.store_status().up);
     let mut c3 = Conn::connect(&n3.db(port)).await;
@@ -222,4 +229,63 @@ async fn a_stopped_node_is_shown_down_then_leaves_the_registry() {
     // The store holds no record of it either.
     let rec = f.store.connect().await.cmd(&["HEXISTS", "turnstile:nodes", &gone_uid.to_string()]).await;
     assert_eq!(rec, b":0\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_is_appended_to_the_fleet_log_without_a_new_revision() {
+    let mut f = Fleet::start("").await;
+    let port = f.database("ev-password").await;
+    let store_addr = f.store.addr();
+    let rev = || {
+        let addr = store_addr.clone();
+        async move { show(&Conn::connect(&addr).await.cmd(&["HGET", "turnstile:state", "rev"]).await) }
+    };
+    // An admin change: its event is pushed by the same script as the change.
+    let before = rev().await;
+    f.nodes[0].ok("POST", "/v1/bdbs/1/passwords", json!({"password": "ev-second"})).await;
+    assert_ne!(rev().await, before, "a change moves the revision");
+    let mut store = f.store.connect().await;
+    let head = String::from_utf8_lossy(&store.cmd(&["LINDEX", "turnstile:events", "0"]).await).to_string();
+    let uid1 = f.nodes[0].control.node_uid().unwrap();
+    assert!(head.contains("\"password_added\"") && head.contains(&format!("\"node\":{uid1}")), "{head}");
+    let doc = String::from_utf8_lossy(&store.cmd(&["HGET", "turnstile:state", "doc"]).await).to_string();
+    assert!(!doc.contains("password_added"), "the state document holds no events");
+
+    // Failed AUTHs on node 3 become events with its next write (here: at its
+    // shutdown), which only appends: the revision does not move. Node 3 must first
+    // hold the admin's last login the state holds (a later one would be a change).
+    let n3 = f.nodes.last().unwrap();
+    let admin = n3.control.snapshot().users.values().find(|u| u.name == common::admin::ADMIN).unwrap().uid;
+    until("node 3 holds the stored last login", Duration::from_secs(5), || async {
+        let stored = n3.control.snapshot().users[&admin].last_login;
+        n3.control.last_login(admin).is_none_or(|t| Some(t) == stored)
+    })
+    .await;
+    let mut c = Conn::connect(&n3.db(port)).await;
+    for _ in 0..3 {
+        assert!(!auth(&mut c, "ev-wrong").await);
+    }
+    let uid3 = n3.control.node_uid().unwrap();
+    let before = rev().await;
+    f.nodes.pop().unwrap().stop().await;
+    assert_eq!(rev().await, before, "events alone moved the revision");
+    // One log for the fleet: node 1 shows node 3's failures.
+    let logs = f.nodes[0].ok("GET", "/v1/logs", Value::Null).await;
+    let failed: Vec<&Value> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "auth_failed" && e["node_uid"] == json!(uid3))
+        .collect();
+    assert_eq!(failed.len(), 1, "{logs}");
+    assert_eq!(failed[0]["count"], json!(3), "{logs}");
+    assert!(
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "password_added" && e["node_uid"] == json!(uid1)),
+        "{logs}"
+    );
+    let n = show(&store.cmd(&["LLEN", "turnstile:events:security"]).await);
+    assert_eq!(n, ":1\r\n", "failed AUTHs go to their own capped list");
 }

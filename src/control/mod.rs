@@ -480,8 +480,40 @@ impl Control {
         let switches = self.take_switches();
         self.append_switches(&mut next, &switches);
         let store = Arc::clone(&self.inner.store);
-        let to_write = next.clone();
         let base = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
+        let to_write = if store.fleet().is_some() {
+            // A shared store keeps the event log apart: it is sent only the events
+            // this write adds, and a write of events alone is an append that moves
+            // no revision (no compare-and-set, no reload on every node).
+            let (to_write, events_only) = split_events(current, &mut next);
+            if events_only && base != Revision::EMPTY {
+                let written = tokio::task::spawn_blocking(move || {
+                    store.fleet().map(|f| f.append_events(&to_write.events)).unwrap_or(Ok(()))
+                })
+                .await;
+                self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(Ok(())) = written {
+                    self.inner.fleet.store_ok(base);
+                    **current = next;
+                    self.inner.snapshot.store(Arc::new(current.clone()));
+                    return Ok(());
+                }
+                self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
+                self.inner.fleet.store_failed();
+                return Err(match written {
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "event log write failed");
+                        store_error_because(&e.to_string())
+                    }
+                    _ => store_error(),
+                });
+            }
+            to_write
+        } else {
+            next.clone()
+        };
         let written = tokio::task::spawn_blocking(move || store.commit(&base, &to_write)).await;
         self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let committed = match written {
@@ -659,6 +691,28 @@ const CONFLICT: &str = "store_conflict";
 const MAX_ATTEMPTS: usize = 50;
 
 /// The store cannot be reached: a write is refused, nothing changes.
+/// What a shared store is sent for `next`: the state with only the events added
+/// since `current` (the log only grows at its end; numbers are `next_seq`), and
+/// whether that is all that changed.
+fn split_events(current: &mut State, next: &mut State) -> (State, bool) {
+    let since = current.events.next_seq;
+    let events = std::mem::take(&mut next.events);
+    let mine = std::mem::take(&mut current.events);
+    let events_only = *current == *next;
+    current.events = mine;
+    let mut to_write = next.clone();
+    next.events = events;
+    let added = |ring: &std::collections::VecDeque<crate::store::events::Event>| {
+        ring.iter().filter(|e| e.seq >= since).cloned().collect()
+    };
+    to_write.events = crate::store::events::EventLog {
+        admin: added(&next.events.admin),
+        security: added(&next.events.security),
+        next_seq: next.events.next_seq,
+    };
+    (to_write, events_only)
+}
+
 fn store_error() -> Error {
     Error::new(
         Kind::Unavailable,

@@ -4,6 +4,11 @@
 //! Keys (under `key_prefix`, default `turnstile`):
 //! - `P:state` — hash of `rev` (a counter), `hash` (blake3 of `doc`, hex), `doc`
 //!   (the state as compact JSON). One key: one atomic read, one atomic write.
+//! - `P:events`, `P:events:security` — the fleet's event log (admin changes; failed
+//!   AUTHs and throttling), capped lists of JSON events, newest first. Apart from
+//!   `doc`, so an event is an LPUSH, not a compare-and-set of the whole state and a
+//!   reload on every node; an admin change's events are pushed by the same script
+//!   that writes the change.
 //! - `P:changes` — the channel every commit publishes `rev:hash` on.
 //! - `P:nodes` — hash of node uid → its registry record (JSON); `P:node_seq` hands
 //!   out uids.
@@ -25,6 +30,7 @@ use redis::{Connection, RedisResult};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::events::{Event, EventLog};
 use super::fleet::{Fleet, NodeRecord};
 use super::state::SCHEMA_VERSION;
 use super::{Committed, Loaded, Revision, State, Store, StoreError};
@@ -64,6 +70,15 @@ if rev ~= tonumber(ARGV[1]) or hash ~= ARGV[2] then
 end
 local n = rev + 1
 redis.call('HSET', KEYS[1], 'rev', n, 'hash', ARGV[3], 'doc', ARGV[4])
+local cap = tonumber(ARGV[5])
+local admin = tonumber(ARGV[6])
+for i = 7, #ARGV do
+  local key = KEYS[3]
+  if i - 6 > admin then key = KEYS[4] end
+  redis.call('LPUSH', key, ARGV[i])
+end
+redis.call('LTRIM', KEYS[3], 0, cap - 1)
+redis.call('LTRIM', KEYS[4], 0, cap - 1)
 redis.call('PUBLISH', KEYS[2], n .. ':' .. ARGV[3])
 return {1, n}
 ";
@@ -83,6 +98,8 @@ pub struct RedisOptions {
     pub cache_dir: PathBuf,
     /// With `rediss://`: whom to trust and what to present.
     pub tls: Option<StoreTls>,
+    /// Events kept in each of the two event lists (`admin.event_log_capacity`).
+    pub event_capacity: usize,
 }
 
 /// `[store] tls_ca` and, optionally, a client certificate and key (PEM files).
@@ -126,6 +143,8 @@ pub struct RedisStore {
     state_key: String,
     changes_key: String,
     nodes_key: String,
+    events_key: String,
+    security_key: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -190,6 +209,8 @@ impl RedisStore {
             state_key: format!("{p}:state"),
             changes_key: format!("{p}:changes"),
             nodes_key: format!("{p}:nodes"),
+            events_key: format!("{p}:events"),
+            security_key: format!("{p}:events:security"),
             options,
             idle: Mutex::new(Vec::new()),
         })
@@ -236,6 +257,20 @@ impl RedisStore {
         if *base == Revision::EMPTY { String::new() } else { base.hash_hex() }
     }
 
+    /// The events as JSON, admin ring first, and how many are admin events.
+    fn event_args(log: &EventLog) -> Result<(Vec<String>, usize), StoreError> {
+        let json = |e: &Event| serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()));
+        let mut out = Vec::with_capacity(log.admin.len() + log.security.len());
+        for e in &log.admin {
+            out.push(json(e)?);
+        }
+        let admin = out.len();
+        for e in &log.security {
+            out.push(json(e)?);
+        }
+        Ok((out, admin))
+    }
+
     /// Whether the store holds no state (what `turnstile store import` requires).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.head()? == Revision::EMPTY)
@@ -259,8 +294,11 @@ impl Store for RedisStore {
         Ok(Some(Loaded { state, revision }))
     }
 
+    /// `state.events` are the events to *add* to the fleet's log (the caller sends
+    /// only the new ones); the document is stored without events.
     fn commit(&self, base: &Revision, state: &State) -> Result<Committed, StoreError> {
-        let (doc, hash) = super::encode(state)?;
+        let (doc, hash) = encode_shared(state)?;
+        let (events, admin) = Self::event_args(&state.events)?;
         let revision_hash = Revision { number: 0, hash }.hash_hex();
         let script = redis::Script::new(COMMIT);
         let min = self.options.min_replicas;
@@ -269,10 +307,15 @@ impl Store for RedisStore {
             let (done, number): (i64, u64) = script
                 .key(&self.state_key)
                 .key(&self.changes_key)
+                .key(&self.events_key)
+                .key(&self.security_key)
                 .arg(base.number)
                 .arg(Self::base_hash(base))
                 .arg(&revision_hash)
                 .arg(&doc)
+                .arg(self.options.event_capacity.max(1))
+                .arg(admin)
+                .arg(&events)
                 .invoke(c)?;
             let replicas = if done == 1 && min > 0 {
                 // WAIT blocks up to its timeout by design: the read must outlast it,
@@ -313,7 +356,7 @@ impl Fleet for RedisStore {
             Err(e) => return Err(StoreError::Io { what: "read the local cache", source: e }),
         };
         let c: Cached = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (_, hash) = super::encode(&c.state)?;
+        let (_, hash) = encode_shared(&c.state)?;
         // A cache whose hash does not match (written by another version) still
         // serves, at revision 0, so the first contact with the store replaces it.
         let revision = match Revision::parse_hash(&c.hash) {
@@ -358,6 +401,56 @@ impl Fleet for RedisStore {
             all.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
         out.sort_by_key(|n| n.uid);
         Ok(out)
+    }
+
+    fn append_events(&self, log: &EventLog) -> Result<(), StoreError> {
+        let (events, admin) = Self::event_args(log)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let cap = self.options.event_capacity.max(1) as isize;
+        self.with(|c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if admin > 0 {
+                pipe.cmd("LPUSH").arg(&self.events_key).arg(&events[..admin]).ignore();
+                pipe.cmd("LTRIM").arg(&self.events_key).arg(0).arg(cap - 1).ignore();
+            }
+            if events.len() > admin {
+                pipe.cmd("LPUSH").arg(&self.security_key).arg(&events[admin..]).ignore();
+                pipe.cmd("LTRIM").arg(&self.security_key).arg(0).arg(cap - 1).ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn events(&self) -> Result<EventLog, StoreError> {
+        let cap = self.options.event_capacity.max(1) as isize;
+        let (admin, security): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.with(|c| {
+            redis::pipe()
+                .cmd("LRANGE")
+                .arg(&self.events_key)
+                .arg(0)
+                .arg(cap - 1)
+                .cmd("LRANGE")
+                .arg(&self.security_key)
+                .arg(0)
+                .arg(cap - 1)
+                .query(c)
+        })?;
+        // Oldest first, numbered in list order (which orders events of one
+        // millisecond); an entry that does not parse (another version's) is skipped.
+        let mut log = EventLog::default();
+        let parse = |raw: Vec<Vec<u8>>| -> Vec<Event> {
+            raw.iter().rev().filter_map(|b| serde_json::from_slice(b).ok()).collect()
+        };
+        for e in parse(admin) {
+            log.push_admin(e, usize::MAX);
+        }
+        for e in parse(security) {
+            log.push_security(e, usize::MAX);
+        }
+        Ok(log)
     }
 
     fn forget(&self, seen_before_ms: u64) -> Result<Vec<u32>, StoreError> {
@@ -438,4 +531,15 @@ impl Fleet for RedisStore {
             pipe.query(c)
         })
     }
+}
+
+/// The shared document and its hash: the state without its event log, which the
+/// store keeps in lists of its own.
+fn encode_shared(state: &State) -> Result<(Vec<u8>, [u8; 32]), StoreError> {
+    if state.events == EventLog::default() {
+        return super::encode(state);
+    }
+    let mut s = state.clone();
+    s.events = EventLog::default();
+    super::encode(&s)
 }
