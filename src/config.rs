@@ -116,6 +116,17 @@ pub struct StoreConfig {
     /// Prefix of every key turnstile uses in the store.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// With `rediss://`: the CA (PEM) that signed the store's certificate. Required:
+    /// the system roots alone would let any publicly trusted certificate pose as
+    /// the store that holds every credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// With `rediss://`: a client certificate (PEM) for a store that requires one
+    /// (`tls-auth-clients yes`); goes with `tls_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Replicas that must confirm a change (Redis `WAIT`) before its 200; else 503.
     #[serde(default)]
     pub min_replicas: u32,
@@ -126,6 +137,14 @@ pub struct StoreConfig {
     /// How long a write waits for every other live node to apply it, milliseconds.
     #[serde(default = "default_confirm_timeout_ms")]
     pub confirm_timeout_ms: u64,
+    /// A node without a heartbeat for this long (seconds) is removed from the
+    /// registry (`GET /v1/nodes`) by any live node; until then it is shown `down`.
+    #[serde(default = "default_node_forget_secs")]
+    pub node_forget_secs: u64,
+}
+
+fn default_node_forget_secs() -> u64 {
+    3600
 }
 
 fn default_key_prefix() -> String {
@@ -470,6 +489,12 @@ impl Config {
         if s.confirm_timeout_ms > 60_000 {
             return Err(err("store.confirm_timeout_ms", "must be at most 60000"));
         }
+        if !(5..=365 * 86_400).contains(&s.node_forget_secs) {
+            return Err(err(
+                "store.node_forget_secs",
+                "must be between 5 (a node is down after 3 s without a heartbeat, and shown so) and 31536000",
+            ));
+        }
         if s.key_prefix.is_empty() || s.key_prefix.len() > 64 {
             return Err(err("store.key_prefix", "must be 1-64 characters"));
         }
@@ -477,6 +502,7 @@ impl Config {
             if s.redis_password_env.is_some() || s.min_replicas > 0 {
                 return Err(err("store.redis", "redis_password_env and min_replicas need store.redis"));
             }
+            Self::validate_store_tls(s, false)?;
             return Ok(None);
         };
         let Some((scheme, rest)) = url.split_once("://") else {
@@ -485,6 +511,7 @@ impl Config {
         if scheme != "redis" && scheme != "rediss" {
             return Err(err("store.redis", "the scheme must be redis:// or rediss://"));
         }
+        Self::validate_store_tls(s, scheme == "rediss")?;
         let authority = rest.split('/').next().unwrap_or("");
         if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) {
             return Err(err(
@@ -501,6 +528,29 @@ impl Config {
                 err("store.redis_password_env", format!("environment variable {var} is not set"))
             }),
         }
+    }
+
+    /// `[store] tls_ca`/`tls_cert`/`tls_key`: only with `rediss://`, where the CA is
+    /// required; the files must load (errors name the file, never its contents).
+    fn validate_store_tls(s: &StoreConfig, rediss: bool) -> Result<(), ConfigError> {
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(err("store.tls_cert", "tls_cert and tls_key go together: give both or neither"));
+        }
+        if !rediss {
+            for (k, v) in [("store.tls_ca", &s.tls_ca), ("store.tls_cert", &s.tls_cert)] {
+                if v.is_some() {
+                    return Err(err(k, "set only with a rediss:// store"));
+                }
+            }
+            return Ok(());
+        }
+        let ca = s.tls_ca.as_deref().ok_or_else(|| {
+            err("store.tls_ca", "required with a rediss:// store (the CA that signed its certificate)")
+        })?;
+        crate::tls::load_certs(ca).map_err(|e| err("store.tls_ca", e.to_string()))?;
+        let client = s.tls_cert.as_deref().zip(s.tls_key.as_deref());
+        crate::tls::client_config(ca, client).map_err(|e| err("store.tls_cert", e.to_string()))?;
+        Ok(())
     }
 
     /// Reads and validates `path`.
@@ -880,6 +930,50 @@ upstream_password_env = "UP"
         let text = text.replace("tls_mode = \"disabled\"", "tls_mode = \"enabled\"");
         let v = Config::parse(&text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
         assert_eq!(v.bdbs[0].tls, Some(ListenerTls { cert: None, client_ca: None }), "the admin certificate");
+    }
+
+    #[test]
+    fn store_tls_files_go_with_rediss_only_and_must_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let good = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(&ca, good.cert.pem()).unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, good.signing_key.serialize_pem()).unwrap();
+        let (ca_s, key_s) = (ca.display().to_string(), key.display().to_string());
+        let with = |store: &str| {
+            let text = BASE.replace("dir = \"./data\"\n", &format!("dir = \"./data\"\n{store}\n"));
+            Config::parse(&text).unwrap().validate(&env)
+        };
+        let e = |store: &str| with(store).unwrap_err().to_string();
+        assert!(e(r#"redis = "rediss://h:6380""#).contains("store.tls_ca"), "a private CA is required");
+        assert!(
+            e(&format!("redis = \"redis://h:6379\"\ntls_ca = \"{ca_s}\"")).contains("only with a rediss://")
+        );
+        assert!(
+            e(&format!("tls_ca = \"{ca_s}\"")).contains("only with a rediss://"),
+            "no store.redis at all"
+        );
+        let missing = e(r#"redis = "rediss://h:6380"
+tls_ca = "/nonexistent/ca.pem""#);
+        assert!(missing.contains("store.tls_ca") && missing.contains("/nonexistent/ca.pem"), "{missing}");
+        let lone = e(&format!("redis = \"rediss://h:6380\"\ntls_ca = \"{ca_s}\"\ntls_cert = \"{ca_s}\""));
+        assert!(lone.contains("go together"), "{lone}");
+        let v = with(&format!(
+            "redis = \"rediss://h:6380\"\ntls_ca = \"{ca_s}\"\ntls_cert = \"{ca_s}\"\ntls_key = \"{key_s}\""
+        ))
+        .unwrap();
+        assert_eq!(v.config.store.tls_ca.as_deref(), Some(ca.as_path()));
+        assert_eq!(v.config.store.node_forget_secs, 3600);
+        // A key that is not the certificate's: refused, and the error holds no key bytes.
+        let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        std::fs::write(&key, other.signing_key.serialize_pem()).unwrap();
+        let pair = e(&format!(
+            "redis = \"rediss://h:6380\"\ntls_ca = \"{ca_s}\"\ntls_cert = \"{ca_s}\"\ntls_key = \"{key_s}\""
+        ));
+        assert!(pair.contains("store.tls_cert"), "{pair}");
+        assert!(!pair.contains("PRIVATE KEY"), "{pair}");
+        assert!(e("redis = \"redis://h:6379\"\nnode_forget_secs = 2").contains("store.node_forget_secs"));
     }
 
     #[test]

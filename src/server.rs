@@ -89,6 +89,7 @@ pub async fn start(
         admission,
         node_addr: admin_addr.to_string(),
         confirm_timeout: Duration::from_millis(config.config.store.confirm_timeout_ms),
+        node_forget: Duration::from_secs(config.config.store.node_forget_secs),
     };
     let control = Control::start(settings, store, shutdown.clone(), tracker.clone()).await?;
     Ok(Running { control, admin, admin_addr, tls, limits, tracker, shutdown, grace: config.shutdown_grace })
@@ -106,6 +107,11 @@ pub fn open_store(config: &Validated) -> Result<Arc<dyn Store>, Error> {
             timeout: Duration::from_millis(s.timeout_ms),
             min_replicas: s.min_replicas,
             cache_dir: s.dir.clone(),
+            event_capacity: config.config.admin.event_log_capacity,
+            tls: s.tls_ca.clone().map(|ca| crate::store::redis::StoreTls {
+                ca,
+                client: s.tls_cert.clone().zip(s.tls_key.clone()),
+            }),
         })?),
     })
 }

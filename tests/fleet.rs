@@ -5,156 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::admin::{ADMIN, ADMIN_EMAIL, ADMIN_PW, call, curl};
+use common::admin::{ADMIN, ADMIN_PW, call, curl};
+use common::fleet::{Fleet, Node, auth, client_id, closed};
 use common::{Conn, Redis};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use turnstile::control::Control;
-
-const HOSTS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
-
-/// One node, in this process, started from a config file as the binary would be.
-struct Node {
-    control: Control,
-    admin_url: String,
-    host: &'static str,
-    dir: PathBuf,
-    store_url: String,
-    extra: String,
-    shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(host: &'static str, dir: &Path, store_url: &str, extra: &str) -> Self {
-        // `extra` holds [auth] keys; throttling is off unless it says otherwise.
-        let throttle = if extra.contains("throttle_failures") { "" } else { "throttle_failures = 0\n" };
-        let text = format!(
-            "[admin]\nlisten = \"{host}:0\"\ntls = false\n[store]\ndir = \"{}\"\nredis = \"{store_url}\"\n\
-             [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n{throttle}{extra}\n\
-             [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n",
-            dir.display()
-        );
-        let validated = turnstile::config::Config::parse(&text).unwrap().validate(&|_| None).unwrap();
-        let shutdown = CancellationToken::new();
-        let running = turnstile::server::start(
-            &validated,
-            Some(zeroize::Zeroizing::new(ADMIN_PW.into())),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let control = running.control.clone();
-        let admin_url = format!("http://{}", running.admin_addr);
-        let served = tokio::spawn(running.run());
-        let node = Self {
-            control,
-            admin_url,
-            host,
-            dir: dir.to_path_buf(),
-            store_url: store_url.into(),
-            extra: extra.into(),
-            shutdown,
-            served,
-        };
-        node.registered().await;
-        node
-    }
-
-    /// Waits for the node's first heartbeat (it registers asynchronously).
-    async fn registered(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.control.node_uid().is_none() && self.control.store_status().up {
-            assert!(Instant::now() < deadline, "node on {} never registered", self.host);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn stop(self) -> (PathBuf, &'static str, String, String) {
-        self.shutdown.cancel();
-        let _ = self.served.await;
-        (self.dir, self.host, self.store_url, self.extra)
-    }
-
-    async fn restart(self) -> Self {
-        let (dir, host, url, extra) = self.stop().await;
-        Self::start(host, &dir, &url, &extra).await
-    }
-
-    async fn api(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let body = (!body.is_null()).then(|| body.to_string());
-        let (s, v, _) = call(&self.control, method, path, Some((ADMIN, ADMIN_PW)), body.as_deref()).await;
-        (s.as_u16(), v)
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
-        let (s, v) = self.api(method, path, body).await;
-        assert!((200..300).contains(&s), "{method} {path} on {}: {s} {v}", self.host);
-        v
-    }
-
-    /// Where database `port` listens on this node.
-    fn db(&self, port: u16) -> String {
-        format!("{}:{port}", self.host)
-    }
-}
-
-struct Fleet {
-    store: Redis,
-    upstream: Redis,
-    nodes: Vec<Node>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
-impl Fleet {
-    async fn start(extra: &str) -> Self {
-        let store = Redis::start(&[]);
-        let upstream = Redis::start(&[]);
-        let url = format!("redis://{}", store.addr());
-        let mut nodes = Vec::new();
-        let mut dirs = Vec::new();
-        // One after the other: the first bootstraps the store, the others load it.
-        for host in HOSTS {
-            let d = tempfile::tempdir().unwrap();
-            nodes.push(Node::start(host, d.path(), &url, extra).await);
-            dirs.push(d);
-        }
-        Self { store, upstream, nodes, _dirs: dirs }
-    }
-
-    /// A database created on node 1 (port chosen there, the same on every node),
-    /// with `pw` as its default user's password. Returns its port.
-    async fn database(&self, pw: &str) -> u16 {
-        let v = self.nodes[0]
-            .ok(
-                "POST",
-                "/v1/bdbs",
-                json!({"name": "app", "port": 0, "upstream": format!("redis://{}", self.upstream.addr())}),
-            )
-            .await;
-        let port: u16 = v["port"].as_u64().expect("port") as u16;
-        let uid = v["uid"].as_u64().unwrap();
-        self.nodes[0].ok("PUT", &format!("/v1/bdbs/{uid}/passwords"), json!({"password": pw})).await;
-        port
-    }
-}
-
-async fn auth(c: &mut Conn, pw: &str) -> bool {
-    let r = c.cmd(&["AUTH", pw]).await;
-    r.starts_with(b"+OK")
-}
-
-async fn client_id(c: &mut Conn) -> Vec<u8> {
-    c.cmd(&["CLIENT", "ID"]).await
-}
-
-/// Reads until the server closes the connection (or the deadline passes).
-async fn closed(c: &mut Conn) -> bool {
-    common::authz::closed_within(c, Duration::from_secs(5)).await.is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_changes_spread_over_three_nodes_are_live_everywhere_by_their_200() {
@@ -308,7 +166,10 @@ async fn the_store_stopped_then_killed_stops_writes_not_traffic() {
         let took = t.elapsed();
         assert_eq!((s, v["error_code"].as_str()), (503, Some("store_error")), "{v}");
         eprintln!("write refused by {} after {took:?}", n.host);
-        assert!(took < Duration::from_secs(3), "a write waited {took:?} on a stopped store");
+        // The issue's bound. The store call is bounded by timeout_ms (500 ms, one
+        // round trip: no handshake chatter on connect), measured 0.53-0.54 s; the
+        // other half is slack for a debug build on a loaded CI machine.
+        assert!(took <= Duration::from_secs(1), "a write waited {took:?} on a stopped store");
         let mut c2 = Conn::connect(&n.db(port)).await;
         assert!(!auth(&mut c2, "never-stored").await, "a refused write changed {}", n.host);
     }
@@ -649,6 +510,8 @@ fn the_store_compares_version_and_hash_and_refuses_a_stale_base() {
             timeout: Duration::from_millis(500),
             min_replicas: 0,
             cache_dir: dir.path().to_path_buf(),
+            tls: None,
+            event_capacity: 100,
         })
         .unwrap()
     };

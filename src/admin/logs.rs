@@ -74,6 +74,7 @@ pub async fn get_logs(
     let offset = count("offset", q.offset.as_deref())?.unwrap_or(0);
     let mut events: Vec<Event> = control
         .events()
+        .await
         .into_iter()
         .filter(|e| {
             let t = e.time_ms / 1000;

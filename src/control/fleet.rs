@@ -33,6 +33,10 @@ pub struct FleetState {
     shared: bool,
     addr: String,
     confirm_timeout: Duration,
+    /// A node not heard from for this long is removed from the registry.
+    forget_after: Duration,
+    /// Unix milliseconds of this node's last sweep of the registry.
+    last_sweep_ms: AtomicU64,
     /// 0 until registered (a node started while the store is down registers later).
     node_uid: AtomicU32,
     up: AtomicBool,
@@ -49,11 +53,19 @@ pub struct FleetState {
 }
 
 impl FleetState {
-    pub fn new(shared: bool, addr: String, confirm_timeout: Duration, up: bool) -> Self {
+    pub fn new(
+        shared: bool,
+        addr: String,
+        confirm_timeout: Duration,
+        forget_after: Duration,
+        up: bool,
+    ) -> Self {
         Self {
             shared,
             addr,
             confirm_timeout,
+            forget_after,
+            last_sweep_ms: AtomicU64::new(0),
             node_uid: AtomicU32::new(0),
             up: AtomicBool::new(up),
             last_sync_ms: AtomicU64::new(if up { time::now_ms() } else { 0 }),
@@ -177,7 +189,11 @@ impl Control {
         let head = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.head())).await.ok().flatten();
         let head = match head {
             Some(Ok(h)) => h,
-            _ => {
+            Some(Err(e)) => {
+                self.inner.fleet.store_failed();
+                return Err(super::store_error_because(&e.to_string()));
+            }
+            None => {
                 self.inner.fleet.store_failed();
                 return Err(super::store_error());
             }
@@ -193,7 +209,7 @@ impl Control {
             Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot read the store");
                 self.inner.fleet.store_failed();
-                return Err(super::store_error());
+                return Err(super::store_error_because(&e.to_string()));
             }
             None => return Err(super::store_error()),
         };
@@ -455,6 +471,7 @@ impl Control {
             }
         }
         self.report_applied();
+        self.forget_gone().await;
         let store = Arc::clone(&self.inner.store);
         let logins = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.last_logins())).await;
         if let Ok(Some(Ok(logins))) = logins {
@@ -463,6 +480,34 @@ impl Control {
             let known: Vec<(u32, u64)> =
                 logins.into_iter().filter(|(u, _)| users.users.contains_key(u)).collect();
             self.merge_logins(&known);
+        }
+    }
+}
+
+impl Control {
+    /// Removes from the registry the nodes not heard from for `forget_after`: a node
+    /// stopped for good (scaled down, replaced) is shown `down` meanwhile, then
+    /// leaves `GET /v1/nodes`. Any live node may do it (the removal is atomic with
+    /// the check, so a node that came back is kept); each sweeps at most every
+    /// tenth of the period, so the fleet does not scan the registry on every
+    /// heartbeat.
+    async fn forget_gone(&self) {
+        let f = &self.inner.fleet;
+        let now = time::now_ms();
+        let period = f.forget_after.as_millis() as u64;
+        if now.saturating_sub(f.last_sweep_ms.load(Ordering::Relaxed))
+            < (period / 10).max(HEARTBEAT_EVERY.as_millis() as u64)
+        {
+            return;
+        }
+        f.last_sweep_ms.store(now, Ordering::Relaxed);
+        let store = Arc::clone(&self.inner.store);
+        let cutoff = now.saturating_sub(period);
+        let gone = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.forget(cutoff))).await;
+        if let Ok(Some(Ok(gone))) = gone
+            && !gone.is_empty()
+        {
+            tracing::info!(nodes = ?gone, "removed nodes without a heartbeat from the registry");
         }
     }
 }

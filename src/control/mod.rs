@@ -84,6 +84,8 @@ pub struct Settings {
     pub node_addr: String,
     /// How long a writer waits for the other live nodes to apply its change.
     pub confirm_timeout: Duration,
+    /// A node without a heartbeat for this long leaves the registry.
+    pub node_forget: Duration,
 }
 
 /// The admin API's certificate, shared with database listeners that have TLS and no
@@ -288,6 +290,7 @@ impl Control {
                     shared,
                     settings.node_addr.clone(),
                     settings.confirm_timeout,
+                    settings.node_forget,
                     !from_cache,
                 ),
                 prebound: std::sync::Mutex::new(HashMap::new()),
@@ -477,8 +480,40 @@ impl Control {
         let switches = self.take_switches();
         self.append_switches(&mut next, &switches);
         let store = Arc::clone(&self.inner.store);
-        let to_write = next.clone();
         let base = *self.inner.revision.lock().unwrap_or_else(|p| p.into_inner());
+        let to_write = if store.fleet().is_some() {
+            // A shared store keeps the event log apart: it is sent only the events
+            // this write adds, and a write of events alone is an append that moves
+            // no revision (no compare-and-set, no reload on every node).
+            let (to_write, events_only) = split_events(current, &mut next);
+            if events_only && base != Revision::EMPTY {
+                let written = tokio::task::spawn_blocking(move || {
+                    store.fleet().map(|f| f.append_events(&to_write.events)).unwrap_or(Ok(()))
+                })
+                .await;
+                self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(Ok(())) = written {
+                    self.inner.fleet.store_ok(base);
+                    **current = next;
+                    self.inner.snapshot.store(Arc::new(current.clone()));
+                    return Ok(());
+                }
+                self.inner.directory.failures().restore(drained);
+                self.inner.fleet.requeue(unconfirmed);
+                self.restore_switches(switches);
+                self.inner.fleet.store_failed();
+                return Err(match written {
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "event log write failed");
+                        store_error_because(&e.to_string())
+                    }
+                    _ => store_error(),
+                });
+            }
+            to_write
+        } else {
+            next.clone()
+        };
         let written = tokio::task::spawn_blocking(move || store.commit(&base, &to_write)).await;
         self.inner.store_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let committed = match written {
@@ -495,9 +530,11 @@ impl Control {
                 return Err(Error::new(Kind::Unavailable, CONFLICT, "the store changed meanwhile"));
             }
             failed => {
-                let e = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
+                // The store's own error is told to the admin; a failed task's
+                // (a panic) only to the log.
+                let (e, told) = match failed {
+                    Ok(Err(e)) => (e.to_string(), true),
+                    Err(e) => (e.to_string(), false),
                     Ok(Ok(_)) => unreachable!(),
                 };
                 self.inner.directory.failures().restore(drained);
@@ -505,7 +542,7 @@ impl Control {
                 self.restore_switches(switches);
                 self.inner.fleet.store_failed();
                 tracing::error!(error = %e, "store write failed; change not applied");
-                return Err(store_error());
+                return Err(if told { store_error_because(&e) } else { store_error() });
             }
         };
         self.inner.fleet.store_ok(committed.revision);
@@ -537,7 +574,14 @@ impl Control {
             match op().await {
                 Err(e) if e.code == CONFLICT => continue,
                 r => {
-                    if r.is_ok() {
+                    // A change stored on the primary but not on enough replicas
+                    // is applied all the same: the other nodes get it too, and
+                    // its 503 comes when they apply it, as a 200 would.
+                    let applied = match &r {
+                        Ok(_) => true,
+                        Err(e) => e.code == "store_not_replicated",
+                    };
+                    if applied {
                         let stale = self.confirm().await;
                         if !stale.is_empty() {
                             // Named in the log (written with the next change) and
@@ -647,11 +691,44 @@ const CONFLICT: &str = "store_conflict";
 const MAX_ATTEMPTS: usize = 50;
 
 /// The store cannot be reached: a write is refused, nothing changes.
+/// What a shared store is sent for `next`: the state with only the events added
+/// since `current` (the log only grows at its end; numbers are `next_seq`), and
+/// whether that is all that changed.
+fn split_events(current: &mut State, next: &mut State) -> (State, bool) {
+    let since = current.events.next_seq;
+    let events = std::mem::take(&mut next.events);
+    let mine = std::mem::take(&mut current.events);
+    let events_only = *current == *next;
+    current.events = mine;
+    let mut to_write = next.clone();
+    next.events = events;
+    let added = |ring: &std::collections::VecDeque<crate::store::events::Event>| {
+        ring.iter().filter(|e| e.seq >= since).cloned().collect()
+    };
+    to_write.events = crate::store::events::EventLog {
+        admin: added(&next.events.admin),
+        security: added(&next.events.security),
+        next_seq: next.events.next_seq,
+    };
+    (to_write, events_only)
+}
+
 fn store_error() -> Error {
     Error::new(
         Kind::Unavailable,
         "store_error",
         "the change could not be stored durably; nothing was changed",
+    )
+}
+
+/// `store_error` saying why (a refused certificate, a timeout, a refused AUTH), so
+/// an operator need not dig in the logs. The reason is the store client's own text:
+/// it never holds the password (which is not in the URL) or a key.
+fn store_error_because(why: &str) -> Error {
+    Error::new(
+        Kind::Unavailable,
+        "store_error",
+        format!("the change could not be stored durably; nothing was changed ({why})"),
     )
 }
 

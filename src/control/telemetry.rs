@@ -110,9 +110,20 @@ impl Control {
 
     /// The whole log, oldest first: what is stored plus the failed AUTHs and
     /// changes of primary not yet written (so the log is current without a store
-    /// write per event).
-    pub fn events(&self) -> Vec<Event> {
-        let mut log = self.snapshot().events.clone();
+    /// write per event). A shared store's log is read from it (every node's
+    /// events); while it cannot be reached, this node's own recent events.
+    pub async fn events(&self) -> Vec<Event> {
+        let store = Arc::clone(&self.inner.store);
+        let shared =
+            tokio::task::spawn_blocking(move || store.fleet().map(|f| f.events())).await.ok().flatten();
+        let mut log = match shared {
+            Some(Ok(log)) => log,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the fleet's event log; showing this node's");
+                self.snapshot().events.clone()
+            }
+            None => self.snapshot().events.clone(),
+        };
         for e in failure_events(&self.inner.directory.failures().peek()) {
             log.push_security(e, self.inner.event_log_capacity);
         }

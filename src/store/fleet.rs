@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::events::EventLog;
 use super::{Loaded, Revision, StoreError};
 
 /// One node as the registry shows it (`GET /v1/nodes`).
@@ -37,6 +38,14 @@ pub trait Fleet: Send + Sync {
     fn report(&self, node: &NodeRecord) -> Result<(), StoreError>;
     /// Every registered node.
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Adds `log`'s events to the fleet's event log (capped), without touching the
+    /// state: an event is no change of the state and bumps no revision.
+    fn append_events(&self, log: &EventLog) -> Result<(), StoreError>;
+    /// The fleet's event log (each ring at most its capacity), oldest first.
+    fn events(&self) -> Result<EventLog, StoreError>;
+    /// Removes the records of nodes last seen before `seen_before_ms` (Unix
+    /// milliseconds); returns their uids.
+    fn forget(&self, seen_before_ms: u64) -> Result<Vec<u32>, StoreError>;
     /// Blocks, calling `changed` on every change notification, until `stop()` says
     /// so (checked at least every second). Returns an error when the subscription
     /// is lost; the caller subscribes again.

@@ -4,6 +4,11 @@
 //! Keys (under `key_prefix`, default `turnstile`):
 //! - `P:state` — hash of `rev` (a counter), `hash` (blake3 of `doc`, hex), `doc`
 //!   (the state as compact JSON). One key: one atomic read, one atomic write.
+//! - `P:events`, `P:events:security` — the fleet's event log (admin changes; failed
+//!   AUTHs and throttling), capped lists of JSON events, newest first. Apart from
+//!   `doc`, so an event is an LPUSH, not a compare-and-set of the whole state and a
+//!   reload on every node; an admin change's events are pushed by the same script
+//!   that writes the change.
 //! - `P:changes` — the channel every commit publishes `rev:hash` on.
 //! - `P:nodes` — hash of node uid → its registry record (JSON); `P:node_seq` hands
 //!   out uids.
@@ -25,6 +30,7 @@ use redis::{Connection, RedisResult};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::events::{Event, EventLog};
 use super::fleet::{Fleet, NodeRecord};
 use super::state::SCHEMA_VERSION;
 use super::{Committed, Loaded, Revision, State, Store, StoreError};
@@ -34,6 +40,24 @@ const NODE_UID: &str = "node-uid";
 
 /// Connections kept open for reuse (the poll, heartbeats and writes run at once).
 const IDLE_CONNECTIONS: usize = 4;
+
+/// How much longer than `WAIT`'s own timeout its reply may take to arrive.
+const WAIT_SLACK: Duration = Duration::from_millis(500);
+
+/// Removes the registry records whose last heartbeat (`last_seen_ms`) is older than
+/// ARGV[1]; atomic, so a node that reported again meanwhile is kept.
+const FORGET: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local gone = {}
+for i = 1, #all, 2 do
+  local ok, rec = pcall(cjson.decode, all[i + 1])
+  if not ok or type(rec) ~= 'table' or tonumber(rec.last_seen_ms or 0) < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    table.insert(gone, all[i])
+  end
+end
+return gone
+";
 
 /// Compare-and-set: writes the new document only if the store still holds the
 /// revision (number and hash) the change was built on, and publishes it.
@@ -46,6 +70,15 @@ if rev ~= tonumber(ARGV[1]) or hash ~= ARGV[2] then
 end
 local n = rev + 1
 redis.call('HSET', KEYS[1], 'rev', n, 'hash', ARGV[3], 'doc', ARGV[4])
+local cap = tonumber(ARGV[5])
+local admin = tonumber(ARGV[6])
+for i = 7, #ARGV do
+  local key = KEYS[3]
+  if i - 6 > admin then key = KEYS[4] end
+  redis.call('LPUSH', key, ARGV[i])
+end
+redis.call('LTRIM', KEYS[3], 0, cap - 1)
+redis.call('LTRIM', KEYS[4], 0, cap - 1)
 redis.call('PUBLISH', KEYS[2], n .. ':' .. ARGV[3])
 return {1, n}
 ";
@@ -63,6 +96,35 @@ pub struct RedisOptions {
     pub min_replicas: u32,
     /// Where the local cache is kept (`[store] dir`).
     pub cache_dir: PathBuf,
+    /// With `rediss://`: whom to trust and what to present.
+    pub tls: Option<StoreTls>,
+    /// Events kept in each of the two event lists (`admin.event_log_capacity`).
+    pub event_capacity: usize,
+}
+
+/// `[store] tls_ca` and, optionally, a client certificate and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct StoreTls {
+    pub ca: PathBuf,
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl StoreTls {
+    /// The files' contents as the redis crate takes them. Only the CA is trusted:
+    /// with `root_cert` given, the crate uses it instead of the system roots.
+    fn certificates(&self) -> Result<redis::TlsCertificates, StoreError> {
+        let read = |p: &PathBuf, what: &'static str| {
+            std::fs::read(p).map_err(|e| StoreError::Io { what, source: e })
+        };
+        let client_tls = match &self.client {
+            None => None,
+            Some((cert, key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert, "read store.tls_cert")?,
+                client_key: read(key, "read store.tls_key")?,
+            }),
+        };
+        Ok(redis::TlsCertificates { client_tls, root_cert: Some(read(&self.ca, "read store.tls_ca")?) })
+    }
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -81,6 +143,8 @@ pub struct RedisStore {
     state_key: String,
     changes_key: String,
     nodes_key: String,
+    events_key: String,
+    security_key: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -100,6 +164,10 @@ struct Cached {
 fn unavailable(e: redis::RedisError) -> StoreError {
     // The error names the operation and the reason; it never holds the password
     // (it is not in the URL, and AUTH errors are Redis's own text).
+    if e.is_timeout() {
+        // Not the OS's "Resource temporarily unavailable" (a socket timeout).
+        return StoreError::Unavailable("no answer within store.timeout_ms".into());
+    }
     StoreError::Unavailable(e.to_string())
 }
 
@@ -117,8 +185,22 @@ impl RedisStore {
             settings = settings.set_password(pw.as_str());
         }
         info = info.set_redis_settings(settings);
-        let client =
-            redis::Client::open(info).map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
+        let client = match &options.tls {
+            // A rediss:// URL without a CA would trust the system roots; config
+            // validation refuses that, and so does this.
+            None if options.url.starts_with("rediss://") => {
+                return Err(StoreError::Corrupt("store.tls_ca is required with rediss://".into()));
+            }
+            None => redis::Client::open(info),
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                // The key's bytes live only as long as this call; the crate keeps
+                // the parsed form.
+                let certs = tls.certificates()?;
+                redis::Client::build_with_tls(info, certs)
+            }
+        }
+        .map_err(|e| StoreError::Corrupt(format!("store.redis: {e}")))?;
         std::fs::create_dir_all(&options.cache_dir)
             .map_err(|e| StoreError::Io { what: "create the store directory", source: e })?;
         let p = &options.key_prefix;
@@ -127,6 +209,8 @@ impl RedisStore {
             state_key: format!("{p}:state"),
             changes_key: format!("{p}:changes"),
             nodes_key: format!("{p}:nodes"),
+            events_key: format!("{p}:events"),
+            security_key: format!("{p}:events:security"),
             options,
             idle: Mutex::new(Vec::new()),
         })
@@ -173,6 +257,20 @@ impl RedisStore {
         if *base == Revision::EMPTY { String::new() } else { base.hash_hex() }
     }
 
+    /// The events as JSON, admin ring first, and how many are admin events.
+    fn event_args(log: &EventLog) -> Result<(Vec<String>, usize), StoreError> {
+        let json = |e: &Event| serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()));
+        let mut out = Vec::with_capacity(log.admin.len() + log.security.len());
+        for e in &log.admin {
+            out.push(json(e)?);
+        }
+        let admin = out.len();
+        for e in &log.security {
+            out.push(json(e)?);
+        }
+        Ok((out, admin))
+    }
+
     /// Whether the store holds no state (what `turnstile store import` requires).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.head()? == Revision::EMPTY)
@@ -196,8 +294,11 @@ impl Store for RedisStore {
         Ok(Some(Loaded { state, revision }))
     }
 
+    /// `state.events` are the events to *add* to the fleet's log (the caller sends
+    /// only the new ones); the document is stored without events.
     fn commit(&self, base: &Revision, state: &State) -> Result<Committed, StoreError> {
-        let (doc, hash) = super::encode(state)?;
+        let (doc, hash) = encode_shared(state)?;
+        let (events, admin) = Self::event_args(&state.events)?;
         let revision_hash = Revision { number: 0, hash }.hash_hex();
         let script = redis::Script::new(COMMIT);
         let min = self.options.min_replicas;
@@ -206,13 +307,27 @@ impl Store for RedisStore {
             let (done, number): (i64, u64) = script
                 .key(&self.state_key)
                 .key(&self.changes_key)
+                .key(&self.events_key)
+                .key(&self.security_key)
                 .arg(base.number)
                 .arg(Self::base_hash(base))
                 .arg(&revision_hash)
                 .arg(&doc)
+                .arg(self.options.event_capacity.max(1))
+                .arg(admin)
+                .arg(&events)
                 .invoke(c)?;
-            let replicas =
-                if done == 1 && min > 0 { redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c)? } else { 0 };
+            let replicas = if done == 1 && min > 0 {
+                // WAIT blocks up to its timeout by design: the read must outlast it,
+                // or a slow replica would look like a dead store (store_error
+                // instead of store_not_replicated).
+                c.set_read_timeout(Some(self.options.timeout + WAIT_SLACK))?;
+                let n = redis::cmd("WAIT").arg(min).arg(timeout_ms).query(c);
+                c.set_read_timeout(Some(self.options.timeout))?;
+                n?
+            } else {
+                0
+            };
             Ok((done, number, replicas))
         })?;
         if done != 1 {
@@ -241,7 +356,7 @@ impl Fleet for RedisStore {
             Err(e) => return Err(StoreError::Io { what: "read the local cache", source: e }),
         };
         let c: Cached = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (_, hash) = super::encode(&c.state)?;
+        let (_, hash) = encode_shared(&c.state)?;
         // A cache whose hash does not match (written by another version) still
         // serves, at revision 0, so the first contact with the store replaces it.
         let revision = match Revision::parse_hash(&c.hash) {
@@ -286,6 +401,62 @@ impl Fleet for RedisStore {
             all.into_iter().filter_map(|(_, v)| serde_json::from_str(&v).ok()).collect();
         out.sort_by_key(|n| n.uid);
         Ok(out)
+    }
+
+    fn append_events(&self, log: &EventLog) -> Result<(), StoreError> {
+        let (events, admin) = Self::event_args(log)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let cap = self.options.event_capacity.max(1) as isize;
+        self.with(|c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if admin > 0 {
+                pipe.cmd("LPUSH").arg(&self.events_key).arg(&events[..admin]).ignore();
+                pipe.cmd("LTRIM").arg(&self.events_key).arg(0).arg(cap - 1).ignore();
+            }
+            if events.len() > admin {
+                pipe.cmd("LPUSH").arg(&self.security_key).arg(&events[admin..]).ignore();
+                pipe.cmd("LTRIM").arg(&self.security_key).arg(0).arg(cap - 1).ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn events(&self) -> Result<EventLog, StoreError> {
+        let cap = self.options.event_capacity.max(1) as isize;
+        let (admin, security): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.with(|c| {
+            redis::pipe()
+                .cmd("LRANGE")
+                .arg(&self.events_key)
+                .arg(0)
+                .arg(cap - 1)
+                .cmd("LRANGE")
+                .arg(&self.security_key)
+                .arg(0)
+                .arg(cap - 1)
+                .query(c)
+        })?;
+        // Oldest first, numbered in list order (which orders events of one
+        // millisecond); an entry that does not parse (another version's) is skipped.
+        let mut log = EventLog::default();
+        let parse = |raw: Vec<Vec<u8>>| -> Vec<Event> {
+            raw.iter().rev().filter_map(|b| serde_json::from_slice(b).ok()).collect()
+        };
+        for e in parse(admin) {
+            log.push_admin(e, usize::MAX);
+        }
+        for e in parse(security) {
+            log.push_security(e, usize::MAX);
+        }
+        Ok(log)
+    }
+
+    fn forget(&self, seen_before_ms: u64) -> Result<Vec<u32>, StoreError> {
+        let gone: Vec<String> =
+            self.with(|c| redis::Script::new(FORGET).key(&self.nodes_key).arg(seen_before_ms).invoke(c))?;
+        Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
     }
 
     fn watch(&self, stop: &dyn Fn() -> bool, changed: &dyn Fn()) -> Result<(), StoreError> {
@@ -360,4 +531,15 @@ impl Fleet for RedisStore {
             pipe.query(c)
         })
     }
+}
+
+/// The shared document and its hash: the state without its event log, which the
+/// store keeps in lists of its own.
+fn encode_shared(state: &State) -> Result<(Vec<u8>, [u8; 32]), StoreError> {
+    if state.events == EventLog::default() {
+        return super::encode(state);
+    }
+    let mut s = state.clone();
+    s.events = EventLog::default();
+    super::encode(&s)
 }

@@ -101,6 +101,7 @@ pub fn settings() -> Settings {
         admission: turnstile::proxy::admission::Admission::unlimited(),
         node_addr: "127.0.0.1:0".into(),
         confirm_timeout: Duration::from_millis(500),
+        node_forget: Duration::from_secs(3600),
     }
 }
 

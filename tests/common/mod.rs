@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod fleet;
 pub mod sentinel;
 pub mod tls;
 
