@@ -461,7 +461,11 @@ mod tests {
                 ],
                 "chunk {chunk}"
             );
-            assert_eq!(ends, frames(input, input.len()).iter().map(|f| f.0).collect::<Vec<_>>(), "chunk {chunk}");
+            assert_eq!(
+                ends,
+                frames(input, input.len()).iter().map(|f| f.0).collect::<Vec<_>>(),
+                "chunk {chunk}"
+            );
         }
     }
 
