@@ -158,7 +158,9 @@ async fn the_scrape_counts_auths_rotations_throttling_and_upstream_errors() {
     assert_eq!(blocks.len(), 1, "{events}");
     assert_eq!((&blocks[0]["address"], &blocks[0]["bdb_uid"]), (&json!("127.0.0.2"), &json!(1)));
     // A name from the network that is no user's never becomes a label; no secret shows.
-    for absent in ["nosuchuser", "first-secret", "second-secret", "user-pw", "wrong", "argon2id$", "/v1/bdbs/1/"] {
+    for absent in
+        ["nosuchuser", "first-secret", "second-secret", "user-pw", "wrong", "argon2id$", "/v1/bdbs/1/"]
+    {
         assert!(!m.contains(absent), "{absent} in the scrape");
     }
 }
