@@ -39,7 +39,7 @@ const PCALL_GET: &str = "return {redis.pcall('GET', KEYS[1])}";
 const LIBRARY: &str = "#!lua name=nested\nredis.register_function('pc', function(keys, args) \
                        return {redis.pcall('HSET', keys[1], 'f', 'v')} end)";
 
-fn eval<'a>(script: &'a str) -> Vec<&'a str> {
+fn eval(script: &str) -> Vec<&str> {
     vec!["EVAL", script, "1", "cache:h"]
 }
 
@@ -64,7 +64,11 @@ fn cases() -> Vec<Case> {
         // Lane commands only: the lane carries them (top-level errors).
         case(
             "lane: denied command in a pipeline",
-            vec![vec!["GET", "cache:1"], vec!["HSET", "cache:h", "f", "v"], vec!["MGET", "cache:1", "cache:2"]],
+            vec![
+                vec!["GET", "cache:1"],
+                vec!["HSET", "cache:h", "f", "v"],
+                vec!["MGET", "cache:1", "cache:2"],
+            ],
         ),
         // EVAL / FCALL go on a connection of their own.
         case(
@@ -245,7 +249,11 @@ async fn nested_errors_answer_as(server: Redis, upstream: Redis, names_user: boo
             let a = run_case(&mut oracle, &case, resp3).await;
             let b = run_case(&mut ours, &case, resp3).await;
             let label = format!("{} ({})", case.name, if resp3 { "RESP3" } else { "RESP2" });
-            assert!(!show(&b).contains("__turnstile:"), "{label}: an internal name reached the client: {}", show(&b));
+            assert!(
+                !show(&b).contains("__turnstile:"),
+                "{label}: an internal name reached the client: {}",
+                show(&b)
+            );
             // Each case must hold an error naming the user on the oracle, or agreeing
             // on it would show nothing.
             let here = show(&a).matches("User alice").count();
@@ -257,7 +265,10 @@ async fn nested_errors_answer_as(server: Redis, upstream: Redis, names_user: boo
         }
     }
     assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{} cases in RESP2 and RESP3 identical; {named} errors named the user on the oracle", cases().len());
+    eprintln!(
+        "{} cases in RESP2 and RESP3 identical; {named} errors named the user on the oracle",
+        cases().len()
+    );
     // The live case left the rule as it was.
     let rule = ours.stack.ok("GET", &format!("/v1/redis_acls/{}", ours.acl), serde_json::Value::Null).await;
     assert_eq!(rule["acl"], RULE);
@@ -271,7 +282,8 @@ fn server_args() -> Vec<String> {
 async fn nested_errors_show_the_clients_name_as_valkey_does() {
     let args = server_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (Some(oracle), Some(upstream)) = (Redis::try_start_valkey(&args), Redis::try_start_valkey(&args)) else {
+    let (Some(oracle), Some(upstream)) = (Redis::try_start_valkey(&args), Redis::try_start_valkey(&args))
+    else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(120), nested_errors_answer_as(oracle, upstream, true))

@@ -497,15 +497,15 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 }
             }
             let Some(info) = step.frame else { continue };
-            if let Some(held) = self.capturing.take() {
-                if let Some(Entry::Rewrite { from, to, silent: false }) = &self.current {
-                    // An error instead of the reply (a rule without the command) may
-                    // name turnstile's user too.
-                    let name = self.shown.as_deref().unwrap_or("default");
-                    match crate::authz::names::rewrite_error(&held, name) {
-                        Some(shown) => self.client.write_all(&shown).await?,
-                        None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
-                    }
+            if let Some(held) = self.capturing.take()
+                && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
+            {
+                // An error instead of the reply (a rule without the command) may
+                // name turnstile's user too.
+                let name = self.shown.as_deref().unwrap_or("default");
+                match crate::authz::names::rewrite_error(&held, name) {
+                    Some(shown) => self.client.write_all(&shown).await?,
+                    None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
                 }
             }
             if let Some(ctx) = &self.ctx

@@ -127,8 +127,9 @@ fn valkey_binary() -> String {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("valkey/usr/bin/valkey-server");
-    std::env::var("TURNSTILE_VALKEY_SERVER")
-        .unwrap_or_else(|_| if unpacked.exists() { unpacked.display().to_string() } else { "valkey-server".into() })
+    std::env::var("TURNSTILE_VALKEY_SERVER").unwrap_or_else(|_| {
+        if unpacked.exists() { unpacked.display().to_string() } else { "valkey-server".into() }
+    })
 }
 
 fn spawn_redis(binary: &str, port: u16, extra: &[String]) -> Option<Child> {
