@@ -260,7 +260,7 @@ fn scan_errors_stream(chunks: &[&[u8]]) -> Errors {
             pos += step.used;
             if step.short {
                 assert!(buf.len() - pos <= MAX_ERROR, "held back more than an error line");
-                assert!(step.frame.is_none() && step.error.is_none());
+                assert!(!step.frame && step.error.is_none());
                 assert_eq!(buf[pos], b'-', "held back something other than an error line");
                 break;
             }
@@ -272,13 +272,11 @@ fn scan_errors_stream(chunks: &[&[u8]]) -> Errors {
                 assert!(!line[..line.len() - 1].contains(&b'\n'), "more than one line");
                 errors.push((base + at + e, base + pos));
             }
-            match step.frame {
-                Some(info) => {
-                    assert!(s.at_boundary(), "frame ended but the scanner is mid-frame");
-                    frames.push((base + pos, info));
-                }
-                None if step.error.is_none() => assert_eq!(pos, buf.len(), "scan stopped early for nothing"),
-                None => {}
+            if step.frame {
+                assert!(s.at_boundary(), "frame ended but the scanner is mid-frame");
+                frames.push((base + pos, *s.last()));
+            } else if step.error.is_none() {
+                assert_eq!(pos, buf.len(), "scan stopped early for nothing");
             }
         }
         buf.drain(..pos);

@@ -532,10 +532,10 @@ fn split(
         if step.short {
             break;
         }
-        if let Some(info) = &step.frame
+        if step.frame
             && follows_primary
-            && info.kind == b'-'
-            && info.head.bytes().starts_with(b"READONLY")
+            && scanner.last().kind == b'-'
+            && scanner.last().head.bytes().starts_with(b"READONLY")
         {
             // Only a replica says it, and only before running the command.
             let began = at + step.error.unwrap_or(0);
@@ -555,19 +555,20 @@ fn split(
             let e = at + e;
             if start < e {
                 // A boundary only if the error is the whole reply.
-                let whole = step.frame.is_some_and(|f| f.kind == b'-');
+                let whole = step.frame && scanner.last().kind == b'-';
                 deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..e), done, whole));
                 done = 0;
             }
             shown = Some(Bytes::from(bytes));
             start = pos;
         }
-        let Some(info) = step.frame else {
+        if !step.frame {
             if let Some(bytes) = shown {
                 deliveries.push((Arc::clone(&head.mailbox), Part::Shown(bytes), 0, false));
             }
             continue;
-        };
+        }
+        let info = scanner.last();
         if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
             crate::metrics::inc(noperm);
         }

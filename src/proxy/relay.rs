@@ -496,7 +496,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     flushed = pos;
                 }
             }
-            let Some(info) = step.frame else { continue };
+            if !step.frame {
+                continue;
+            }
+            let info = *self.scanner.as_deref().expect("made above").last();
             if let Some(held) = self.capturing.take()
                 && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
             {

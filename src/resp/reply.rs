@@ -84,8 +84,9 @@ pub struct FrameInfo {
 pub struct Scanned {
     /// Bytes consumed.
     pub used: usize,
-    /// A top-level reply ended at `used`.
-    pub frame: Option<FrameInfo>,
+    /// A top-level reply ended at `used`; [`ReplyScanner::last`] tells what it was
+    /// (not copied here: this is returned for every reply on the hot path).
+    pub frame: bool,
     /// An error element (`-…\r\n`, at any depth, or the whole reply) ended at
     /// `used`; it began at this offset of the bytes scanned.
     pub error: Option<usize>,
@@ -163,7 +164,7 @@ impl ReplyScanner {
     /// bytes consumed and, if a reply ended at that point, what it was.
     pub fn scan(&mut self, buf: &[u8]) -> Result<(usize, Option<FrameInfo>), ScanError> {
         let s = self.scan_inner::<false>(buf)?;
-        Ok((s.used, s.frame))
+        Ok((s.used, s.frame.then_some(self.info)))
     }
 
     /// As [`scan`](Self::scan), and also stops after every error element, whole in
@@ -173,6 +174,11 @@ impl ReplyScanner {
     /// more for replies without an error element.
     pub fn scan_errors(&mut self, buf: &[u8]) -> Result<Scanned, ScanError> {
         self.scan_inner::<true>(buf)
+    }
+
+    /// The top-level reply that ended last.
+    pub fn last(&self) -> &FrameInfo {
+        &self.info
     }
 
     #[inline(always)]
@@ -189,7 +195,7 @@ impl ReplyScanner {
                         match buf[pos..].iter().position(|&b| b == b'\n') {
                             Some(_) => error = Some(pos),
                             None if buf.len() - pos <= MAX_ERROR => {
-                                return Ok(Scanned { used: pos, frame: None, error: None, short: true });
+                                return Ok(Scanned { used: pos, frame: false, error: None, short: true });
                             }
                             // Too long for an ACL error: read as it comes.
                             None => {}
@@ -218,11 +224,14 @@ impl ReplyScanner {
                             pos += nl + 1;
                             let ended = self.end_line(kind)?;
                             if ERRORS && kind == b'-' && error.is_some() {
-                                let frame = ended.then(|| self.finish_frame());
-                                return done(pos, frame, error);
+                                if ended {
+                                    self.finish_frame();
+                                }
+                                return done(pos, ended, error);
                             }
                             if ended {
-                                return done(pos, Some(self.finish_frame()), None);
+                                self.finish_frame();
+                                return done(pos, true, None);
                             }
                         }
                     }
@@ -238,12 +247,13 @@ impl ReplyScanner {
                     let left = left - take as u64;
                     self.elem = Elem::Blob(left);
                     if left == 0 && self.complete_element() {
-                        return done(pos, Some(self.finish_frame()), None);
+                        self.finish_frame();
+                        return done(pos, true, None);
                     }
                 }
             }
         }
-        done(pos, None, None)
+        done(pos, false, None)
     }
 
     fn slot_for_new_element(&self) -> Slot {
@@ -266,7 +276,8 @@ impl ReplyScanner {
     }
 
     /// The line of an element of type `kind` ended. Returns true if that ended the
-    /// top-level frame.
+    /// top-level frame. Inlined: it runs for nearly every element, from both scans.
+    #[inline(always)]
     fn end_line(&mut self, kind: u8) -> Result<bool, ScanError> {
         let mut line = self.line;
         if line.is_whole() && line.bytes().last() == Some(&b'\r') {
@@ -431,7 +442,7 @@ mod tests {
                 if let Some(e) = step.error {
                     errs.push(buf[at + e..pos].to_vec());
                 }
-                if step.frame.is_some() {
+                if step.frame {
                     ends.push(base + pos);
                 }
             }
@@ -478,7 +489,7 @@ mod tests {
         let first = s.scan_errors(&input[..MAX_ERROR + 8]).unwrap();
         assert!(!first.short && first.error.is_none() && first.used == MAX_ERROR + 8);
         let rest = s.scan_errors(&input[MAX_ERROR + 8..]).unwrap();
-        assert!(rest.frame.is_some() && rest.error.is_none());
+        assert!(rest.frame && rest.error.is_none());
         // Whole in one read, it is reported, whatever its length.
         let whole = ReplyScanner::new().scan_errors(&input).unwrap();
         assert_eq!((whole.error, whole.used), (Some(4), input.len()));
