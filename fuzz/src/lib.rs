@@ -6,7 +6,7 @@
 //! seed of the chunking (and of when the request path switches to streaming), the
 //! rest = the byte stream. Every check panics with a message on a violation.
 
-use turnstile::resp::reply::{FrameInfo, ReplyScanner};
+use turnstile::resp::reply::{FrameInfo, MAX_ERROR, ReplyScanner};
 use turnstile::resp::request::{self, HEAD, MAX_BULK, Parse, ProtoError, Request, Streamer};
 
 /// A tiny deterministic PRNG (xorshift): the chunking must be reproducible from the
@@ -241,12 +241,66 @@ fn scan_stream(chunks: &[&[u8]]) -> (Vec<(usize, FrameInfo)>, bool) {
     (frames, false)
 }
 
+/// Scans `chunks` with `scan_errors` as the lane and the relay do: what a short
+/// stop leaves is kept and scanned again with the next chunk. Returns the frames,
+/// each error element's stream range, and whether the stream was rejected.
+type Errors = (Vec<(usize, FrameInfo)>, Vec<(usize, usize)>, bool);
+
+fn scan_errors_stream(chunks: &[&[u8]]) -> Errors {
+    let mut s = ReplyScanner::new();
+    let (mut frames, mut errors) = (Vec::new(), Vec::new());
+    let (mut buf, mut base) = (Vec::new(), 0);
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        let mut pos = 0;
+        while pos < buf.len() {
+            let at = pos;
+            let Ok(step) = s.scan_errors(&buf[pos..]) else { return (frames, errors, true) };
+            assert!(pos + step.used <= buf.len(), "scan consumed past the buffer");
+            pos += step.used;
+            if step.short {
+                assert!(buf.len() - pos <= MAX_ERROR, "held back more than an error line");
+                assert!(!step.frame && step.error.is_none());
+                assert_eq!(buf[pos], b'-', "held back something other than an error line");
+                break;
+            }
+            // Progress on every call, or the relay would spin forever.
+            assert!(step.used > 0, "scan consumed nothing of a non-empty buffer");
+            if let Some(e) = step.error {
+                let line = &buf[at + e..pos];
+                assert!(line.starts_with(b"-") && line.ends_with(b"\n"), "not an error line: {line:?}");
+                assert!(!line[..line.len() - 1].contains(&b'\n'), "more than one line");
+                errors.push((base + at + e, base + pos));
+            }
+            if step.frame {
+                assert!(s.at_boundary(), "frame ended but the scanner is mid-frame");
+                frames.push((base + pos, *s.last()));
+            } else if step.error.is_none() {
+                assert_eq!(pos, buf.len(), "scan stopped early for nothing");
+            }
+        }
+        buf.drain(..pos);
+        base += pos;
+    }
+    (frames, errors, false)
+}
+
 /// Fuzz target `reply`: the upstream reply scanner. Returns how many replies the
 /// stream holds.
 pub fn check_reply(data: &[u8]) -> usize {
     let [_flags, seed, stream @ ..] = data else { return 0 };
     let whole = scan_stream(&[stream]);
     assert_eq!(scan_stream(&chunks(stream, *seed)), whole, "whole vs chunked");
+    // The error-stopping walk finds the same frames, and every error element of an
+    // ACL error's size however the stream is cut (a longer one may pass unreported).
+    let (frames, errors, rejected) = scan_errors_stream(&[stream]);
+    assert_eq!((&frames, rejected), (&whole.0, whole.1), "scan_errors vs scan");
+    let (c_frames, c_errors, c_rejected) = scan_errors_stream(&chunks(stream, *seed));
+    assert_eq!((&c_frames, c_rejected), (&frames, rejected), "scan_errors whole vs chunked");
+    assert!(c_errors.iter().all(|e| errors.contains(e)), "an error reported only when chunked");
+    for e in errors.iter().filter(|(a, b)| b - a <= MAX_ERROR) {
+        assert!(c_errors.contains(e), "error {e:?} missed when chunked");
+    }
     // Frames are contiguous and each is at least 3 bytes (`_\r\n`)... except that the
     // scanner only needs the `\n`, so at least 2.
     let mut prev = 0;

@@ -6,13 +6,30 @@
 //! turnstile's own (`__turnstile:<instance>:<bdb>:<rule>`), which a client must
 //! never learn; the client is shown its own name instead, as Redis would show it.
 //! Redis 7.0 says "this user" and needs nothing.
+//!
+//! The same holds for an error *inside* a reply: an `EXEC` array element, a
+//! script's `redis.pcall` error returned in a table, a RESP3 map value. Those are
+//! found by [`crate::resp::reply::ReplyScanner::scan_errors`] as the relay walks
+//! the reply, and each is rewritten here like a top-level one (an error element is
+//! a line of its own, so replacing it leaves the rest of the reply as it is).
+//!
+//! Bulk strings are left alone, even one holding error text (a script's
+//! `return redis.pcall(...)['err']`): a value is the application's data, and
+//! turnstile never rewrites data.
 
 use super::USER_PREFIX;
 
 /// Longest error line looked at: ACL errors are a line of a few hundred bytes.
-pub const MAX_ERROR: usize = 4096;
+pub const MAX_ERROR: usize = crate::resp::reply::MAX_ERROR;
 
-/// `reply` (one complete RESP simple error, `-…\r\n`) with every turnstile user
+/// True if `error` (one error line, top-level or an element) names one of
+/// turnstile's upstream users: the one search the common case costs.
+pub fn names_internal(error: &[u8]) -> bool {
+    find(error, USER_PREFIX.as_bytes()).is_some()
+}
+
+/// `reply` (one complete RESP simple error, `-…\r\n`, the whole reply or an
+/// element of one) with every turnstile user
 /// name in it replaced by `client`, or `None` if it names none (the common case,
 /// which costs one search of the line).
 pub fn rewrite_error(reply: &[u8], client: &str) -> Option<Vec<u8>> {

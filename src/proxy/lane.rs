@@ -482,10 +482,12 @@ type Deliveries = Vec<(Arc<Mailbox>, Part, u64, bool)>;
 
 /// Cuts the replies in `buf` by client: one range per client per read (a client's
 /// whole batch, or the part of it read so far), oldest first. Returns how many
-/// bytes of `buf` it handled: all, unless the read ends inside an error line,
-/// which is held back until whole (it may name turnstile's upstream user, see
-/// [`crate::authz::names`], or be a `-READONLY`). Stops at a `-READONLY` (see
-/// [`End::ReadOnly`]), having cut what came before it.
+/// bytes of `buf` it handled: all, unless the read ends inside an error line (at
+/// any depth), which is held back until whole: it may name turnstile's upstream
+/// user (see [`crate::authz::names`]), or be a `-READONLY`. Such an error, a reply
+/// or an element of one, goes to the client as a [`Part::Shown`] between the
+/// ranges before and after it. Stops at a `-READONLY` (see [`End::ReadOnly`]),
+/// having cut what came before it.
 fn split(
     buf: &BytesMut,
     reading: &mut Reading,
@@ -496,12 +498,7 @@ fn split(
 ) -> Result<usize, End> {
     let Reading { scanner, skipping } = reading;
     let (mut pos, mut start, mut done) = (0, 0, 0);
-    // Where the top-level reply being scanned began, if in this read.
-    let mut began = None;
     while pos < buf.len() {
-        if !*skipping && scanner.at_boundary() {
-            began = Some(pos);
-        }
         // A RESP3 push is nobody's reply: another client can aim its tracking
         // invalidations at this connection (`CLIENT TRACKING on REDIRECT <id>`,
         // the id a HELLO on a lane shows). Dropped, so it can neither reach a
@@ -528,62 +525,155 @@ fn split(
             return Err(std::io::Error::other("upstream sent bytes nobody asked for").into());
         };
         let at = pos;
-        let (n, info) =
-            scanner.scan(&buf[pos..]).map_err(|_| std::io::Error::other("upstream reply not understood"))?;
-        pos += n;
-        let Some(info) = info else { continue };
-        if follows_primary && info.kind == b'-' && info.head.bytes().starts_with(b"READONLY") {
+        let step = scanner
+            .scan_errors(&buf[pos..])
+            .map_err(|_| std::io::Error::other("upstream reply not understood"))?;
+        pos += step.used;
+        if step.short {
+            break;
+        }
+        if step.frame
+            && follows_primary
+            && scanner.last().kind == b'-'
+            && scanner.last().head.bytes().starts_with(b"READONLY")
+        {
             // Only a replica says it, and only before running the command.
-            if start < at {
-                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));
+            let began = at + step.error.unwrap_or(0);
+            if start < began {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..began), done, true));
             }
             return Err(End::ReadOnly);
         }
-        if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
-            crate::metrics::inc(noperm);
-        }
         // An error naming turnstile's user: what came before it goes as it is,
         // the error itself with the client's name.
-        if info.kind == b'-'
-            && let Some(at) = began
-            && let Some(shown) = crate::authz::names::rewrite_error(&buf[at..pos], &head.mailbox.shown_name())
+        let mut shown = None;
+        if let Some(e) = step.error
+            && crate::authz::names::names_internal(&buf[at + e..pos])
+            && let Some(bytes) =
+                crate::authz::names::rewrite_error(&buf[at + e..pos], &head.mailbox.shown_name())
         {
-            if start < at {
-                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..at), done, true));
+            let e = at + e;
+            if start < e {
+                // A boundary only if the error is the whole reply.
+                let whole = step.frame && scanner.last().kind == b'-';
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..e), done, whole));
+                done = 0;
             }
-            deliveries.push((Arc::clone(&head.mailbox), Part::Shown(Bytes::from(shown)), 1, true));
-            (start, done) = (pos, 0);
-            head.remaining -= 1;
-            if head.remaining == 0 {
-                owed.pop_front();
+            shown = Some(Bytes::from(bytes));
+            start = pos;
+        }
+        if !step.frame {
+            if let Some(bytes) = shown {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Shown(bytes), 0, false));
             }
             continue;
         }
+        let info = scanner.last();
+        if crate::metrics::is_noperm(info.kind, info.head.bytes()) {
+            crate::metrics::inc(noperm);
+        }
         done += 1;
         head.remaining -= 1;
-        if head.remaining == 0 {
-            let head = owed.pop_front().expect("checked above");
-            deliveries.push((head.mailbox, Part::Read(start..pos), done, true));
-            (start, done) = (pos, 0);
+        let last = head.remaining == 0;
+        match shown {
+            Some(bytes) => {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Shown(bytes), done, true));
+                done = 0;
+            }
+            None if last => {
+                deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..pos), done, true));
+                (start, done) = (pos, 0);
+            }
+            None => {}
+        }
+        if last {
+            owed.pop_front();
         }
     }
-    // A read that ends inside an error line: the line waits for the rest of it
-    // (it is short; past `MAX_ERROR` it is not an ACL error and goes as it comes).
-    let mut end = pos;
-    if let Some(at) = began
-        && !*skipping
-        && !scanner.at_boundary()
-        && buf[at] == b'-'
-        && pos - at <= crate::authz::names::MAX_ERROR
-    {
-        *scanner = ReplyScanner::new();
-        end = at;
-    }
-    if start < end
+    if start < pos
         && let Some(head) = owed.front()
     {
-        let whole = end < pos || scanner.at_boundary();
-        deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..end), done, whole));
+        deliveries.push((Arc::clone(&head.mailbox), Part::Read(start..pos), done, scanner.at_boundary()));
     }
-    Ok(end)
+    Ok(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies to two clients as the upstream sends them, and as each must see them:
+    /// errors naming turnstile's users, the whole reply or nested at any depth.
+    const A: [(&[u8], &[u8]); 2] = [
+        (
+            b"*2\r\n-NOPERM User __turnstile:x:1:acl1 has no permissions\r\n:1\r\n",
+            b"*2\r\n-NOPERM User alice has no permissions\r\n:1\r\n",
+        ),
+        (
+            b"-ERR ACL failure in script: User __turnstile:x:1:acl1 x\r\n",
+            b"-ERR ACL failure in script: User alice x\r\n",
+        ),
+    ];
+    const B: [(&[u8], &[u8]); 2] = [
+        (
+            b"%1\r\n$1\r\na\r\n*2\r\n-ERR __turnstile:x:1:acl2 deep\r\n-ERR plain\r\n",
+            b"%1\r\n$1\r\na\r\n*2\r\n-ERR bob deep\r\n-ERR plain\r\n",
+        ),
+        (b"$20\r\n-ERR __turnstile:x:1\r\n", b"$20\r\n-ERR __turnstile:x:1\r\n"),
+    ];
+
+    /// What `pump` does with one read: split it and hand out the deliveries.
+    fn read(buf: &mut BytesMut, reading: &mut Reading, owed: &mut VecDeque<InFlight>, got: &mut Deliveries) {
+        let mut deliveries = Vec::new();
+        let done = split(buf, reading, owed, &mut deliveries, &AtomicU64::new(0), false).unwrap();
+        let bytes = buf.split_to(done).freeze();
+        for (m, part, n, whole) in deliveries {
+            let part = match part {
+                Part::Read(r) => Part::Shown(bytes.slice(r)),
+                shown => shown,
+            };
+            got.push((m, part, n, whole));
+        }
+    }
+
+    #[test]
+    fn nested_errors_show_the_clients_name_wherever_a_read_ends() {
+        let stream: Vec<u8> = A.iter().chain(&B).flat_map(|r| r.0.iter().copied()).collect();
+        for cut in 0..=stream.len() {
+            let (a, b) = (Arc::new(Mailbox::default()), Arc::new(Mailbox::default()));
+            a.set_shown(Arc::from("alice"));
+            b.set_shown(Arc::from("bob"));
+            let mut owed: VecDeque<InFlight> = [(&a, 2), (&b, 2)]
+                .into_iter()
+                .map(|(m, remaining)| InFlight { mailbox: Arc::clone(m), remaining })
+                .collect();
+            let (mut reading, mut got, mut buf) = (Reading::default(), Vec::new(), BytesMut::new());
+            for piece in [&stream[..cut], &stream[cut..]] {
+                buf.extend_from_slice(piece);
+                read(&mut buf, &mut reading, &mut owed, &mut got);
+            }
+            assert!(buf.is_empty() && owed.is_empty(), "cut {cut}");
+            for (m, replies) in [(&a, &A), (&b, &B)] {
+                // Each client sees its replies with its own name, and every delivery
+                // counts the replies it completes and says whether it ends at one.
+                let want: Vec<u8> = replies.iter().flat_map(|r| r.1.iter().copied()).collect();
+                let ends: Vec<usize> = replies
+                    .iter()
+                    .scan(0, |at, r| {
+                        *at += r.1.len();
+                        Some(*at)
+                    })
+                    .collect();
+                let mut seen = Vec::new();
+                for (_, part, n, whole) in got.iter().filter(|d| Arc::ptr_eq(&d.0, m)) {
+                    let Part::Shown(bytes) = part else { unreachable!() };
+                    let before = seen.len();
+                    seen.extend_from_slice(bytes);
+                    let crossed = ends.iter().filter(|&&e| e > before && e <= seen.len()).count() as u64;
+                    assert_eq!((*n, *whole), (crossed, ends.contains(&seen.len())), "cut {cut}");
+                }
+                assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&want), "cut {cut}");
+            }
+        }
+    }
 }

@@ -114,11 +114,8 @@ pub struct Relay<W> {
     swallowing: bool,
     /// Dropping the bytes of the frame being scanned (replies the client turned off).
     dropping: bool,
-    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`, or
-    /// an error that may name turnstile's upstream user).
+    /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`).
     capturing: Option<Vec<u8>>,
-    /// What is captured is an error reply (see [`crate::authz::names`]).
-    capturing_error: bool,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
@@ -156,7 +153,6 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             swallowing: false,
             dropping: false,
             capturing: None,
-            capturing_error: false,
             opaque: false,
             ctx: None,
             mailbox: None,
@@ -450,19 +446,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
                     self.capturing = Some(Vec::new());
-                } else if self.buf[pos] == b'-'
-                    && self.capturing.is_none()
-                    && matches!(self.current, Some(Entry::Replies { silent: false, .. }))
-                {
-                    // An error: held until whole, in case it names turnstile's user.
-                    self.client.write_all(&self.buf[flushed..pos]).await?;
-                    flushed = pos;
-                    self.capturing = Some(Vec::new());
-                    self.capturing_error = true;
                 }
             }
             let scanner = self.scanner.get_or_insert_with(Default::default);
-            let (n, info) = match scanner.scan(&self.buf[pos..]) {
+            let step = match scanner.scan_errors(&self.buf[pos..]) {
                 Ok(step) => step,
                 Err(_) => {
                     tracing::warn!("upstream reply stream not understood; passing it through unparsed");
@@ -470,13 +457,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     continue;
                 }
             };
+            let n = step.used;
             if let Some(held) = self.capturing.as_mut() {
-                if self.capturing_error && held.len() + n > crate::authz::names::MAX_ERROR {
-                    // Not an ACL error: passed on as it comes.
-                    self.client.write_all(held).await?;
-                    self.capturing = None;
-                    self.capturing_error = false;
-                } else if held.len() + n > 64 * 1024 {
+                if held.len() + n > 64 * 1024 {
                     // A CLIENT INFO line is small; anything past 64 KiB is not one.
                     self.opaque = true;
                     self.client.write_all(held).await?;
@@ -486,26 +469,46 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     flushed = pos + n;
                 }
             }
+            let at = pos;
             pos += n;
             if self.swallowing || self.dropping {
                 flushed = pos;
             }
-            let Some(info) = info else { continue };
-            if let Some(held) = self.capturing.take() {
-                if std::mem::take(&mut self.capturing_error) {
-                    let name = self.shown.as_deref().unwrap_or("default");
-                    match crate::authz::names::rewrite_error(&held, name) {
-                        Some(shown) => self.client.write_all(&shown).await?,
-                        None => self.client.write_all(&held).await?,
-                    }
-                } else if let Some(Entry::Rewrite { from, to, silent: false }) = &self.current {
-                    // An error instead of the reply (a rule without the command) may
-                    // name turnstile's user too.
-                    let name = self.shown.as_deref().unwrap_or("default");
-                    match crate::authz::names::rewrite_error(&held, name) {
-                        Some(shown) => self.client.write_all(&shown).await?,
-                        None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
-                    }
+            if step.short {
+                // The read ended inside an error line: it is kept, and scanned
+                // whole with the next read (it may name turnstile's user).
+                self.client.write_all(&self.buf[flushed..pos]).await?;
+                self.client.flush().await?;
+                let _ = self.buf.split_to(pos);
+                return Ok(Flow::Continue);
+            }
+            // An error naming turnstile's user, the reply or an element of one:
+            // what came before it goes as it is, the error with the client's name.
+            if let Some(e) = step.error
+                && self.capturing.is_none()
+                && flushed <= at + e
+                && crate::authz::names::names_internal(&self.buf[at + e..pos])
+            {
+                let name = self.shown.as_deref().unwrap_or("default");
+                if let Some(shown) = crate::authz::names::rewrite_error(&self.buf[at + e..pos], name) {
+                    self.client.write_all(&self.buf[flushed..at + e]).await?;
+                    self.client.write_all(&shown).await?;
+                    flushed = pos;
+                }
+            }
+            if !step.frame {
+                continue;
+            }
+            let info = *self.scanner.as_deref().expect("made above").last();
+            if let Some(held) = self.capturing.take()
+                && let Some(Entry::Rewrite { from, to, silent: false }) = &self.current
+            {
+                // An error instead of the reply (a rule without the command) may
+                // name turnstile's user too.
+                let name = self.shown.as_deref().unwrap_or("default");
+                match crate::authz::names::rewrite_error(&held, name) {
+                    Some(shown) => self.client.write_all(&shown).await?,
+                    None => self.client.write_all(&super::acl::rewrite_user(&held, from, to)).await?,
                 }
             }
             if let Some(ctx) = &self.ctx

@@ -4,6 +4,9 @@
 //! when turnstile answers some commands itself) and a few facts about it (is it a push,
 //! a pub/sub message, `+RESET`…). Payloads are skipped, never copied, so a 100 MB
 //! bulk costs the same as a small one; the scanner keeps its state between reads.
+//! [`ReplyScanner::scan_errors`] also stops at every error element, at any depth
+//! (an `EXEC` or script result may hold one), so the relay can rewrite the few that
+//! name turnstile's upstream user without copying anything else.
 
 use super::number::parse_ll;
 
@@ -12,6 +15,9 @@ use super::number::parse_ll;
 const CAPTURE: usize = 32;
 /// Aggregates nested deeper than this are treated as a stream we cannot follow.
 const MAX_DEPTH: usize = 1024;
+/// Longest error line [`ReplyScanner::scan_errors`] waits for whole: ACL errors are
+/// a line of a few hundred bytes; a longer one is passed on as it comes.
+pub const MAX_ERROR: usize = 4096;
 
 /// A short prefix of some bytes of the stream.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,6 +77,23 @@ pub struct FrameInfo {
     pub third: Option<i64>,
     /// For an aggregate: its declared number of elements.
     pub len: u64,
+}
+
+/// Where [`ReplyScanner::scan_errors`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scanned {
+    /// Bytes consumed.
+    pub used: usize,
+    /// A top-level reply ended at `used`; [`ReplyScanner::last`] tells what it was
+    /// (not copied here: this is returned for every reply on the hot path).
+    pub frame: bool,
+    /// An error element (`-…\r\n`, at any depth, or the whole reply) ended at
+    /// `used`; it began at this offset of the bytes scanned.
+    pub error: Option<usize>,
+    /// The bytes ran out inside an error element's line that began at `used`
+    /// (and is no longer than [`MAX_ERROR`] so far): nothing of it was consumed,
+    /// so that it can be scanned again, whole, once more bytes have come.
+    pub short: bool,
 }
 
 /// The upstream sent something that is not RESP, or that turnstile cannot follow.
@@ -140,11 +163,44 @@ impl ReplyScanner {
     /// Consumes `buf` until a top-level reply ends or the bytes run out. Returns the
     /// bytes consumed and, if a reply ended at that point, what it was.
     pub fn scan(&mut self, buf: &[u8]) -> Result<(usize, Option<FrameInfo>), ScanError> {
+        let s = self.scan_inner::<false>(buf)?;
+        Ok((s.used, s.frame.then_some(self.info)))
+    }
+
+    /// As [`scan`](Self::scan), and also stops after every error element, whole in
+    /// `buf` (see [`Scanned`]). An error line that `buf` ends inside is left
+    /// unconsumed (`short`) while it is at most [`MAX_ERROR`] bytes: the caller
+    /// keeps those bytes and scans them again with the next read. Costs nothing
+    /// more for replies without an error element.
+    pub fn scan_errors(&mut self, buf: &[u8]) -> Result<Scanned, ScanError> {
+        self.scan_inner::<true>(buf)
+    }
+
+    /// The top-level reply that ended last.
+    pub fn last(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    #[inline(always)]
+    fn scan_inner<const ERRORS: bool>(&mut self, buf: &[u8]) -> Result<Scanned, ScanError> {
+        let done = |used, frame, error| Ok(Scanned { used, frame, error, short: false });
         let mut pos = 0;
+        // Where the error element being read began, when it began in `buf`.
+        let mut error = None;
         while pos < buf.len() {
             match self.elem {
                 Elem::Start => {
                     let kind = buf[pos];
+                    if ERRORS && kind == b'-' {
+                        match buf[pos..].iter().position(|&b| b == b'\n') {
+                            Some(_) => error = Some(pos),
+                            None if buf.len() - pos <= MAX_ERROR => {
+                                return Ok(Scanned { used: pos, frame: false, error: None, short: true });
+                            }
+                            // Too long for an ACL error: read as it comes.
+                            None => {}
+                        }
+                    }
                     pos += 1;
                     if !b"+-:_#,($!=*%~>|".contains(&kind) {
                         return Err(ScanError);
@@ -166,8 +222,16 @@ impl ReplyScanner {
                         Some(nl) => {
                             self.line.push(&rest[..nl]);
                             pos += nl + 1;
-                            if self.end_line(kind)? {
-                                return Ok((pos, Some(self.finish_frame())));
+                            let ended = self.end_line(kind)?;
+                            if ERRORS && kind == b'-' && error.is_some() {
+                                if ended {
+                                    self.finish_frame();
+                                }
+                                return done(pos, ended, error);
+                            }
+                            if ended {
+                                self.finish_frame();
+                                return done(pos, true, None);
                             }
                         }
                     }
@@ -183,12 +247,13 @@ impl ReplyScanner {
                     let left = left - take as u64;
                     self.elem = Elem::Blob(left);
                     if left == 0 && self.complete_element() {
-                        return Ok((pos, Some(self.finish_frame())));
+                        self.finish_frame();
+                        return done(pos, true, None);
                     }
                 }
             }
         }
-        Ok((pos, None))
+        done(pos, false, None)
     }
 
     fn slot_for_new_element(&self) -> Slot {
@@ -211,7 +276,8 @@ impl ReplyScanner {
     }
 
     /// The line of an element of type `kind` ended. Returns true if that ended the
-    /// top-level frame.
+    /// top-level frame. Inlined: it runs for nearly every element, from both scans.
+    #[inline(always)]
     fn end_line(&mut self, kind: u8) -> Result<bool, ScanError> {
         let mut line = self.line;
         if line.is_whole() && line.bytes().last() == Some(&b'\r') {
@@ -352,6 +418,81 @@ mod tests {
         let f = frames(input, 3);
         assert_eq!(f.len(), 4);
         assert_eq!(f[1].1.head.bytes(), b"OK");
+    }
+
+    /// Feeds `input` to `scan_errors` in reads of `chunk` bytes, keeping what a
+    /// short stop leaves for the next read (as the lane and the relay do). Returns
+    /// each error element's bytes and each frame's end, in stream offsets.
+    fn errors(input: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let mut s = ReplyScanner::new();
+        let (mut errs, mut ends) = (Vec::new(), Vec::new());
+        let (mut buf, mut base) = (Vec::new(), 0);
+        for piece in input.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            let mut pos = 0;
+            while pos < buf.len() {
+                let at = pos;
+                let step = s.scan_errors(&buf[pos..]).expect("valid RESP");
+                pos += step.used;
+                if step.short {
+                    assert!(buf.len() - pos <= MAX_ERROR);
+                    break;
+                }
+                assert!(step.used > 0, "progress");
+                if let Some(e) = step.error {
+                    errs.push(buf[at + e..pos].to_vec());
+                }
+                if step.frame {
+                    ends.push(base + pos);
+                }
+            }
+            buf.drain(..pos);
+            base += pos;
+        }
+        assert!(buf.is_empty() && s.at_boundary());
+        (errs, ends)
+    }
+
+    #[test]
+    fn errors_are_found_at_any_depth_in_any_read() {
+        let input: &[u8] = b"*2\r\n-NOPERM a\r\n:1\r\n-ERR top\r\n%1\r\n$1\r\na\r\n*1\r\n-ERR deep\r\n\
+            |1\r\n+k\r\n-ERR in attr\r\n+OK\r\n>2\r\n-ERR push\r\n_\r\n~1\r\n-ERR set\r\n$5\r\n-ERR \r\n";
+        for chunk in 1..=input.len() {
+            let (errs, ends) = errors(input, chunk);
+            let errs: Vec<&[u8]> = errs.iter().map(Vec::as_slice).collect();
+            assert_eq!(
+                errs,
+                [
+                    &b"-NOPERM a\r\n"[..],
+                    b"-ERR top\r\n",
+                    b"-ERR deep\r\n",
+                    b"-ERR in attr\r\n",
+                    b"-ERR push\r\n",
+                    b"-ERR set\r\n"
+                ],
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                ends,
+                frames(input, input.len()).iter().map(|f| f.0).collect::<Vec<_>>(),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_line_too_long_for_acl_is_not_held() {
+        let mut input = b"*1\r\n-".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_ERROR + 10));
+        input.extend_from_slice(b"\r\n");
+        let mut s = ReplyScanner::new();
+        let first = s.scan_errors(&input[..MAX_ERROR + 8]).unwrap();
+        assert!(!first.short && first.error.is_none() && first.used == MAX_ERROR + 8);
+        let rest = s.scan_errors(&input[MAX_ERROR + 8..]).unwrap();
+        assert!(rest.frame && rest.error.is_none());
+        // Whole in one read, it is reported, whatever its length.
+        let whole = ReplyScanner::new().scan_errors(&input).unwrap();
+        assert_eq!((whole.error, whole.used), (Some(4), input.len()));
     }
 
     #[test]
