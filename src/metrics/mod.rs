@@ -35,6 +35,9 @@ pub struct BdbStats {
     /// `-NOPERM` replies Redis gave clients on their own connections (those on
     /// lanes are counted by the lanes, see `Lanes::noperm`).
     pub noperm: AtomicU64,
+    /// Idle connections parked now (holding no task-sized state), see
+    /// `proxy::park`.
+    pub parked: AtomicU64,
 }
 
 /// Whether a reply is Redis's ACL refusal: its type and first bytes.

@@ -110,6 +110,14 @@ fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
         e.sample("turnstile_bdb_upstream_shared_connections", &[("bdb", uid)], c.lanes.open() as u64);
     }
     e.family(
+        "turnstile_bdb_connections_parked",
+        "gauge",
+        "Idle client connections parked now (no request in flight, no task-sized state held), per database.",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        e.sample("turnstile_bdb_connections_parked", &[("bdb", uid)], get(&c.stats.parked));
+    }
+    e.family(
         "turnstile_bdb_connections_accepted_total",
         "counter",
         "Client connections accepted, per database.",

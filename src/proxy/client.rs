@@ -90,6 +90,15 @@ pub struct Handback {
     pub dirty: bool,
 }
 
+/// How the client half's run ended.
+pub enum ClientExit<R> {
+    /// The connection is over; the upstream writer if it can be reused.
+    Done(Option<Handback>),
+    /// Idle and asked to park: its state, and the reader to wait on. The relay
+    /// parks when it reaches the plan's `Park` entry, which is pushed last.
+    Parked(ClientHalf, R),
+}
+
 pub struct ClientHalf {
     pub(super) ctx: Arc<BdbContext>,
     /// Where the admin side reads who this connection is authenticated as.
@@ -167,17 +176,22 @@ impl ClientHalf {
         mut reader: R,
         stop: CancellationToken,
         abort: CancellationToken,
-    ) -> impl Future<Output = Option<Handback>> {
+    ) -> impl Future<Output = ClientExit<R>> {
         async move {
             // Created once: a `cancelled()` future registers with its token, which is
             // not free to redo on every read of a busy connection.
             let aborted = abort.cancelled();
             let stopped = stop.cancelled();
             // An unauthenticated client is bounded in time: it must AUTH by this deadline.
-            let deadline = self.ctx.auth_timeout().map(|t| tokio::time::Instant::now() + t);
+            // (A connection resumed from parking is authenticated: no timer.)
+            let deadline = match self.identity {
+                None => self.ctx.auth_timeout().map(|t| tokio::time::Instant::now() + t),
+                Some(_) => None,
+            };
             // Boxed, and dropped once authenticated: an idle authenticated
             // connection carries no timer.
             let mut first_auth = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+            let parkable = reader.parkable();
             tokio::pin!(aborted, stopped);
             // No buffer while the connection is idle: one is taken when bytes arrive and
             // given back once they are all handled, so thousands of idle connections
@@ -193,7 +207,7 @@ impl ClientHalf {
                     Ok(Flow::Stop) => break,
                     Ok(Flow::Abort) => {
                         abort.cancel();
-                        return None;
+                        return ClientExit::Done(None);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "upstream write failed");
@@ -210,7 +224,7 @@ impl ClientHalf {
                 }
                 let read = tokio::select! {
                     biased;
-                    _ = &mut aborted => return None,
+                    _ = &mut aborted => return ClientExit::Done(None),
                     _ = &mut stopped => {
                         self.push(Entry::Close);
                         break;
@@ -220,16 +234,26 @@ impl ClientHalf {
                         self.push(Entry::Close);
                         break;
                     }
+                    () = self.slot.park().requested(), if parkable => {
+                        if self.can_park(&buf) {
+                            self.park();
+                            return ClientExit::Parked(self, reader);
+                        }
+                        // Busy in a way that cannot park (a connection of its own):
+                        // active as far as the sweeps are concerned.
+                        self.slot.park().touch();
+                        continue;
+                    }
                     r = reader.read_some(&mut buf, &mut chunk) => r,
                 };
                 match read {
-                    Ok(n) if n > 0 => {}
+                    Ok(n) if n > 0 => self.slot.park().touch(),
                     _ => {
                         // A half-sent request that was being streamed leaves the upstream
                         // mid-command: nothing more will be answered, so end right away.
                         if self.streaming.is_some() {
                             abort.cancel();
-                            return None;
+                            return ClientExit::Done(None);
                         }
                         self.push(Entry::Close);
                         break;
@@ -242,21 +266,46 @@ impl ClientHalf {
                 _ = &mut aborted => {}
                 _ = tokio::time::sleep(DRAIN) => {
                     abort.cancel();
-                    return None;
+                    return ClientExit::Done(None);
                 }
             }
             // A protocol error in the middle of a streamed value leaves half a command upstream.
             if self.streaming.is_some() {
-                return None;
+                return ClientExit::Done(None);
             }
             let dirty = self.dirty;
-            match std::mem::replace(&mut self.conn, Conn::Unrouted) {
+            ClientExit::Done(match std::mem::replace(&mut self.conn, Conn::Unrouted) {
                 Conn::Own(Own { writer, upstream, login: Some(login) }) => {
                     Some(Handback { writer, upstream, login, dirty })
                 }
                 _ => None,
-            }
+            })
         }
+    }
+
+    /// Whether the connection holds nothing a parked one could not: authenticated
+    /// (no AUTH deadline), on lanes or none (a connection of its own is read by the
+    /// relay all the time), nothing buffered, streamed or waiting to be planned.
+    fn can_park(&self, buf: &BytesMut) -> bool {
+        self.identity.is_some()
+            && matches!(self.conn, Conn::Unrouted | Conn::Lane(_))
+            && buf.is_empty()
+            && self.streaming.is_none()
+            && !self.in_multi
+            && self.reply_mode == ReplyMode::On
+            && self.pending == 0
+            && self.shared_pending == 0
+            && self.shared_unplanned == 0
+    }
+
+    /// Leaves the lane (its mailbox goes with the relay's copy; the next request
+    /// joins again) and tells the relay to park after what it still delivers.
+    fn park(&mut self) {
+        self.conn = Conn::Unrouted;
+        // The request is served: resumed, the connection is active again (else it
+        // would park again before reading what woke it).
+        self.slot.park().touch();
+        self.push(Entry::Park);
     }
 
     /// Handles every complete request in `buf`, then drops what it consumed.

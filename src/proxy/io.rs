@@ -25,6 +25,13 @@ pub trait ReadSome: Send + 'static {
         buf: &mut BytesMut,
         chunk: &mut usize,
     ) -> impl Future<Output = std::io::Result<usize>> + Send;
+
+    /// Whether the connection can wait for bytes without reading them: only then
+    /// can it park (see [`super::park`]).
+    fn parkable(&self) -> bool;
+
+    /// Resolves when bytes (or EOF, or an error) may be read. Holds no buffer.
+    fn ready(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// Makes room for a read; returns the room.
@@ -64,6 +71,15 @@ impl ReadSome for OwnedReadHalf {
             *chunk = next_chunk(&read, room, *chunk);
             return read;
         }
+    }
+
+    fn parkable(&self) -> bool {
+        true
+    }
+
+    async fn ready(&self) {
+        // An error is a kind of readiness: the read that follows reports it.
+        let _ = self.readable().await;
     }
 }
 
@@ -117,6 +133,16 @@ impl ReadSome for TlsServerRead {
     async fn read_some(&mut self, buf: &mut BytesMut, chunk: &mut usize) -> std::io::Result<usize> {
         read_tls(self, buf, chunk).await
     }
+
+    /// Records must be decrypted to know whether a request came: a TLS client
+    /// never parks (rustls's own buffers dwarf what parking saves anyway).
+    fn parkable(&self) -> bool {
+        false
+    }
+
+    fn ready(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// A connection to the upstream: plain or TLS, chosen per upstream at connect time
@@ -159,6 +185,15 @@ impl ReadSome for UpstreamRead {
             Self::Tcp(r) => r.read_some(buf, chunk).await,
             Self::Tls(r) => read_tls(r, buf, chunk).await,
         }
+    }
+
+    /// Upstream connections are read by the relay, never parked on.
+    fn parkable(&self) -> bool {
+        false
+    }
+
+    fn ready(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
     }
 }
 

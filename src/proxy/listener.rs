@@ -66,12 +66,19 @@ pub async fn serve_until(
     let mut sweep = tokio::time::interval(POOL_SWEEP);
     let mut last_warned: Option<std::time::Instant> = None;
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Idle client connections park (see `park`).
+    let mut park = tokio::time::interval(super::park::PARK_SWEEP);
+    park.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             _ = stop_accepting.cancelled() => break,
             r = listener.accept() => r,
             _ = sweep.tick() => {
                 ctx.pool.sweep(&ctx.upstream_full());
+                continue;
+            }
+            _ = park.tick() => {
+                ctx.sessions.sweep_idle();
                 continue;
             }
         };

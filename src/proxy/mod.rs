@@ -13,6 +13,7 @@ pub mod listener;
 mod local;
 mod mailbox;
 mod manage;
+pub mod park;
 mod plan;
 pub mod pool;
 pub mod registry;

@@ -59,6 +59,9 @@ pub enum Entry {
     Mailbox(Arc<Mailbox>),
     /// This many replies from the client's mailbox (requests sent on a lane).
     Shared { n: u64 },
+    /// Everything before this is delivered: the connection parks (see
+    /// [`super::park`]) once the relay gets here.
+    Park,
     /// Flush and close the client connection.
     Close,
 }
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Entry {
             Self::Node(_) => f.write_str("Node"),
             Self::Mailbox(_) => f.write_str("Mailbox"),
             Self::Shared { n } => write!(f, "Shared({n})"),
+            Self::Park => f.write_str("Park"),
             Self::Close => f.write_str("Close"),
         }
     }

@@ -27,6 +27,8 @@ pub struct SessionSlot {
     /// What the client said about itself (`CLIENT SETNAME`, `HELLO … SETNAME`,
     /// `CLIENT SETINFO LIB-NAME`). Written only by those rare commands.
     names: Mutex<ClientNames>,
+    /// Whether the connection read anything lately; asks it to park when not.
+    park: super::park::ParkSignal,
 }
 
 /// Longest client name or library name kept (Redis bounds neither; a sample
@@ -62,6 +64,7 @@ impl SessionSlot {
             unauthenticated: Mutex::new(permit),
             peer,
             names: Mutex::new(ClientNames::default()),
+            park: super::park::ParkSignal::default(),
         })
     }
 
@@ -101,6 +104,11 @@ impl SessionSlot {
     /// `CLIENT SETINFO LIB-NAME name`.
     pub fn set_lib_name(&self, name: &[u8]) {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).lib_name = bounded(name);
+    }
+
+    /// The connection's activity mark and park request.
+    pub fn park(&self) -> &super::park::ParkSignal {
+        &self.park
     }
 
     /// The client's address.
@@ -197,6 +205,14 @@ impl Sessions {
             if let Some(id) = e.identity() {
                 each(id.usage.id(), e.sample());
             }
+        }
+    }
+
+    /// One parking sweep (see [`super::park`]): connections that read nothing since
+    /// the last sweep are asked to park.
+    pub fn sweep_idle(&self) {
+        for e in self.map.iter() {
+            e.park.sweep();
         }
     }
 

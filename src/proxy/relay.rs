@@ -94,6 +94,23 @@ fn is_message(info: &FrameInfo) -> bool {
 enum Flow {
     Continue,
     Close,
+    /// The plan's `Park`: everything owed is delivered.
+    Park,
+}
+
+/// How the relay's run ended.
+pub enum RelayExit<W> {
+    /// The connection is over; the upstream reader if it can be reused.
+    Done(Option<UpstreamRead>),
+    /// Parked at the client half's request (see [`super::park`]).
+    Parked(Relay<W>),
+}
+
+/// How [`Relay::pump`] ended.
+enum End {
+    /// At the plan's `Close` (true) or because the upstream went away (false).
+    Closed(bool),
+    Park,
 }
 
 /// See the module documentation.
@@ -182,17 +199,18 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     /// Not an `async fn`, so that `self` is stored once in the future (see
     /// `ClientHalf::run`).
     #[allow(clippy::manual_async_fn)] // on purpose: see above
-    pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = Option<UpstreamRead>> {
+    pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = RelayExit<W>> {
         async move {
             // Abort first: a connection closed at once (POST, output limits) writes
             // nothing more, even if more happens to be ready.
             let result = tokio::select! {
                 biased;
-                _ = abort.cancelled() => Ok(false),
+                _ = abort.cancelled() => Ok(End::Closed(false)),
                 r = self.pump() => r,
             };
             let planned_close = match result {
-                Ok(planned) => planned,
+                Ok(End::Park) => return RelayExit::Parked(self),
+                Ok(End::Closed(planned)) => planned,
                 Err(e) => {
                     tracing::debug!(error = %e, "connection ended");
                     false
@@ -209,20 +227,29 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 && self.buf.is_empty()
                 && self.at_boundary()
                 && self.plan.is_empty();
-            if idle { self.upstream.take() } else { None }
+            RelayExit::Done(if idle { self.upstream.take() } else { None })
         }
     }
 
-    /// True if it ended at the plan's `Close`, false if the upstream went away.
-    async fn pump(&mut self) -> std::io::Result<bool> {
+    /// Until the plan's `Close` or `Park`, or the upstream goes away.
+    async fn pump(&mut self) -> std::io::Result<End> {
         loop {
-            if let Flow::Close = self.advance_plan().await? {
-                return Ok(true);
+            match self.advance_plan().await? {
+                Flow::Close => return Ok(End::Closed(true)),
+                Flow::Park => {
+                    // The client left its lane: so does the relay (nothing is in
+                    // flight on it), and a parked connection holds no mailbox.
+                    if let Some(m) = self.mailbox.take() {
+                        m.close();
+                    }
+                    return Ok(End::Park);
+                }
+                Flow::Continue => {}
             }
             if matches!(self.current, Some(Entry::Shared { .. })) {
                 // Boxed for the same reason as the client half's `process`.
                 if let Flow::Close = Box::pin(self.relay_shared()).await? {
-                    return Ok(false);
+                    return Ok(End::Closed(false));
                 }
                 continue;
             }
@@ -238,7 +265,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 () = Retired(&mut self.retired) => {
                     // Boxed: rare, and every connection's future would carry it.
                     Box::pin(self.node_retired()).await?;
-                    return Ok(false);
+                    return Ok(End::Closed(false));
                 }
                 r = upstream.read_some(&mut self.buf, &mut self.chunk) => r,
                 _ = self.plan.pushed(), if self.current.is_none() => continue,
@@ -254,11 +281,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             };
             if n == 0 {
                 self.upstream_gone().await?;
-                return Ok(false);
+                return Ok(End::Closed(false));
             }
             // Boxed for the same reason as the client half's `process`.
             if let Flow::Close = Box::pin(self.relay_bytes()).await? {
-                return Ok(true);
+                return Ok(End::Closed(true));
             }
         }
     }
@@ -386,6 +413,10 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     self.client.flush().await?;
                     return Ok(Flow::Close);
                 }
+                Entry::Park => {
+                    self.client.flush().await?;
+                    return Ok(Flow::Park);
+                }
                 Entry::Replies { n: 0, .. } => {}
                 Entry::UnsubscribeAll { kind, silent } => {
                     let n = self.modes.count(kind).max(1) as u64;
@@ -425,7 +456,9 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 if self.current.is_none() && !self.plan.is_empty() {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
-                    if let Flow::Close = self.advance_plan().await? {
+                    if let Flow::Close | Flow::Park = self.advance_plan().await? {
+                        // (`Park` never comes while an upstream connection of the
+                        // client's own is read: it would close rather than hang.)
                         return Ok(self.close_at(pos));
                     }
                 }
@@ -532,7 +565,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 // The entry is complete: what follows in the plan may be ours to say.
                 self.client.write_all(&self.buf[flushed..pos]).await?;
                 flushed = pos;
-                if let Flow::Close = self.advance_plan().await? {
+                if let Flow::Close | Flow::Park = self.advance_plan().await? {
                     return Ok(self.close_at(pos));
                 }
             }

@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::BdbContext;
 use super::admission::Permit;
-use super::client::{ClientHalf, Handback};
+use super::client::{ClientExit, ClientHalf, Handback};
 use super::io::{ReadSome, UpstreamRead, UpstreamWrite};
 use super::plan::Plan;
 use super::pool::Conn;
 use super::registry::SessionSlot;
-use super::relay::Relay;
+use super::relay::{Relay, RelayExit};
 
 /// A TLS handshake must finish within this (or the auth timeout, if shorter): a
 /// client that opens TCP and sends nothing does not hold a connection slot for long.
@@ -103,13 +103,33 @@ where
     async move {
         let plan = Arc::new(Plan::default());
         let registration = ctx.sessions.insert(slot);
-        let client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan));
-        let relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
-        let (writer, reader) = tokio::join!(client.run(reader, shutdown, abort.clone()), async {
-            let reader = relay.run(abort.clone()).await;
-            abort.cancel();
-            reader
-        });
+        let mut client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan));
+        let mut relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
+        let mut reader = reader;
+        let (writer, reader) = loop {
+            // Boxed: the running halves' state (~2 KiB) exists only while the
+            // connection is active; a parked one holds just the halves' fields.
+            let exits = Box::pin(active(client, relay, reader, &shutdown, &abort)).await;
+            match exits {
+                (ClientExit::Parked(c, r), RelayExit::Parked(rl)) => {
+                    (client, relay, reader) = (c, rl, r);
+                    crate::metrics::inc(&ctx.stats.parked);
+                    // Bytes, a kill or a shutdown: each is handled by the active
+                    // halves exactly as if they had been waiting all along.
+                    tokio::select! {
+                        biased;
+                        _ = abort.cancelled() => {}
+                        _ = shutdown.cancelled() => {}
+                        () = reader.ready() => {}
+                    }
+                    ctx.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                (ClientExit::Done(h), RelayExit::Done(u)) => break (h, u),
+                // The relay ended (the client stopped taking bytes, or a kill)
+                // while the client half parked: the connection is over.
+                _ => break (None, None),
+            }
+        };
         drop(registration);
         // Both halves ended with the upstream between commands: the client is gone
         // (its socket is closed by now), the upstream connection can serve the next one.
@@ -125,6 +145,29 @@ where
             Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream, &cred, grant.key, dirty)).await;
         }
     }
+}
+
+/// Runs both halves until the connection ends or parks. The halves run
+/// concurrently so neither direction can block the other (see [`serve_connection`]).
+async fn active<R, W>(
+    client: ClientHalf,
+    relay: Relay<W>,
+    reader: R,
+    shutdown: &CancellationToken,
+    abort: &CancellationToken,
+) -> (ClientExit<R>, RelayExit<W>)
+where
+    R: ReadSome,
+    W: AsyncWrite + Unpin + Send,
+{
+    tokio::join!(client.run(reader, shutdown.clone(), abort.clone()), async {
+        let exit = relay.run(abort.clone()).await;
+        if let RelayExit::Done(_) = exit {
+            // The client half stops too (its own kill switch).
+            abort.cancel();
+        }
+        exit
+    })
 }
 
 #[cfg(test)]
