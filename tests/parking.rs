@@ -113,5 +113,7 @@ async fn a_parked_connection_closes_on_a_kill_on_shutdown_and_when_its_client_go
     p.shutdown();
     assert_eq!(last.read_to_close().await, b"");
     p.tracker.close();
-    tokio::time::timeout(Duration::from_secs(10), p.tracker.wait()).await.expect("every connection task ended");
+    tokio::time::timeout(Duration::from_secs(10), p.tracker.wait())
+        .await
+        .expect("every connection task ended");
 }

@@ -91,6 +91,7 @@ pub struct Handback {
 }
 
 /// How the client half's run ended.
+#[allow(clippy::large_enum_variant)] // returned once per park; boxing would allocate for nothing
 pub enum ClientExit<R> {
     /// The connection is over; the upstream writer if it can be reused.
     Done(Option<Handback>),

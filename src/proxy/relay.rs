@@ -99,6 +99,7 @@ enum Flow {
 }
 
 /// How the relay's run ended.
+#[allow(clippy::large_enum_variant)] // returned once per park; boxing would allocate for nothing
 pub enum RelayExit<W> {
     /// The connection is over; the upstream reader if it can be reused.
     Done(Option<UpstreamRead>),
