@@ -204,8 +204,10 @@ def idle_connections_rss(port, pid, count, batch=1000):
 
     def settled_rss():
         # Allocators hand freed pages back to the OS with a delay (mimalloc: tens of
-        # ms); reading RSS at once counted, at random, memory already freed.
-        time.sleep(0.5)
+        # ms); reading RSS at once counted, at random, memory already freed. And
+        # turnstile parks a connection after 1-2 s of silence (its sweep is 1 s):
+        # an idle connection is one that has been idle that long, for every proxy.
+        time.sleep(2.5)
         return rss_kib(pid)
 
     try:

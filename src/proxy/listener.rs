@@ -132,15 +132,10 @@ pub async fn serve_until(
                 });
             }
             None => {
-                tracker.spawn(
-                    async move {
-                        let _guard = guard;
-                        tracing::debug!("connected");
-                        serve_tcp(ctx, stream, Some(permit), shutdown).await;
-                        tracing::debug!("disconnected");
-                    }
-                    .instrument(span),
-                );
+                // The connection's future itself is the task (no wrapper: an
+                // `async` block awaiting it would hold it twice); it logs its end.
+                span.in_scope(|| tracing::debug!("connected"));
+                tracker.spawn(serve_tcp(ctx, stream, Some(permit), shutdown, guard).instrument(span));
             }
             Some(acceptor) => {
                 // The handshake runs in the connection's task, never in the accept loop.
@@ -157,7 +152,6 @@ pub async fn serve_until(
                         }
                         tracing::debug!("connected (TLS)");
                         serve_tls(ctx, tls, Some(permit), shutdown).await;
-                        tracing::debug!("disconnected");
                     }
                     .instrument(span),
                 );

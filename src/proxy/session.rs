@@ -24,16 +24,21 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves one plain TCP client. See [`serve_connection`]. Not an `async fn`: the
 /// returned future is `serve_connection`'s own, with no wrapper holding a second copy
 /// of the arguments for the connection's lifetime.
+///
+/// `guard` is dropped when the connection ends (the listener's count of open
+/// connections): kept in this future rather than in a wrapper around it, which
+/// would hold a second copy of the whole future (an upvar moved into its `.await`).
 pub fn serve_tcp(
     ctx: Arc<BdbContext>,
     stream: TcpStream,
     permit: Option<Permit>,
     shutdown: CancellationToken,
+    guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (reader, writer) = stream.into_split();
-    serve_connection(ctx, reader, writer, peer, permit, shutdown)
+    serve_connection(ctx, reader, writer, peer, permit, shutdown, guard)
 }
 
 /// Completes a client's TLS handshake, bounded in time. None if it failed (a
@@ -68,7 +73,7 @@ pub fn serve_tls(
 ) -> impl Future<Output = ()> + Send {
     let peer = stream.get_ref().0.peer_addr().ok();
     let (reader, writer) = tokio::io::split(stream);
-    serve_connection(ctx, reader, writer, peer, permit, shutdown)
+    serve_connection(ctx, reader, writer, peer, permit, shutdown, ())
 }
 
 /// Serves one client until it leaves, misbehaves, or `shutdown` (after which what it
@@ -87,6 +92,7 @@ pub fn serve_connection<R, W>(
     peer: Option<SocketAddr>,
     permit: Option<Permit>,
     shutdown: CancellationToken,
+    guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send
 where
     R: ReadSome,
@@ -99,36 +105,37 @@ where
     // pointer instead of the permit and the address for the connection's life.
     let abort = CancellationToken::new();
     let slot = SessionSlot::new(abort.clone(), permit, peer);
+    // The halves are made here too, and captured: a value moved into the future
+    // and then into a local would take room twice for the connection's life.
+    let plan = Arc::new(Plan::default());
+    let mut client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&slot), Arc::clone(&plan));
+    let mut relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
+    let mut reader = reader;
     // Not an `async fn`: the arguments are then stored once in the future.
     async move {
-        let plan = Arc::new(Plan::default());
         let registration = ctx.sessions.insert(slot);
-        let mut client = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&registration.slot), Arc::clone(&plan));
-        let mut relay = Relay::new(plan, writer).counting(Arc::clone(&ctx));
-        let mut reader = reader;
         let (writer, reader) = loop {
             // Boxed: the running halves' state (~2 KiB) exists only while the
             // connection is active; a parked one holds just the halves' fields.
-            let exits = Box::pin(active(client, relay, reader, &shutdown, &abort)).await;
-            match exits {
-                (ClientExit::Parked(c, r), RelayExit::Parked(rl)) => {
-                    (client, relay, reader) = (c, rl, r);
-                    crate::metrics::inc(&ctx.stats.parked);
-                    // Bytes, a kill or a shutdown: each is handled by the active
-                    // halves exactly as if they had been waiting all along.
-                    tokio::select! {
-                        biased;
-                        _ = abort.cancelled() => {}
-                        _ = shutdown.cancelled() => {}
-                        () = reader.ready() => {}
-                    }
-                    ctx.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                }
+            // Matched as a temporary, not bound to a name: a named, partly moved
+            // value would keep its room (~500 bytes) in the future while parked.
+            match Box::pin(active(client, relay, reader, &shutdown, &abort)).await {
+                (ClientExit::Parked(c, r), RelayExit::Parked(rl)) => (client, relay, reader) = (c, rl, r),
                 (ClientExit::Done(h), RelayExit::Done(u)) => break (h, u),
                 // The relay ended (the client stopped taking bytes, or a kill)
                 // while the client half parked: the connection is over.
                 _ => break (None, None),
             }
+            crate::metrics::inc(&ctx.stats.parked);
+            // Bytes, a kill or a shutdown: each is handled by the active halves
+            // exactly as if they had been waiting all along.
+            tokio::select! {
+                biased;
+                _ = abort.cancelled() => {}
+                _ = shutdown.cancelled() => {}
+                () = reader.ready() => {}
+            }
+            ctx.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         };
         drop(registration);
         // Both halves ended with the upstream between commands: the client is gone
@@ -144,6 +151,8 @@ where
             // connection's future for its whole life.
             Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream, &cred, grant.key, dirty)).await;
         }
+        tracing::debug!("disconnected");
+        drop(guard);
     }
 }
 
@@ -197,15 +206,15 @@ mod tests {
                 std::mem::size_of_val(&rf)
             );
         }
-        let fut = serve_tcp(ctx, client, None, CancellationToken::new());
+        let fut = serve_tcp(ctx, client, None, CancellationToken::new(), ());
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
-        // 1,864 bytes before Sentinel support (1,904 before issue 13 moved the
-        // slot out of the future), about 32 more with it (the relay's watch on a
-        // retired node: a field and a branch of its select); 2,976 before the
-        // relay made its reply scanner only for clients with a connection of their
-        // own. The guard catches a large future sneaking in.
-        assert!(size < 1952, "connection future is {size} bytes");
+        // What every idle connection's task holds: since parking, the running
+        // halves (client half + relay above, ~1.5 KiB) are boxed per active phase,
+        // and this is their fields plus the parked wait. 744 bytes here (debug),
+        // a 1,024-byte task cell; 1,904 bytes (a 2,304-byte cell in release)
+        // before parking. The guard catches a large future sneaking back in.
+        assert!(size < 800, "connection future is {size} bytes");
     }
 
     /// Over TLS the stream halves are shared handles, so the connection future is
