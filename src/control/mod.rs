@@ -563,6 +563,22 @@ impl Control {
         Ok(())
     }
 
+    /// Commits the current state unchanged, which carries what is pending beside it
+    /// (usage times, failed AUTHs, events); `what` names it in the warning if the
+    /// store refuses (the next flush retries).
+    pub(super) async fn commit_pending(&self, what: &str) {
+        let r = self
+            .retrying(|| async {
+                let mut state = self.lock().await?;
+                let next = state.clone();
+                self.commit(&mut state, next).await
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not write {what}; will retry");
+        }
+    }
+
     /// Runs `op` until it is not refused for a lost compare-and-set (bounded), then
     /// waits (bounded) for every other live node to apply what it committed.
     pub(super) async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>

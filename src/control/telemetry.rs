@@ -171,16 +171,7 @@ impl Control {
         if self.inner.directory.failures().peek().is_empty() && !switched && !unconfirmed {
             return;
         }
-        let r = self
-            .retrying(|| async {
-                let mut state = self.lock().await?;
-                let next = state.clone();
-                self.commit(&mut state, next).await
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not write the event log; will retry");
-        }
+        self.commit_pending("the event log").await;
     }
 
     /// Flushes pending events every [`FLUSH_EVERY`], password usage every

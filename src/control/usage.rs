@@ -77,16 +77,7 @@ impl Control {
         if !self.usage_changed() {
             return;
         }
-        let r = self
-            .retrying(|| async {
-                let mut state = self.lock().await?;
-                let next = state.clone();
-                self.commit(&mut state, next).await
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not write password usage; will retry");
-        }
+        self.commit_pending("password usage").await;
     }
 }
 
