@@ -149,6 +149,52 @@ async fn a_repeated_success_costs_no_evaluation_and_removal_invalidates_at_once(
     assert_eq!(d.evaluations() - e3, 1);
 }
 
+/// After a rotation, clients still configured with the removed password retry it in
+/// a loop: one wrong password, however often and however concurrently it is tried,
+/// costs argon2 once (at most once per evaluation running at the same time), while
+/// each distinct guess still costs one. Decided on the set as it is now: a password
+/// added after its failure was cached is accepted at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_wrong_password_costs_argon2_once_and_is_decided_on_the_current_set() {
+    let d = directory(true);
+    let set = SetId::BdbDefault(1);
+    d.change(&set, SetChange::Add, b"p1").await.unwrap();
+    let e0 = d.evaluations();
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let d = d.clone();
+            tokio::spawn(async move { d.authenticate(1, None, b"old").await.is_none() })
+        })
+        .collect();
+    for a in attempts {
+        assert!(a.await.unwrap(), "a wrong password was accepted");
+    }
+    let spent = d.evaluations() - e0;
+    // `directory` allows two evaluations at once: two attempts may start together.
+    assert!((1..=2).contains(&spent), "50 attempts of one wrong password cost {spent} evaluations");
+    for i in 0..3 {
+        assert!(d.authenticate(1, None, format!("guess-{i}").as_bytes()).await.is_none());
+    }
+    assert_eq!(d.evaluations() - e0, spent + 3, "each distinct guess costs one evaluation");
+    // An unknown user behaves alike (first attempt slow, repeats cached): the speed
+    // of a repeated failure says nothing about whether the user exists.
+    let e1 = d.evaluations();
+    for _ in 0..5 {
+        assert!(d.authenticate(1, Some(b"ghost"), b"x").await.is_none());
+        assert!(d.authenticate(1, Some(b"alice"), b"x").await.is_none());
+    }
+    assert_eq!(d.evaluations() - e1, 2);
+    // The removed-then-retried password is added back: accepted at once, from the
+    // digest its failure left in the cache.
+    d.change(&set, SetChange::Add, b"old").await.unwrap();
+    let e2 = d.evaluations();
+    assert_eq!(d.authenticate(1, None, b"old").await.unwrap().name(), "default");
+    assert_eq!(d.evaluations(), e2, "decided from the cache, against the current set");
+    // And removed again: refused at once.
+    d.change(&set, SetChange::Remove, b"old").await.unwrap();
+    assert!(d.authenticate(1, None, b"old").await.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_cache_off_every_auth_costs_one_evaluation() {
     let d = directory(false);
@@ -193,11 +239,13 @@ async fn an_auth_storm_does_not_stall_authenticated_clients() {
     let storm_size = 40u64;
     let start = directory.evaluations();
     let mut storm = Vec::new();
-    for _ in 0..storm_size {
+    for i in 0..storm_size {
         let addr = proxy.addr.to_string();
+        // Distinct guesses, as a brute force makes them: each costs argon2 (a
+        // repeated one is decided from the cache, see below).
         storm.push(tokio::spawn(async move {
             let mut c = Conn::connect(&addr).await;
-            assert_eq!(c.cmd(&["AUTH", "bad"]).await, WRONGPASS);
+            assert_eq!(c.cmd(&["AUTH", &format!("bad-{i}")]).await, WRONGPASS);
         }));
     }
     let mut pings_during_storm = 0;

@@ -1020,3 +1020,22 @@ async fn redirected_invalidations_cannot_break_a_lane() {
     assert!(again.contains(&format!("$2\r\nid\r\n:{id}\r\n")), "the lane was replaced: {again:?}");
     assert_eq!(proxy.ctx.lanes.open(), 1, "the RESP3 lane survived");
 }
+
+/// A client that sends its AUTH and its first command together (as redis-benchmark
+/// and most pools do on every new connection) gets both replies in one write, as
+/// Redis answers the commands of one read: one system call, and one wake-up of the
+/// client, fewer per connection. One read on the client sees both, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_the_first_lane_reply_go_out_in_one_write() {
+    let redis = Redis::start(&[]);
+    let proxy = proxy(&redis, 1).await;
+    let mut setup = proxy.authed(PW).await;
+    same(&setup.cmd(&["SET", "k", "v"]).await, b"+OK\r\n", "SET");
+    for round in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(&pipeline(&[&["AUTH", PW], &["GET", "k"]])).await.unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        same(&buf[..n], b"+OK\r\n$1\r\nv\r\n", &format!("round {round}: one read holds both replies"));
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""CPU time per request of each proxy process (user and system), GET -c 50 at
-pipeline 1 and 16: where the time goes when throughputs are close.
+"""CPU time per request of each proxy process (user and system) and of Redis behind
+it, GET -c 50 at pipeline 1 and 16 and GET -c 20 with a new connection per request
+(-k 0): where the time goes when throughputs are close.
 
 Read from /proc/<pid>/stat around each redis-benchmark run. Run from the repository
 root after `./benches/load/compare.sh` has installed what it needs:
@@ -30,27 +31,33 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--turnstile", required=True)
     ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--churn-requests", type=int, default=20000)
     args = ap.parse_args()
     procs = Procs()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             targets = start_targets(procs, tmp, args.turnstile)
-            for pipeline in (1, 16):
-                n = args.requests * (4 if pipeline > 1 else 1)
+            redis_pid = targets["redis (direct)"][1]
+            workloads = [("GET -c 50 -P 1", 50, 1, args.requests, True),
+                         ("GET -c 50 -P 16", 50, 16, 4 * args.requests, True),
+                         ("GET -c 20 -k 0 (new connection + AUTH per request)", 20, 1, args.churn_requests, False)]
+            for label, clients, pipeline, n, keepalive in workloads:
                 for name, (port, pid) in targets.items():
-                    if name == "redis (direct)":
-                        continue
                     u0, s0 = cpu(pid)
-                    rps, _, _ = benchmark(port, "get", 50, pipeline, n, True)
+                    r0 = sum(cpu(redis_pid))
+                    rps, _, _ = benchmark(port, "get", clients, pipeline, n, keepalive)
                     u1, s1 = cpu(pid)
-                    rows.append((f"GET -c 50 -P {pipeline}", name, rps, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n))
+                    r1 = sum(cpu(redis_pid))
+                    if name == "redis (direct)":
+                        u0 = u1 = s0 = s1 = 0.0
+                    rows.append((label, name, rps, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, 1e6 * (r1 - r0) / n))
         finally:
             procs.stop_all()
-    print("| workload | proxy | rps | user µs/request | system µs/request |")
-    print("|---|---|---|---|---|")
-    for workload, name, rps, user, system in rows:
-        print(f"| {workload} | {name} | {rps:,.0f} | {user:.2f} | {system:.2f} |")
+    print("| workload | target | rps | proxy user µs/request | proxy system µs/request | Redis µs/request |")
+    print("|---|---|---|---|---|---|")
+    for workload, name, rps, user, system, redis in rows:
+        print(f"| {workload} | {name} | {rps:,.0f} | {user:.2f} | {system:.2f} | {redis:.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use zeroize::Zeroizing;
 
-use super::cache::{SetId, VerifyCache};
+use super::cache::{Checked, SetId, VerifyCache};
 use super::failures::FailureLog;
-use super::hasher::{Digest, HashError, HashParams, Hasher};
+use super::hasher::{Derived, Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
 use super::throttle::{Throttle, ThrottlePolicy};
 use super::usage::Usage;
@@ -505,16 +505,16 @@ impl Directory {
     pub async fn verify_user(&self, name: &str, password: &[u8]) -> bool {
         let Some((key, u)) = self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))
         else {
-            self.decoy_evaluation(password).await;
+            self.decoy_evaluation(Checked::Decoy { bdb: None, user: Some(name.as_bytes()) }, password).await;
             return false;
         };
         self.check(SetId::User(key), u, password).await.is_some()
     }
 
     /// Spends one argon2 evaluation on nothing, so that a refusal needing no check
-    /// takes as long as one that does.
-    pub async fn decoy(&self, password: &[u8]) {
-        self.decoy_evaluation(password).await
+    /// takes as long as one that does (an admin API login naming no user).
+    pub async fn decoy(&self, login: &[u8], password: &[u8]) {
+        self.decoy_evaluation(Checked::Decoy { bdb: None, user: Some(login) }, password).await
     }
 
     /// Checks `AUTH [user] password` for database `bdb`. `user` of `None` or
@@ -525,7 +525,7 @@ impl Directory {
         let result = match target {
             Some((id, slot)) => self.check(id, slot, password).await,
             None => {
-                self.decoy_evaluation(password).await;
+                self.decoy_evaluation(Checked::Decoy { bdb: Some(bdb), user }, password).await;
                 None
             }
         };
@@ -541,25 +541,50 @@ impl Directory {
     async fn check(&self, id: SetId, slot: Arc<dyn SetSlot>, password: &[u8]) -> Option<Identity> {
         let current = slot.cell().load_full();
         if current.is_empty() {
-            self.decoy_evaluation(password).await;
+            self.decoy_evaluation(Checked::Set(&id), password).await;
             return None;
         }
         let cache = &self.inner.cache;
-        let key = cache.key(&id, password);
-        if let Some(d) = cache.get(&key) {
-            // Re-checked against the set as it is now: a removed password misses.
-            if let Some(entry) = current.find(&d) {
-                cache.record_hit();
-                return Some(identity(id, d, Arc::clone(entry)));
+        let salt = current.salt();
+        let key = cache.key(Checked::Set(&id), current.params(), &salt, password);
+        let (d, computed) = match cache.get(&key) {
+            Some(d) => (d, false),
+            None => {
+                let secret = Zeroizing::new(password.to_vec());
+                match self
+                    .inner
+                    .hasher
+                    .derive_unless(current.params(), salt, secret, || cache.get(&key))
+                    .await
+                    .ok()?
+                {
+                    Derived::Computed(d) => (d, true),
+                    Derived::Known(d) => (d, false),
+                }
+            }
+        };
+        // Decided on the set as it is now (it may have changed during the ~20 ms of
+        // argon2, or since the digest was cached): a removed password misses, one
+        // added since matches. Only under the salt the digest was made with.
+        let now = slot.cell().load_full();
+        let entry = now.find(&d).filter(|_| now.salt() == salt);
+        if computed {
+            cache.insert(key, Some(id.clone()), d, entry.is_some());
+        }
+        match entry {
+            Some(entry) => {
+                if !computed {
+                    cache.record_hit();
+                }
+                Some(identity(id, d, Arc::clone(entry)))
+            }
+            None => {
+                if !computed {
+                    cache.record_known_miss();
+                }
+                None
             }
         }
-        let secret = Zeroizing::new(password.to_vec());
-        let d = self.inner.hasher.derive(current.params(), current.salt(), secret).await.ok()?;
-        // The set may have changed during the ~20 ms of argon2: decide on the newest.
-        let now = slot.cell().load_full();
-        let entry = now.find(&d).filter(|_| now.salt() == current.salt())?;
-        cache.insert(key, id.clone(), d);
-        Some(identity(id, d, Arc::clone(entry)))
     }
 
     /// Whether the password `identity` authenticated with is still in its set.
@@ -599,9 +624,23 @@ impl Directory {
         }
     }
 
-    async fn decoy_evaluation(&self, password: &[u8]) {
+    /// An evaluation that can only fail, so that a failure costs the same whatever
+    /// its reason; cached like a real one (a repeated attempt is fast for an unknown
+    /// user exactly as for an existing one, or its speed would say which it is).
+    async fn decoy_evaluation(&self, what: Checked<'_>, password: &[u8]) {
         let d = &self.inner.decoy;
-        let _ = self.inner.hasher.derive(d.params(), d.salt(), Zeroizing::new(password.to_vec())).await;
+        let cache = &self.inner.cache;
+        let key = cache.key(what, d.params(), &d.salt(), password);
+        if cache.get(&key).is_some() {
+            cache.record_known_miss();
+            return;
+        }
+        let secret = Zeroizing::new(password.to_vec());
+        match self.inner.hasher.derive_unless(d.params(), d.salt(), secret, || cache.get(&key)).await {
+            Ok(Derived::Computed(digest)) => cache.insert(key, None, digest, false),
+            Ok(Derived::Known(_)) => cache.record_known_miss(),
+            Err(_) => {}
+        }
     }
 }
 

@@ -49,6 +49,23 @@ impl HashParams {
 #[error("password hashing unavailable: {0}")]
 pub struct HashError(String);
 
+/// A digest from [`Hasher::derive_unless`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derived {
+    /// Evaluated now.
+    Computed(Digest),
+    /// Found while waiting for a turn.
+    Known(Digest),
+}
+
+impl Derived {
+    pub fn digest(self) -> Digest {
+        match self {
+            Self::Computed(d) | Self::Known(d) => d,
+        }
+    }
+}
+
 /// The nice value argon2 threads run at. Under CFS a nice-10 thread gets about a
 /// tenth of a core that a nice-0 thread also wants: a storm of wrong passwords (up
 /// to the throttle's limit per address, each ~40 ms of a core) then takes CPU only
@@ -88,7 +105,24 @@ impl Hasher {
         salt: [u8; SALT_LEN],
         password: Zeroizing<Vec<u8>>,
     ) -> Result<Digest, HashError> {
+        Ok(self.derive_unless(params, salt, password, || None).await?.digest())
+    }
+
+    /// Like [`derive`](Self::derive), but once its turn comes, asks `known` first:
+    /// attempts of one password queued behind one another (200 connections retrying
+    /// one wrong password) then cost one evaluation, the first; the rest find its
+    /// result.
+    pub async fn derive_unless(
+        &self,
+        params: HashParams,
+        salt: [u8; SALT_LEN],
+        password: Zeroizing<Vec<u8>>,
+        known: impl FnOnce() -> Option<Digest>,
+    ) -> Result<Derived, HashError> {
         let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| HashError(e.to_string()))?;
+        if let Some(d) = known() {
+            return Ok(Derived::Known(d));
+        }
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = move || {
@@ -108,7 +142,7 @@ impl Hasher {
             tracing::warn!(error = %e, "could not start an argon2 thread");
             return Err(HashError(e.to_string()));
         }
-        rx.await.map_err(|e| HashError(e.to_string()))?
+        rx.await.map_err(|e| HashError(e.to_string()))?.map(Derived::Computed)
     }
 }
 

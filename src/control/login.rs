@@ -58,7 +58,7 @@ impl Control {
         let Some(user) =
             snap.users.values().find(|u| u.name == login || (!u.email.is_empty() && u.email == login))
         else {
-            self.inner.directory.decoy(password.as_bytes()).await;
+            self.inner.directory.decoy(login.as_bytes(), password.as_bytes()).await;
             return Err(wrong());
         };
         let now = time::now();

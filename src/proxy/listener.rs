@@ -135,7 +135,9 @@ pub async fn serve_until(
                 // The connection's future itself is the task (no wrapper: an
                 // `async` block awaiting it would hold it twice); it logs its end.
                 span.in_scope(|| tracing::debug!("connected"));
-                tracker.spawn(serve_tcp(ctx, stream, Some(permit), shutdown, guard).instrument(span));
+                tracker.spawn(
+                    serve_tcp(ctx, stream, Some(peer), Some(permit), shutdown, guard).instrument(span),
+                );
             }
             Some(acceptor) => {
                 // The handshake runs in the connection's task, never in the accept loop.
@@ -151,7 +153,7 @@ pub async fn serve_until(
                             return;
                         }
                         tracing::debug!("connected (TLS)");
-                        serve_tls(ctx, tls, Some(permit), shutdown).await;
+                        serve_tls(ctx, tls, Some(peer), Some(permit), shutdown).await;
                     }
                     .instrument(span),
                 );

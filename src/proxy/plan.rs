@@ -133,6 +133,20 @@ impl Plan {
         e
     }
 
+    /// True if the next entry that owes the client bytes is a reply from a shared
+    /// upstream connection (past the bookkeeping entries that owe none).
+    pub fn next_owed_is_shared(&self) -> bool {
+        let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for e in q.iter() {
+            match e {
+                Entry::Mailbox(_) | Entry::Shown(_) => continue,
+                Entry::Shared { n } => return *n > 0,
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// True if the plan holds anything the client is still owed.
     pub fn is_empty(&self) -> bool {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
@@ -173,5 +187,18 @@ mod tests {
         assert!(matches!(p.pop(), Some(Entry::Local(_))));
         assert!(matches!(p.pop(), Some(Entry::Replies { n: 1, .. })));
         assert!(p.pop().is_none());
+    }
+
+    #[test]
+    fn the_next_owed_entry_is_found_past_bookkeeping() {
+        let p = Plan::default();
+        assert!(!p.next_owed_is_shared());
+        p.push(Entry::Shown(Arc::from("alice")));
+        p.push(Entry::Shared { n: 1 });
+        assert!(p.next_owed_is_shared());
+        let q = Plan::default();
+        q.push(Entry::Local(Bytes::from_static(b"+OK\r\n")));
+        q.push(Entry::Shared { n: 1 });
+        assert!(!q.next_owed_is_shared());
     }
 }

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -146,6 +146,9 @@ pub struct Relay<W> {
     /// For a connection of its own to a Sentinel-managed node: fires when a
     /// failover retires the node (boxed: only such clients pay for it).
     retired: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Replies of ours held back to go out in one write with the shared reply that
+    /// follows them (see `advance_plan`).
+    held: Option<Bytes>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -176,6 +179,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             mailbox: None,
             shown: None,
             retired: None,
+            held: None,
         }
     }
 
@@ -291,10 +295,45 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    fn hold(&mut self, bytes: Bytes) {
+        self.held = Some(match self.held.take() {
+            None => bytes,
+            Some(before) => {
+                let mut both = BytesMut::with_capacity(before.len() + bytes.len());
+                both.extend_from_slice(&before);
+                both.extend_from_slice(&bytes);
+                both.freeze()
+            }
+        });
+    }
+
+    /// Writes the replies held back, if any.
+    async fn write_held(&mut self) -> std::io::Result<()> {
+        match self.held.take() {
+            Some(held) => self.client.write_all(&held).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the replies held back and then `bytes`, in one system call when the
+    /// socket takes both.
+    async fn write_after_held(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let Some(held) = self.held.take() else { return self.client.write_all(bytes).await };
+        let n =
+            self.client.write_vectored(&[std::io::IoSlice::new(&held), std::io::IoSlice::new(bytes)]).await?;
+        if n < held.len() {
+            self.client.write_all(&held[n..]).await?;
+            self.client.write_all(bytes).await
+        } else {
+            self.client.write_all(&bytes[n - held.len()..]).await
+        }
+    }
+
     /// Passes on the replies of the current `Shared` entry as the lane delivers
     /// them. `Close` if they will not come (the lane's connection failed).
     async fn relay_shared(&mut self) -> std::io::Result<Flow> {
         let Some(mailbox) = self.mailbox.clone() else {
+            self.write_held().await?;
             self.client.write_all(replies::UPSTREAM_LOST).await?;
             return Ok(Flow::Close);
         };
@@ -305,10 +344,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 Ok((d, soft_deadline)) => {
                     mid_reply = !d.whole;
                     match soft_deadline {
-                        None => self.client.write_all(&d.bytes).await?,
+                        None => self.write_after_held(&d.bytes).await?,
                         // Above the soft output limit: the client must make room in
                         // time, whether or not more replies arrive to notice it.
                         Some(at) => {
+                            self.write_held().await?;
                             let write = self.client.write_all(&d.bytes);
                             tokio::pin!(write);
                             let mut at = Some(at);
@@ -339,6 +379,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                     if reason == replies::UPSTREAM_LOST {
                         self.upstream_failed();
                     }
+                    self.write_held().await?;
                     // As in `upstream_gone`: never after half a reply.
                     if !mid_reply {
                         self.client.write_all(reason).await?;
@@ -401,7 +442,19 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 },
             };
             match entry {
+                // Followed by a reply from a lane (a client's AUTH and its first
+                // command, sent together): held, to go out in the same write, as
+                // Redis answers the commands of one read in one write. One system
+                // call and one wake-up of the client fewer per such connection;
+                // nothing waits on it that would not wait for the next reply anyway.
+                // Only with no upstream connection of the client's own, whose bytes
+                // are written elsewhere: the held bytes go out in `relay_shared`,
+                // which runs next.
+                Entry::Local(bytes) if self.upstream.is_none() && self.plan.next_owed_is_shared() => {
+                    self.hold(bytes)
+                }
                 Entry::Local(bytes) => {
+                    self.write_held().await?;
                     self.client.write_all(&bytes).await?;
                     wrote = true;
                 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::BdbContext;
 use super::admission::Permit;
 use super::client::{ClientExit, ClientHalf, Handback};
-use super::io::{ReadSome, UpstreamRead, UpstreamWrite};
+use super::io::{ClientWrite, ReadSome, UpstreamRead, UpstreamWrite};
 use super::plan::Plan;
 use super::pool::Conn;
 use super::registry::SessionSlot;
@@ -28,17 +28,19 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `guard` is dropped when the connection ends (the listener's count of open
 /// connections): kept in this future rather than in a wrapper around it, which
 /// would hold a second copy of the whole future (an upvar moved into its `.await`).
+/// `peer` is the address `accept` returned (asking the socket again is a system call
+/// per connection).
 pub fn serve_tcp(
     ctx: Arc<BdbContext>,
     stream: TcpStream,
+    peer: Option<SocketAddr>,
     permit: Option<Permit>,
     shutdown: CancellationToken,
     guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
     let (reader, writer) = stream.into_split();
-    serve_connection(ctx, reader, writer, peer, permit, shutdown, guard)
+    serve_connection(ctx, reader, ClientWrite::new(writer), peer, permit, shutdown, guard)
 }
 
 /// Completes a client's TLS handshake, bounded in time. None if it failed (a
@@ -68,10 +70,10 @@ pub async fn handshake(
 pub fn serve_tls(
     ctx: Arc<BdbContext>,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: Option<SocketAddr>,
     permit: Option<Permit>,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
-    let peer = stream.get_ref().0.peer_addr().ok();
     let (reader, writer) = tokio::io::split(stream);
     serve_connection(ctx, reader, writer, peer, permit, shutdown, ())
 }
@@ -206,7 +208,7 @@ mod tests {
                 std::mem::size_of_val(&rf)
             );
         }
-        let fut = serve_tcp(ctx, client, None, CancellationToken::new(), ());
+        let fut = serve_tcp(ctx, client, None, None, CancellationToken::new(), ());
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
         // What every idle connection's task holds: since parking, the running
@@ -240,7 +242,7 @@ mod tests {
         let ctx = Arc::new(BdbContext::new(1, d, Upstream::parse("redis://127.0.0.1:1").unwrap(), 0));
         let tls = handshake(&ctx, tokio_rustls::TlsAcceptor::from(server), tcp).await.expect("handshake");
         let _client = connecting.await.unwrap();
-        let fut = serve_tls(ctx, tls, None, CancellationToken::new());
+        let fut = serve_tls(ctx, tls, None, None, CancellationToken::new());
         let size = std::mem::size_of_val(&fut);
         eprintln!("TLS connection future: {size} bytes");
         assert!(size < 3072, "TLS connection future is {size} bytes");
