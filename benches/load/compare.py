@@ -294,8 +294,9 @@ def lanes_open(admin_port):
     return -1
 
 
-def auth_storm(port, stop, connections=200):
-    """Connections sending wrong passwords in a loop until `stop` is set.
+def auth_storm(port, stop, connections=200, running=None):
+    """Connections sending wrong passwords in a loop until `stop` is set (and, given
+    `running`, only while it is set: the storm can pause between rounds).
 
     From 127.0.0.2 (all of 127/8 is loopback): an attacker has an address of its own,
     and turnstile's per-address throttling must refuse it without touching the
@@ -309,6 +310,9 @@ def auth_storm(port, stop, connections=200):
             s = connect()
             s.settimeout(30)
             while not stop.is_set():
+                if running is not None and not running.is_set():
+                    running.wait(0.1)
+                    continue
                 s.sendall(b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n")
                 if not s.recv(256):
                     s = connect()
@@ -384,11 +388,19 @@ def one_run(args, tmp):
         one_rps, many_rps = sorted(one)[len(one) // 2], sorted(many)[len(many) // 2]
         lanes = lanes_open(main_admin)
 
-        quiet = median_run([benchmark(port, "get", 50, 1, n) for _ in range(args.rounds)])
-        stop = threading.Event()
-        auth_storm(port, stop)
-        time.sleep(1)  # let the storm reach full strength before measuring
-        stormy = median_run([benchmark(port, "get", 50, 1, n) for _ in range(args.rounds)])
+        # Quiet and stormy rounds take turns (the storm pauses in between), so drift
+        # on this shared machine hits both alike.
+        stop, running = threading.Event(), threading.Event()
+        auth_storm(port, stop, running=running)
+        quiet_runs, stormy_runs = [], []
+        for _ in range(args.rounds):
+            running.clear()
+            time.sleep(0.5)
+            quiet_runs.append(benchmark(port, "get", 50, 1, n))
+            running.set()
+            time.sleep(1)  # let the storm reach full strength before measuring
+            stormy_runs.append(benchmark(port, "get", 50, 1, n))
+        quiet, stormy = median_run(quiet_runs), median_run(stormy_runs)
         stop.set()
     finally:
         procs.stop_all()

@@ -15,11 +15,17 @@ for b in binaries:
             wait_port(rp, r, "redis")
             port, pid, admin = start_turnstile(procs, tmp, b, rp, "t")
             benchmark(port, "get", 50, 1, 20000)
-            quiet = [benchmark(port, "get", 50, 1, n)[0] for _ in range(3)]
-            stop = threading.Event()
-            auth_storm(port, stop)
-            time.sleep(1)
-            stormy = [benchmark(port, "get", 50, 1, n)[0] for _ in range(3)]
+            # Quiet and stormy rounds take turns (the storm pauses in between).
+            stop, running = threading.Event(), threading.Event()
+            auth_storm(port, stop, running=running)
+            quiet, stormy = [], []
+            for _ in range(3):
+                running.clear()
+                time.sleep(0.5)
+                quiet.append(benchmark(port, "get", 50, 1, n)[0])
+                running.set()
+                time.sleep(1)
+                stormy.append(benchmark(port, "get", 50, 1, n)[0])
             stop.set()
             print(f"{b}: quiet {[round(q) for q in quiet]} stormy {[round(s) for s in stormy]} "
                   f"kept median {statistics.median(stormy)/statistics.median(quiet):.0%} first-round {stormy[0]/statistics.median(quiet):.0%}", flush=True)
