@@ -44,7 +44,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--turnstile", required=True)
     ap.add_argument("--requests", type=int, default=50000)
+    ap.add_argument("--churn", action="store_true",
+                    help="20 clients, a new connection + AUTH per request (-k 0): calls per connection")
     args = ap.parse_args()
+    clients, extra = ("20", ["-k", "0"]) if args.churn else ("50", [])
     procs = Procs()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     rows = []
@@ -61,7 +64,7 @@ def main():
                     outs[who] = os.path.join(tmp, f"{port}-{who}.strace")
                     tracers.append(traced(p, outs[who]))
                 subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-a", PASSWORD,
-                                "-c", "50", "-n", str(args.requests), "-P", "1", "-t", "get", "-q"],
+                                "-c", clients, "-n", str(args.requests), "-P", "1", "-t", "get", "-q"] + extra,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
                 for t in tracers:
                     t.send_signal(signal.SIGINT)
@@ -76,7 +79,8 @@ def main():
         finally:
             procs.stop_all()
     print()
-    print(f"System calls per request, GET -c 50 -P 1, {args.requests} requests (strace -c):")
+    what = "GET -c 20 -k 0 (a new connection + AUTH per request)" if args.churn else "GET -c 50 -P 1"
+    print(f"System calls per request, {what}, {args.requests} requests (strace -c):")
     print()
     print("| target | proxy: socket I/O | proxy: all | Redis: socket I/O | Redis: all |")
     print("|---|---|---|---|---|")

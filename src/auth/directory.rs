@@ -547,8 +547,8 @@ impl Directory {
         let cache = &self.inner.cache;
         let salt = current.salt();
         let key = cache.key(Checked::Set(&id), current.params(), &salt, password);
-        let (d, computed) = match cache.get(&key) {
-            Some(d) => (d, false),
+        let (d, turn) = match cache.get(&key) {
+            Some(d) => (d, None),
             None => {
                 let secret = Zeroizing::new(password.to_vec());
                 match self
@@ -558,11 +558,12 @@ impl Directory {
                     .await
                     .ok()?
                 {
-                    Derived::Computed(d) => (d, true),
-                    Derived::Known(d) => (d, false),
+                    Derived::Computed(d, turn) => (d, Some(turn)),
+                    Derived::Known(d) => (d, None),
                 }
             }
         };
+        let computed = turn.is_some();
         // Decided on the set as it is now (it may have changed during the ~20 ms of
         // argon2, or since the digest was cached): a removed password misses, one
         // added since matches. Only under the salt the digest was made with.
@@ -571,6 +572,8 @@ impl Directory {
         if computed {
             cache.insert(key, Some(id.clone()), d, entry.is_some());
         }
+        // Only now may the next attempt of the same password look for it.
+        drop(turn);
         match entry {
             Some(entry) => {
                 if !computed {
@@ -637,7 +640,8 @@ impl Directory {
         }
         let secret = Zeroizing::new(password.to_vec());
         match self.inner.hasher.derive_unless(d.params(), d.salt(), secret, || cache.get(&key)).await {
-            Ok(Derived::Computed(digest)) => cache.insert(key, None, digest, false),
+            // Remembered before the turn goes (dropped at the end of the arm).
+            Ok(Derived::Computed(digest, _turn)) => cache.insert(key, None, digest, false),
             Ok(Derived::Known(_)) => cache.record_known_miss(),
             Err(_) => {}
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 /// The output of one argon2id evaluation.
@@ -50,10 +50,11 @@ impl HashParams {
 pub struct HashError(String);
 
 /// A digest from [`Hasher::derive_unless`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Derived {
-    /// Evaluated now.
-    Computed(Digest),
+    /// Evaluated now, with the evaluation's turn: drop it once the result is where
+    /// the next attempt's `known` looks.
+    Computed(Digest, Turn),
     /// Found while waiting for a turn.
     Known(Digest),
 }
@@ -61,10 +62,14 @@ pub enum Derived {
 impl Derived {
     pub fn digest(self) -> Digest {
         match self {
-            Self::Computed(d) | Self::Known(d) => d,
+            Self::Computed(d, _) | Self::Known(d) => d,
         }
     }
 }
+
+/// One of the `concurrency` evaluation slots; the next attempt waits for it.
+#[derive(Debug)]
+pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// The nice value argon2 threads run at. Under CFS a nice-10 thread gets about a
 /// tenth of a core that a nice-0 thread also wants: a storm of wrong passwords (up
@@ -125,9 +130,11 @@ impl Hasher {
         }
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        // The turn travels back with the result: the caller remembers the result
+        // before letting the next attempt in, which then finds it. If the caller is
+        // gone, the failed send drops the turn here, when the evaluation is over.
         let job = move || {
-            let _permit = permit;
-            let _ = tx.send(derive_now(params, &salt, &password));
+            let _ = tx.send((derive_now(params, &salt, &password), Turn(permit)));
         };
         let spawned = std::thread::Builder::new().name("turnstile-argon2".into()).spawn(move || {
             lower_priority();
@@ -142,7 +149,8 @@ impl Hasher {
             tracing::warn!(error = %e, "could not start an argon2 thread");
             return Err(HashError(e.to_string()));
         }
-        rx.await.map_err(|e| HashError(e.to_string()))?.map(Derived::Computed)
+        let (result, turn) = rx.await.map_err(|e| HashError(e.to_string()))?;
+        result.map(|d| Derived::Computed(d, turn))
     }
 }
 
