@@ -223,7 +223,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             };
             // Bounded: over TLS a shutdown writes close_notify, which a client that
             // reads nothing (one closed for its output limits) would never take.
-            let _ = tokio::time::timeout(SHUTDOWN_MAX, self.client.shutdown()).await;
+            // Not after a close the client asked for (its EOF, QUIT): the socket's
+            // close says the same, one system call fewer per connection.
+            if !planned_close {
+                let _ = tokio::time::timeout(SHUTDOWN_MAX, self.client.shutdown()).await;
+            }
             let idle = planned_close
                 && !self.opaque
                 && !self.swallowing
