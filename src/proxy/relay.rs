@@ -299,16 +299,11 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    /// Holds a reply of ours until the lane reply after it. At most one is held:
+    /// it is held only when the next entry owing bytes is that lane reply.
     fn hold(&mut self, bytes: Bytes) {
-        self.held = Some(match self.held.take() {
-            None => bytes,
-            Some(before) => {
-                let mut both = BytesMut::with_capacity(before.len() + bytes.len());
-                both.extend_from_slice(&before);
-                both.extend_from_slice(&bytes);
-                both.freeze()
-            }
-        });
+        debug_assert!(self.held.is_none(), "a second reply held before the lane reply");
+        self.held = Some(bytes);
     }
 
     /// Writes the replies held back, if any.
