@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::authz::eventually;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -244,7 +245,12 @@ async fn a_slow_reader_and_a_non_reader_do_not_slow_the_others() {
     same(&c.cmd(&["GET", "small"]).await, b"$1\r\ns\r\n", "a newcomer");
     assert!(t.elapsed() < Duration::from_secs(2), "a newcomer waited {:?}", t.elapsed());
     // Both were disconnected, with the reply cut short, as Redis closes a client over
-    // its output buffer limit (what they read is what the socket buffers held).
+    // its output buffer limit (what they read is what the socket buffers held). Read
+    // only once both are cut: a non-reader that starts reading within its soft
+    // seconds is a reader, and gets its reply.
+    let cut = || proxy.ctx.lane_replies.disconnections.load(std::sync::atomic::Ordering::Relaxed);
+    eventually("both slow clients are cut", Duration::from_secs(20), || async { (cut() == 2).then_some(()) })
+        .await;
     let got = drain_to_close(&mut idle).await.expect("the non-reader is disconnected");
     assert!(got < BIG, "the non-reader got the whole reply ({got} bytes)");
     let (read, closed) = reader.await.unwrap();
@@ -252,4 +258,45 @@ async fn a_slow_reader_and_a_non_reader_do_not_slow_the_others() {
     assert!(read < BIG, "the slow reader got the whole reply ({read} bytes)");
     // And the lane serves on.
     same(&c.cmd(&["GET", "small"]).await, b"$1\r\ns\r\n", "after");
+}
+
+/// A client that reads nothing goes over its soft limit while its relay is in the
+/// middle of writing a reply taken below it, and then no more replies come for it:
+/// it is still disconnected once its soft seconds are up. (Checked only as replies
+/// arrived, the limit was never enforced here: the test of the slow clients above
+/// failed now and then on it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_reader_over_its_soft_limit_is_disconnected_without_further_replies() {
+    const BIG: usize = 24 * 1024 * 1024;
+    let redis = Redis::start(&[]);
+    let proxy =
+        proxy_with(&redis, OutputLimits { soft_for: Duration::from_secs(1), ..OutputLimits::default() })
+            .await;
+    let mut direct = redis.connect().await;
+    same(&direct.cmd(&["SET", "small", "s"]).await, b"+OK\r\n", "SET small");
+    direct.send(&encode(&[b"SET", b"big", &vec![b'x'; BIG]])).await;
+    same(&direct.reply().await, b"+OK\r\n", "SET big");
+    let backlog = &proxy.ctx.lane_replies;
+    let cut = || backlog.disconnections.load(std::sync::atomic::Ordering::Relaxed);
+
+    let mut idle = small_window_client(&proxy).await;
+    idle.write_all(&cmd_bytes(&["GET", "big"])).await.unwrap();
+    // Its reply is on the way (the lane reads it at the client's pace while no one
+    // else is owed a reply: about 1 MiB is queued, far below the soft limit).
+    eventually("the big reply reaches the mailbox", Duration::from_secs(10), || async {
+        (backlog.queued.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
+    })
+    .await;
+    // Another client's request makes the lane read the rest for it: 23 MiB queued,
+    // over the 16 MiB soft limit, and nothing more comes for the non-reader.
+    let mut c = proxy.authed(PW).await;
+    same(&c.cmd(&["GET", "small"]).await, b"$1\r\ns\r\n", "another client");
+    assert_eq!(cut(), 0, "not cut at once: below the hard limit");
+    eventually("the non-reader is cut after its soft seconds", Duration::from_secs(10), || async {
+        (cut() == 1).then_some(())
+    })
+    .await;
+    let got = drain_to_close(&mut idle).await.expect("the non-reader is disconnected");
+    assert!(got < BIG, "the non-reader got the whole reply ({got} bytes)");
+    same(&c.cmd(&["GET", "small"]).await, b"$1\r\ns\r\n", "the lane serves on");
 }

@@ -162,6 +162,15 @@ fn bdbs(ctxs: &[Arc<BdbContext>], e: &mut Exposition) {
             e.sample("turnstile_bdb_upstream_errors_total", &[("bdb", uid), ("kind", kind)], get(v));
         }
     }
+    e.family(
+        "turnstile_bdb_output_limit_disconnections_total",
+        "counter",
+        "Clients disconnected for their output buffer limits on a shared upstream connection, per database (Redis's client_output_buffer_limit_disconnections).",
+    );
+    for (c, uid) in ctxs.iter().zip(&uids) {
+        let n = c.lane_replies.disconnections.load(std::sync::atomic::Ordering::Relaxed);
+        e.sample("turnstile_bdb_output_limit_disconnections_total", &[("bdb", uid)], n);
+    }
     failover(ctxs, &uids, e);
 }
 

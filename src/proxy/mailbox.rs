@@ -9,7 +9,7 @@
 //! longer than its seconds, it is disconnected and what was queued for it dropped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,16 @@ impl Default for OutputLimits {
     }
 }
 
+/// What a database's clients of shared connections hold together.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Reply bytes queued for all of them (see [`OutputLimits::total`]).
+    pub queued: AtomicUsize,
+    /// Clients disconnected for their output limits (Redis's INFO
+    /// `client_output_buffer_limit_disconnections`).
+    pub disconnections: AtomicU64,
+}
+
 /// Replies read for one client: `bytes` complete `replies` of them (a partial reply
 /// at the end of `bytes` is completed by the next delivery).
 pub struct Delivery {
@@ -101,7 +111,7 @@ pub struct Mailbox {
     queued: AtomicUsize,
     limits: OutputLimits,
     /// What is queued for all the database's clients (see [`OutputLimits::total`]).
-    total: Arc<AtomicUsize>,
+    total: Arc<Backlog>,
     /// Ends the client's connection (both halves) when it is over its limits.
     kill: CancellationToken,
     /// For the relay: something was delivered (or lost).
@@ -110,6 +120,9 @@ pub struct Mailbox {
     space: Notify,
     /// For the client half: requests were answered.
     answered: Notify,
+    /// For the relay: the queue went over the soft limit, so its clock runs (the
+    /// relay may be in the middle of writing a delivery popped below it).
+    over_soft: Notify,
     /// The client's user, shown where Redis 7.2+ names turnstile's upstream user
     /// in an error (see [`crate::authz::names`]). Changed only with nothing in
     /// flight, so every reply shows the user its request ran as.
@@ -120,7 +133,7 @@ impl Drop for Mailbox {
     fn drop(&mut self) {
         // What it still held no longer counts towards the database's total.
         let held = self.lock().bytes;
-        self.total.fetch_sub(held, Ordering::Relaxed);
+        self.total.queued.fetch_sub(held, Ordering::Relaxed);
     }
 }
 
@@ -134,7 +147,7 @@ impl std::fmt::Debug for Mailbox {
 impl Mailbox {
     /// A mailbox bounded by `limits`, counting what it holds in `total` (shared by
     /// the database's clients); `kill` closes the client's connection.
-    pub fn new(limits: OutputLimits, kill: CancellationToken, total: Arc<AtomicUsize>) -> Self {
+    pub fn new(limits: OutputLimits, kill: CancellationToken, total: Arc<Backlog>) -> Self {
         Self {
             inbox: Mutex::default(),
             queued: AtomicUsize::new(0),
@@ -144,6 +157,7 @@ impl Mailbox {
             ready: Notify::new(),
             space: Notify::new(),
             answered: Notify::new(),
+            over_soft: Notify::new(),
             shown: Mutex::new(Arc::from("default")),
         }
     }
@@ -161,9 +175,9 @@ impl Mailbox {
     /// Sets what is queued, here and in the database's total.
     fn set_bytes(&self, i: &mut Inbox, bytes: usize) {
         if bytes >= i.bytes {
-            self.total.fetch_add(bytes - i.bytes, Ordering::Relaxed);
+            self.total.queued.fetch_add(bytes - i.bytes, Ordering::Relaxed);
         } else {
-            self.total.fetch_sub(i.bytes - bytes, Ordering::Relaxed);
+            self.total.queued.fetch_sub(i.bytes - bytes, Ordering::Relaxed);
         }
         i.bytes = bytes;
         self.queued.store(bytes, Ordering::Relaxed);
@@ -200,6 +214,11 @@ impl Mailbox {
     /// Reply bytes queued and not yet written to the client.
     pub fn backlog(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// True once the client was disconnected for its output limits.
+    pub fn is_cut(&self) -> bool {
+        self.kill.is_cancelled()
     }
 
     /// True once nothing more will be delivered.
@@ -333,6 +352,9 @@ impl Mailbox {
             limit,
             "client closed for overcoming its output buffer limit on a shared upstream connection"
         );
+        if !i.closed {
+            self.total.disconnections.fetch_add(1, Ordering::Relaxed);
+        }
         i.closed = true;
         i.lost.get_or_insert(b"");
         i.in_flight = 0;
@@ -345,9 +367,16 @@ impl Mailbox {
         self.space.notify_one();
     }
 
-    #[cfg(test)]
-    fn soft_deadline(&self) -> Option<Instant> {
+    /// When the client will have been over its soft limit for too long, if it is
+    /// over it now.
+    pub fn soft_deadline(&self) -> Option<Instant> {
         Some(self.lock().soft_since? + self.limits.soft_for)
+    }
+
+    /// Resolves once the queue has gone over the soft limit since the last call
+    /// (a permit is kept if nobody waited: check [`Self::soft_deadline`] after).
+    pub async fn went_over_soft(&self) {
+        self.over_soft.notified().await;
     }
 
     /// For the relay, at the soft deadline: disconnects the client if it is still
@@ -370,7 +399,7 @@ impl Mailbox {
         if l.hard > 0 && i.bytes > l.hard {
             return Some("hard");
         }
-        if l.total > 0 && i.bytes > BACKLOG_SOFT && self.total.load(Ordering::Relaxed) > l.total {
+        if l.total > 0 && i.bytes > BACKLOG_SOFT && self.total.queued.load(Ordering::Relaxed) > l.total {
             return Some("total");
         }
         if l.soft == 0 || i.bytes <= l.soft {
@@ -381,6 +410,10 @@ impl Mailbox {
         match i.soft_since {
             None => {
                 i.soft_since = Some(now);
+                // The relay may be stuck writing to a client that reads nothing,
+                // with no deadline: it must start the clock's watch now, whether
+                // or not more replies arrive.
+                self.over_soft.notify_one();
                 None
             }
             Some(since) => (now.duration_since(since) > l.soft_for).then_some("soft"),
@@ -485,7 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_database_total_the_clients_holding_much_are_disconnected() {
-        let total = Arc::new(AtomicUsize::new(0));
+        let total = Arc::new(Backlog::default());
         let limits = OutputLimits { hard: 0, soft: 0, soft_for: Duration::ZERO, total: 2 * BACKLOG_SOFT };
         let (ka, kb) = (CancellationToken::new(), CancellationToken::new());
         let a = Mailbox::new(limits, ka.clone(), Arc::clone(&total));
@@ -495,13 +528,14 @@ mod tests {
         assert!(a.deliver(big(2 * BACKLOG_SOFT)), "at the total is not over it");
         assert!(b.deliver(big(100)), "over the total, but b holds little");
         assert!(b.deliver(big(1000)));
-        assert_eq!(total.load(Ordering::Relaxed), 2 * BACKLOG_SOFT + 1100);
+        assert_eq!(total.queued.load(Ordering::Relaxed), 2 * BACKLOG_SOFT + 1100);
         assert!(!a.deliver(big(1)), "a holds much: cut");
         assert!(ka.is_cancelled() && !kb.is_cancelled());
-        assert_eq!(total.load(Ordering::Relaxed), 1100, "a's bytes are given back");
+        assert_eq!(total.queued.load(Ordering::Relaxed), 1100, "a's bytes are given back");
+        assert_eq!(total.disconnections.load(Ordering::Relaxed), 1, "a's cut is counted");
         b.next().await.ok().unwrap();
         drop(b);
-        assert_eq!(total.load(Ordering::Relaxed), 0, "and b's when it goes");
+        assert_eq!(total.queued.load(Ordering::Relaxed), 0, "and b's when it goes");
     }
 
     #[tokio::test]

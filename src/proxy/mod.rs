@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Directory;
 use crate::authz::Secret;
 pub use handshake::UpstreamError;
-pub use mailbox::OutputLimits;
+pub use mailbox::{Backlog, OutputLimits};
 pub use pool::{FailoverTiming, PoolLimits};
 pub use registry::Sessions;
 pub use upstream::Upstream;
@@ -60,8 +60,9 @@ pub struct BdbContext {
     /// turnstile's users on the upstream, which client sessions log in as.
     pub users: users::UpstreamUsers,
     /// Reply bytes queued for this database's clients of those connections (bounded
-    /// by `proxy.client_output_buffer_total_mb`).
-    pub lane_replies: std::sync::Arc<AtomicUsize>,
+    /// by `proxy.client_output_buffer_total_mb`), and its clients disconnected for
+    /// their output limits.
+    pub lane_replies: std::sync::Arc<mailbox::Backlog>,
     /// Some: new connections must speak TLS with this configuration.
     tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     /// The bound on unauthenticated connections, shared with the other databases.

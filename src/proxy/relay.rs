@@ -328,6 +328,43 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
         }
     }
 
+    /// Writes a delivery (after any held reply of ours) while keeping the soft
+    /// output limit: a client above it must make room in time, whether or not more
+    /// replies arrive to notice it, and the queue may go over it while this write
+    /// waits on a client that reads nothing. `deadline`: when the client, above the
+    /// limit as the delivery was taken, must be below it.
+    async fn write_delivery(
+        &mut self,
+        mailbox: &Mailbox,
+        bytes: &[u8],
+        mut deadline: Option<std::time::Instant>,
+    ) -> std::io::Result<()> {
+        let write = self.write_after_held(bytes);
+        tokio::pin!(write);
+        loop {
+            // Biased towards the write: one that completes at once (nearly all)
+            // never registers with the timer or the notification.
+            match deadline {
+                None => tokio::select! {
+                    biased;
+                    r = &mut write => return r,
+                    () = mailbox.went_over_soft() => deadline = mailbox.soft_deadline(),
+                },
+                Some(at) => tokio::select! {
+                    biased;
+                    r = &mut write => return r,
+                    () = tokio::time::sleep_until(at.into()) => match mailbox.enforce_soft_limit() {
+                        Some(next) => deadline = Some(next),
+                        // Cut: the kill ends the relay; until then the write waits.
+                        None if mailbox.is_cut() => return write.await,
+                        // Below it again.
+                        None => deadline = None,
+                    },
+                },
+            }
+        }
+    }
+
     /// Passes on the replies of the current `Shared` entry as the lane delivers
     /// them. `Close` if they will not come (the lane's connection failed).
     async fn relay_shared(&mut self) -> std::io::Result<Flow> {
@@ -342,29 +379,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
             match mailbox.next().await {
                 Ok((d, soft_deadline)) => {
                     mid_reply = !d.whole;
-                    match soft_deadline {
-                        None => self.write_after_held(&d.bytes).await?,
-                        // Above the soft output limit: the client must make room in
-                        // time, whether or not more replies arrive to notice it.
-                        Some(at) => {
-                            self.write_held().await?;
-                            let write = self.client.write_all(&d.bytes);
-                            tokio::pin!(write);
-                            let mut at = Some(at);
-                            while let Some(deadline) = at {
-                                tokio::select! {
-                                    r = &mut write => {
-                                        r?;
-                                        break;
-                                    }
-                                    () = tokio::time::sleep_until(deadline.into()) => at = mailbox.enforce_soft_limit(),
-                                }
-                            }
-                            if at.is_none() {
-                                write.await?;
-                            }
-                        }
-                    }
+                    self.write_delivery(&mailbox, &d.bytes, soft_deadline).await?;
                     if let Some(Entry::Shared { n }) = &mut self.current {
                         *n = n.saturating_sub(d.replies);
                         if *n == 0 {
