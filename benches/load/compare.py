@@ -353,10 +353,14 @@ def one_run(args, tmp):
         def compare(test, pipeline, requests, keepalive=True, clients=50):
             # Targets take turns, round after round, and each figure is the median
             # of its rounds: on a shared machine, noise then hits all of them alike.
+            # The order turns too: whoever ran first in every round had the machine
+            # at its calmest (and, at -k 0, the fewest sockets in TIME_WAIT).
             runs = {name: [] for name in targets}
-            for _ in range(args.rounds):
-                for name, (port, _) in targets.items():
-                    runs[name].append(benchmark(port, test, clients, pipeline, requests, keepalive))
+            names = list(targets)
+            for r in range(args.rounds):
+                k = r % len(names)
+                for name in names[k:] + names[:k]:
+                    runs[name].append(benchmark(targets[name][0], test, clients, pipeline, requests, keepalive))
             return {name: median_run(r) for name, r in runs.items()}
 
         for test in ("get", "set"):
