@@ -160,6 +160,11 @@ pub async fn serve_until(
             }
         }
     }
+    // Parked connections do not watch `shutdown` themselves (see `park::Stopped`).
+    // (A loop stopped for a new listener leaves them to that one's end.)
+    if shutdown.is_cancelled() {
+        ctx.sessions.wake_parked();
+    }
 }
 
 /// Refuses a connection as Redis does when it has too many clients: the error, then

@@ -109,6 +109,12 @@ impl SessionSlot {
     }
 
     /// The connection's activity mark and park request.
+    /// Ends the connection: both halves, or the parked wait.
+    pub fn close(&self) {
+        self.kill.cancel();
+        self.park.wake();
+    }
+
     pub fn park(&self) -> &super::park::ParkSignal {
         &self.park
     }
@@ -183,7 +189,7 @@ impl Sessions {
         let mut closed = 0;
         for e in self.map.iter() {
             if e.identity().as_ref().is_some_and(&mut matches) {
-                e.kill.cancel();
+                e.close();
                 closed += 1;
             }
         }
@@ -199,7 +205,7 @@ impl Sessions {
             if let Some(id) = e.identity()
                 && revoked(&id, e.own_rule())
             {
-                e.kill.cancel();
+                e.close();
                 closed += 1;
             }
         }
@@ -227,7 +233,15 @@ impl Sessions {
     /// Closes every connection.
     pub fn close_all(&self) {
         for e in self.map.iter() {
-            e.kill.cancel();
+            e.close();
+        }
+    }
+
+    /// Wakes every parked connection to look at its tokens (the listener, once
+    /// `shutdown` is cancelled: see [`super::park::Stopped`]).
+    pub fn wake_parked(&self) {
+        for e in self.map.iter() {
+            e.park.wake();
         }
     }
 }
