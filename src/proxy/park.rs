@@ -175,20 +175,15 @@ mod tests {
             s.wake();
             tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
             // Already cancelled when it parks: it does not wait at all.
-            assert!(s.stopped(&abort, &shutdown).as_mut_ready());
+            assert!(ready_now(s.stopped(&abort, &shutdown)));
         }
     }
 
-    trait ReadyNow {
-        fn as_mut_ready(self) -> bool;
-    }
-
-    impl ReadyNow for Stopped<'_> {
-        fn as_mut_ready(self) -> bool {
-            let mut f = std::pin::pin!(self);
-            let waker = futures_noop();
-            f.as_mut().poll(&mut Context::from_waker(&waker)).is_ready()
-        }
+    /// Whether `f` is ready at its first poll.
+    fn ready_now(f: Stopped<'_>) -> bool {
+        let mut f = std::pin::pin!(f);
+        let waker = futures_noop();
+        f.as_mut().poll(&mut Context::from_waker(&waker)).is_ready()
     }
 
     fn futures_noop() -> std::task::Waker {
