@@ -347,14 +347,18 @@ impl Mailbox {
     /// Disconnects the client for going over `limit`, dropping what is queued.
     fn cut(&self, limit: &str) {
         let mut i = self.lock();
+        if i.closed {
+            // The relay closed the mailbox (it parked, or the connection ended)
+            // after the limit was found exceeded: what was queued has been taken,
+            // and a parked connection is not watching `kill` (see `park::Stopped`).
+            return;
+        }
         tracing::info!(
             queued = i.bytes,
             limit,
             "client closed for overcoming its output buffer limit on a shared upstream connection"
         );
-        if !i.closed {
-            self.total.disconnections.fetch_add(1, Ordering::Relaxed);
-        }
+        self.total.disconnections.fetch_add(1, Ordering::Relaxed);
         i.closed = true;
         i.lost.get_or_insert(b"");
         i.in_flight = 0;

@@ -142,6 +142,9 @@ impl SessionSlot {
 pub struct Sessions {
     next: AtomicU64,
     map: DashMap<u64, Arc<SessionSlot>>,
+    /// Set by [`Self::close_all`] (the database is stopped): a connection that
+    /// registers later (accepted just before the listener stopped) is closed at once.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Removes its connection from the registry when dropped.
@@ -173,6 +176,11 @@ impl Sessions {
     pub fn insert(&self, slot: Arc<SessionSlot>) -> Registration<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.map.insert(id, Arc::clone(&slot));
+        // SeqCst on both sides: either `close_all` sees this entry, or this sees
+        // its flag.
+        if self.closed.load(Ordering::SeqCst) {
+            slot.close();
+        }
         Registration { sessions: self, id, slot }
     }
 
@@ -230,8 +238,10 @@ impl Sessions {
         }
     }
 
-    /// Closes every connection.
+    /// Closes every connection, and every one that registers from now on (the
+    /// database is stopped).
     pub fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         for e in self.map.iter() {
             e.close();
         }
@@ -243,5 +253,24 @@ impl Sessions {
         for e in self.map.iter() {
             e.park.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_database_closes_connections_that_register_after_it_stopped() {
+        let sessions = Sessions::default();
+        let (before, after) = (CancellationToken::new(), CancellationToken::new());
+        let first = sessions.register(before.clone(), None, None);
+        sessions.close_all();
+        assert!(before.is_cancelled(), "a registered connection is closed");
+        // Accepted just before the listener stopped, registered just after.
+        let late = sessions.register(after.clone(), None, None);
+        assert!(after.is_cancelled(), "a late one is closed at once");
+        drop((first, late));
+        assert!(sessions.is_empty());
     }
 }

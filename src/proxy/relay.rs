@@ -469,7 +469,12 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 }
                 Entry::Local(bytes) => {
                     self.write_held().await?;
-                    self.client.write_all(&bytes).await?;
+                    match self.mailbox.clone() {
+                        // A client that reads nothing can block here while the lane
+                        // fills its mailbox for the lane replies owed after this one.
+                        Some(m) => self.write_delivery(&m, &bytes, m.soft_deadline()).await?,
+                        None => self.client.write_all(&bytes).await?,
+                    }
                     wrote = true;
                 }
                 Entry::Attach(reader) => self.upstream = Some(reader),
