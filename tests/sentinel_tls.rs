@@ -129,6 +129,13 @@ async fn rediss_sentinel_follows_a_tls_primary_through_a_failover() {
     assert_eq!(show(&c.cmd(&["SET", "before", "tls-1"]).await), "+OK\r\n");
     assert_eq!(show(&c.cmd(&["GET", "before"]).await), "$5\r\ntls-1\r\n");
     assert_eq!(tls_cli(p0, &pki.ca, &["GET", "before"]).await, (true, "tls-1".into()));
+    // On the replica too before the failover: a forced one does not wait for the
+    // replica to catch up, and the write would be lost with it (Redis's own
+    // behaviour, not what is tested here).
+    until("the replica has the write", || async {
+        tls_cli(p1, &pki.ca, &["GET", "before"]).await == (true, "tls-1".into())
+    })
+    .await;
 
     // A forced failover, asked of the Sentinel over TLS (retried while the
     // Sentinel is not ready to pick the replica yet).
