@@ -174,6 +174,18 @@ async fn drain_to_close(s: &mut TcpStream) -> Option<usize> {
     .ok()
 }
 
+/// A Redis holding `small` and a `big` value of `big` bytes, and a proxy whose soft
+/// output limit lasts `soft_for`.
+async fn with_big_value(big: usize, soft_for: Duration) -> (Redis, Proxy) {
+    let redis = Redis::start(&[]);
+    let proxy = proxy_with(&redis, OutputLimits { soft_for, ..OutputLimits::default() }).await;
+    let mut direct = redis.connect().await;
+    same(&direct.cmd(&["SET", "small", "s"]).await, b"+OK\r\n", "SET small");
+    direct.send(&encode(&[b"SET", b"big", &vec![b'x'; big]])).await;
+    same(&direct.reply().await, b"+OK\r\n", "SET big");
+    (redis, proxy)
+}
+
 /// Issue 12's slow reader (a 64 MiB reply read 1 MiB per 3 s through a 4 KiB receive
 /// buffer) and a non-reader, beside 20 clients on the same lane: the 20 clients' p99
 /// latency stays within 2x of the same run without them. The two are dealt with as
@@ -185,14 +197,7 @@ async fn drain_to_close(s: &mut TcpStream) -> Option<usize> {
 async fn a_slow_reader_and_a_non_reader_do_not_slow_the_others() {
     const BIG: usize = 64 * 1024 * 1024;
     const PER_CLIENT: usize = 1000;
-    let redis = Redis::start(&[]);
-    let proxy =
-        proxy_with(&redis, OutputLimits { soft_for: Duration::from_secs(2), ..OutputLimits::default() })
-            .await;
-    let mut direct = redis.connect().await;
-    same(&direct.cmd(&["SET", "small", "s"]).await, b"+OK\r\n", "SET small");
-    direct.send(&encode(&[b"SET", b"big", &vec![b'x'; BIG]])).await;
-    same(&direct.reply().await, b"+OK\r\n", "SET big");
+    let (_redis, proxy) = with_big_value(BIG, Duration::from_secs(2)).await;
 
     // Warm-up, then the run without slow clients.
     latencies(&proxy, 100).await;
@@ -268,14 +273,7 @@ async fn a_slow_reader_and_a_non_reader_do_not_slow_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_reader_over_its_soft_limit_is_disconnected_without_further_replies() {
     const BIG: usize = 24 * 1024 * 1024;
-    let redis = Redis::start(&[]);
-    let proxy =
-        proxy_with(&redis, OutputLimits { soft_for: Duration::from_secs(1), ..OutputLimits::default() })
-            .await;
-    let mut direct = redis.connect().await;
-    same(&direct.cmd(&["SET", "small", "s"]).await, b"+OK\r\n", "SET small");
-    direct.send(&encode(&[b"SET", b"big", &vec![b'x'; BIG]])).await;
-    same(&direct.reply().await, b"+OK\r\n", "SET big");
+    let (_redis, proxy) = with_big_value(BIG, Duration::from_secs(1)).await;
     let backlog = &proxy.ctx.lane_replies;
     let cut = || backlog.disconnections.load(std::sync::atomic::Ordering::Relaxed);
 

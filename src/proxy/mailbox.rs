@@ -374,6 +374,10 @@ impl Mailbox {
     /// When the client will have been over its soft limit for too long, if it is
     /// over it now.
     pub fn soft_deadline(&self) -> Option<Instant> {
+        // Without the lock while below it (every reply of turnstile's own asks).
+        if self.limits.soft == 0 || self.backlog() <= self.limits.soft {
+            return None;
+        }
         Some(self.lock().soft_since? + self.limits.soft_for)
     }
 

@@ -59,9 +59,7 @@ impl ParkSignal {
     pub fn requested(&self) -> Requested<'_> {
         Requested(self)
     }
-}
 
-impl ParkSignal {
     /// Wakes the connection if it is parked (its [`Stopped`] then looks at its
     /// tokens): call after cancelling one of them.
     pub fn wake(&self) {

@@ -108,13 +108,13 @@ impl SessionSlot {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_default().lib_name = bounded(name);
     }
 
-    /// The connection's activity mark and park request.
     /// Ends the connection: both halves, or the parked wait.
     pub fn close(&self) {
         self.kill.cancel();
         self.park.wake();
     }
 
+    /// The connection's activity mark and park request.
     pub fn park(&self) -> &super::park::ParkSignal {
         &self.park
     }
