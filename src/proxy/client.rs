@@ -14,6 +14,7 @@ use zeroize::Zeroize;
 use super::BdbContext;
 use super::Upstream;
 use super::io::{READ_MIN, ReadSome, UpstreamWrite};
+use super::kill::Kill;
 use super::lane::{self, Lane};
 use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
@@ -176,13 +177,9 @@ impl ClientHalf {
         mut self,
         mut reader: R,
         stop: CancellationToken,
-        abort: CancellationToken,
+        abort: Kill,
     ) -> impl Future<Output = ClientExit<R>> {
         async move {
-            // Created once: a `cancelled()` future registers with its token, which is
-            // not free to redo on every read of a busy connection.
-            let aborted = abort.cancelled();
-            let stopped = stop.cancelled();
             // An unauthenticated client is bounded in time: it must AUTH by this deadline.
             // (A connection resumed from parking is authenticated: no timer.)
             let deadline = match self.identity {
@@ -193,7 +190,6 @@ impl ClientHalf {
             // connection carries no timer.
             let mut first_auth = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
             let parkable = reader.parkable();
-            tokio::pin!(aborted, stopped);
             // No buffer while the connection is idle: one is taken when bytes arrive and
             // given back once they are all handled, so thousands of idle connections
             // cost little more than their sockets.
@@ -207,7 +203,7 @@ impl ClientHalf {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Stop) => break,
                     Ok(Flow::Abort) => {
-                        abort.cancel();
+                        abort.kill();
                         return ClientExit::Done(None);
                     }
                     Err(e) => {
@@ -225,8 +221,8 @@ impl ClientHalf {
                 }
                 let read = tokio::select! {
                     biased;
-                    _ = &mut aborted => return ClientExit::Done(None),
-                    _ = &mut stopped => {
+                    () = abort.killed() => return ClientExit::Done(None),
+                    () = abort.stopping(&stop) => {
                         self.push(Entry::Close);
                         break;
                     }
@@ -253,7 +249,7 @@ impl ClientHalf {
                         // A half-sent request that was being streamed leaves the upstream
                         // mid-command: nothing more will be answered, so end right away.
                         if self.streaming.is_some() {
-                            abort.cancel();
+                            abort.kill();
                             return ClientExit::Done(None);
                         }
                         self.push(Entry::Close);
@@ -264,9 +260,9 @@ impl ClientHalf {
             // Keep the upstream writer open while draining: dropping it sends a FIN,
             // and Redis drops a client (and its pending replies) on EOF.
             tokio::select! {
-                _ = &mut aborted => {}
+                () = abort.killed() => {}
                 _ = tokio::time::sleep(DRAIN) => {
-                    abort.cancel();
+                    abort.kill();
                     return ClientExit::Done(None);
                 }
             }

@@ -160,10 +160,10 @@ pub async fn serve_until(
             }
         }
     }
-    // Parked connections do not watch `shutdown` themselves (see `park::Stopped`).
+    // Connections do not watch `shutdown` themselves (see `Kill::stopping`).
     // (A loop stopped for a new listener leaves them to that one's end.)
     if shutdown.is_cancelled() {
-        ctx.sessions.wake_parked();
+        ctx.sessions.wake_all();
     }
 }
 

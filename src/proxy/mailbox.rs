@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+
+use super::kill::Kill;
 
 /// Queued reply bytes beyond which the client is taken off the shared connection
 /// for its next requests (it is not keeping up: let Redis buffer for it, as it would
@@ -113,7 +114,7 @@ pub struct Mailbox {
     /// What is queued for all the database's clients (see [`OutputLimits::total`]).
     total: Arc<Backlog>,
     /// Ends the client's connection (both halves) when it is over its limits.
-    kill: CancellationToken,
+    kill: Kill,
     /// For the relay: something was delivered (or lost).
     ready: Notify,
     /// For the lane: the relay made room.
@@ -147,7 +148,7 @@ impl std::fmt::Debug for Mailbox {
 impl Mailbox {
     /// A mailbox bounded by `limits`, counting what it holds in `total` (shared by
     /// the database's clients); `kill` closes the client's connection.
-    pub fn new(limits: OutputLimits, kill: CancellationToken, total: Arc<Backlog>) -> Self {
+    pub fn new(limits: OutputLimits, kill: Kill, total: Arc<Backlog>) -> Self {
         Self {
             inbox: Mutex::default(),
             queued: AtomicUsize::new(0),
@@ -218,7 +219,7 @@ impl Mailbox {
 
     /// True once the client was disconnected for its output limits.
     pub fn is_cut(&self) -> bool {
-        self.kill.is_cancelled()
+        self.kill.is_killed()
     }
 
     /// True once nothing more will be delivered.
@@ -365,7 +366,7 @@ impl Mailbox {
         i.queue = VecDeque::new();
         self.set_bytes(&mut i, 0);
         drop(i);
-        self.kill.cancel();
+        self.kill.kill();
         self.ready.notify_one();
         self.answered.notify_one();
         self.space.notify_one();
@@ -458,14 +459,14 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_hard_limit_the_client_is_disconnected_and_its_replies_dropped() {
-        let kill = CancellationToken::new();
+        let kill = Kill::new();
         let limits = OutputLimits { hard: 1000, soft: 0, soft_for: Duration::ZERO, total: 0 };
         let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(3);
         assert!(m.deliver(big(1000)), "at the limit is not over it");
-        assert!(!kill.is_cancelled());
+        assert!(!kill.is_killed());
         assert!(!m.deliver(big(1)), "one byte over");
-        assert!(kill.is_cancelled(), "the connection is closed");
+        assert!(kill.is_killed(), "the connection is closed");
         assert!(m.is_lost());
         assert_eq!(m.backlog(), 0, "its replies are dropped, not kept");
         m.wait_in_flight_below(1).await;
@@ -477,7 +478,7 @@ mod tests {
 
     #[tokio::test]
     async fn above_the_soft_limit_for_too_long_the_client_is_disconnected() {
-        let kill = CancellationToken::new();
+        let kill = Kill::new();
         let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
         let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(10);
@@ -490,14 +491,14 @@ mod tests {
         m.next().await.ok().unwrap();
         assert!(m.deliver_at(big(150), at(100)), "over again, but the clock was reset");
         assert!(m.deliver_at(big(1), at(160)), "60 s is not more than 60 s");
-        assert!(!kill.is_cancelled());
+        assert!(!kill.is_killed());
         assert!(!m.deliver_at(big(1), at(161)), "over for longer than the soft seconds");
-        assert!(kill.is_cancelled());
+        assert!(kill.is_killed());
     }
 
     #[tokio::test]
     async fn the_soft_limit_holds_without_further_replies() {
-        let kill = CancellationToken::new();
+        let kill = Kill::new();
         let limits = OutputLimits { hard: 0, soft: 100, soft_for: Duration::from_secs(60), total: 0 };
         let m = Mailbox::new(limits, kill.clone(), Arc::default());
         m.sent(1);
@@ -507,7 +508,7 @@ mod tests {
         assert_eq!(m.soft_deadline(), Some(past + Duration::from_secs(60)));
         // What the relay does at the deadline, with nothing more delivered.
         assert_eq!(m.enforce_soft_limit(), None);
-        assert!(kill.is_cancelled());
+        assert!(kill.is_killed());
     }
 
     #[tokio::test]
@@ -528,7 +529,7 @@ mod tests {
     async fn over_the_database_total_the_clients_holding_much_are_disconnected() {
         let total = Arc::new(Backlog::default());
         let limits = OutputLimits { hard: 0, soft: 0, soft_for: Duration::ZERO, total: 2 * BACKLOG_SOFT };
-        let (ka, kb) = (CancellationToken::new(), CancellationToken::new());
+        let (ka, kb) = (Kill::new(), Kill::new());
         let a = Mailbox::new(limits, ka.clone(), Arc::clone(&total));
         let b = Mailbox::new(limits, kb.clone(), Arc::clone(&total));
         a.sent(10);
@@ -538,7 +539,7 @@ mod tests {
         assert!(b.deliver(big(1000)));
         assert_eq!(total.queued.load(Ordering::Relaxed), 2 * BACKLOG_SOFT + 1100);
         assert!(!a.deliver(big(1)), "a holds much: cut");
-        assert!(ka.is_cancelled() && !kb.is_cancelled());
+        assert!(ka.is_killed() && !kb.is_killed());
         assert_eq!(total.queued.load(Ordering::Relaxed), 1100, "a's bytes are given back");
         assert_eq!(total.disconnections.load(Ordering::Relaxed), 1, "a's cut is counted");
         b.next().await.ok().unwrap();

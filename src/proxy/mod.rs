@@ -8,6 +8,7 @@ pub mod failover;
 pub mod handshake;
 mod hello;
 pub mod io;
+pub mod kill;
 pub mod lane;
 pub mod listener;
 mod local;

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use tokio_util::sync::CancellationToken;
 
 /// How often idle connections are looked for.
 pub const PARK_SWEEP: Duration = Duration::from_secs(1);
@@ -58,45 +57,6 @@ impl ParkSignal {
     /// Resolves when the connection is asked to park.
     pub fn requested(&self) -> Requested<'_> {
         Requested(self)
-    }
-
-    /// Wakes the connection if it is parked (its [`Stopped`] then looks at its
-    /// tokens): call after cancelling one of them.
-    pub fn wake(&self) {
-        self.waker.wake();
-    }
-
-    /// While parked: resolves once `abort` or `shutdown` is cancelled.
-    pub fn stopped<'a>(
-        &'a self,
-        abort: &'a CancellationToken,
-        shutdown: &'a CancellationToken,
-    ) -> Stopped<'a> {
-        Stopped { signal: self, abort, shutdown }
-    }
-}
-
-/// See [`ParkSignal::stopped`]. It holds no registration with either token (two
-/// `cancelled()` futures, ~140 bytes, in every parked connection's future): the
-/// connection waits on its signal's waker, which whoever cancels the tokens wakes
-/// (the registry's closes, and the listener at shutdown).
-pub struct Stopped<'a> {
-    signal: &'a ParkSignal,
-    abort: &'a CancellationToken,
-    shutdown: &'a CancellationToken,
-}
-
-impl Future for Stopped<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // Registered before the tokens are read: a cancel that the reads miss
-        // happened before its `wake`, which then finds this waker.
-        self.signal.waker.register(cx.waker());
-        if self.abort.is_cancelled() || self.shutdown.is_cancelled() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
     }
 }
 
@@ -152,36 +112,6 @@ mod tests {
         s.sweep();
         s.sweep();
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_parked_connection_wakes_when_a_token_is_cancelled_and_its_signal_woken() {
-        for which in 0..2 {
-            let s = std::sync::Arc::new(ParkSignal::default());
-            let (abort, shutdown) = (CancellationToken::new(), CancellationToken::new());
-            let waiting = tokio::spawn({
-                let (s, abort, shutdown) = (std::sync::Arc::clone(&s), abort.clone(), shutdown.clone());
-                async move { s.stopped(&abort, &shutdown).await }
-            });
-            tokio::task::yield_now().await;
-            assert!(!waiting.is_finished(), "nothing cancelled yet");
-            if which == 0 {
-                abort.cancel()
-            } else {
-                shutdown.cancel()
-            }
-            s.wake();
-            tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
-            // Already cancelled when it parks: it does not wait at all.
-            assert!(ready_now(s.stopped(&abort, &shutdown)));
-        }
-    }
-
-    /// Whether `f` is ready at its first poll.
-    fn ready_now(f: Stopped<'_>) -> bool {
-        let mut f = std::pin::pin!(f);
-        let waker = futures_noop();
-        f.as_mut().poll(&mut Context::from_waker(&waker)).is_ready()
     }
 
     fn futures_noop() -> std::task::Waker {

@@ -7,7 +7,10 @@
 //! upstream replies it belongs between, even deep inside a pipeline.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -90,10 +93,16 @@ impl std::fmt::Debug for Entry {
 /// pipelines endlessly without reading cannot grow turnstile's memory without bound.
 const MAX_ENTRIES: usize = 4096;
 
+/// Only the client half pushes, and only while the connection's task polls it;
+/// `session::active` polls the relay right after the client half at every wake-up,
+/// so the relay sees a push in the same poll and a push wakes no one (a wake-up
+/// of the connection's own task would poll both halves once more, a third of the
+/// polls per request at pipeline 1).
 #[derive(Default)]
 pub struct Plan {
     queue: Mutex<VecDeque<Entry>>,
-    ready: Notify,
+    /// Something was pushed since the relay last looked (see [`Self::pushed`]).
+    fresh: AtomicBool,
     space: Notify,
 }
 
@@ -114,12 +123,15 @@ impl Plan {
                 (_, e) => q.push_back(e),
             }
         }
-        self.ready.notify_one();
+        self.fresh.store(true, Ordering::Release);
     }
 
     /// Takes the first entry, if any.
     pub fn pop(&self) -> Option<Entry> {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // Only a full plan has a client half waiting for room (a notification
+        // takes a lock: not one per request for nothing).
+        let full = q.len() >= MAX_ENTRIES;
         let e = q.pop_front();
         if e.is_some() && q.is_empty() {
             // An idle connection holds no queue (160 bytes each); a busy one rarely
@@ -127,7 +139,7 @@ impl Plan {
             *q = VecDeque::new();
         }
         drop(q);
-        if e.is_some() {
+        if e.is_some() && full {
             self.space.notify_one();
         }
         e
@@ -152,9 +164,10 @@ impl Plan {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
-    /// Resolves when entries may have been pushed.
-    pub async fn pushed(&self) {
-        self.ready.notified().await
+    /// Resolves when entries were pushed since it last resolved. Registers no
+    /// waker: see the type's documentation for why none is needed.
+    pub fn pushed(&self) -> Pushed<'_> {
+        Pushed(self)
     }
 
     /// Waits while the plan is full.
@@ -166,6 +179,16 @@ impl Plan {
             }
             notified.await;
         }
+    }
+}
+
+/// See [`Plan::pushed`].
+pub struct Pushed<'a>(&'a Plan);
+
+impl Future for Pushed<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0.fresh.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
     }
 }
 

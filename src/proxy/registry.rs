@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dashmap::DashMap;
-use tokio_util::sync::CancellationToken;
-
 use super::admission::Permit;
+use super::kill::Kill;
 use crate::auth::Identity;
 use crate::authz::RuleKey;
+use dashmap::DashMap;
 
 /// One registered connection.
 #[derive(Debug)]
@@ -19,7 +18,7 @@ pub struct SessionSlot {
     /// The rule whose upstream user the connection's own upstream connection is
     /// logged in as, if it has one: a change of the identity's rule closes it.
     own_rule: Mutex<Option<RuleKey>>,
-    kill: CancellationToken,
+    kill: Kill,
     /// Counts the connection as unauthenticated until its first successful AUTH.
     unauthenticated: Mutex<Option<Permit>>,
     /// The client's address, for the rotation GET's sample of who uses a password.
@@ -58,7 +57,7 @@ fn bounded(v: &[u8]) -> Option<String> {
 impl SessionSlot {
     /// A connection's slot: `kill` ends it; `permit` (if any) is released when it
     /// authenticates.
-    pub fn new(kill: CancellationToken, permit: Option<Permit>, peer: Option<SocketAddr>) -> Arc<Self> {
+    pub fn new(kill: Kill, permit: Option<Permit>, peer: Option<SocketAddr>) -> Arc<Self> {
         Arc::new(Self {
             identity: Mutex::new(None),
             own_rule: Mutex::new(None),
@@ -81,7 +80,7 @@ impl SessionSlot {
     }
 
     /// Closes the connection (both halves), as the admin side does.
-    pub fn kill_switch(&self) -> CancellationToken {
+    pub fn kill_switch(&self) -> Kill {
         self.kill.clone()
     }
 
@@ -110,8 +109,7 @@ impl SessionSlot {
 
     /// Ends the connection: both halves, or the parked wait.
     pub fn close(&self) {
-        self.kill.cancel();
-        self.park.wake();
+        self.kill.kill();
     }
 
     /// The connection's activity mark and park request.
@@ -163,12 +161,7 @@ impl Drop for Registration<'_> {
 impl Sessions {
     /// Registers a connection; `kill` ends it; `permit` (if any) is released when it
     /// authenticates.
-    pub fn register(
-        &self,
-        kill: CancellationToken,
-        permit: Option<Permit>,
-        peer: Option<SocketAddr>,
-    ) -> Registration<'_> {
+    pub fn register(&self, kill: Kill, permit: Option<Permit>, peer: Option<SocketAddr>) -> Registration<'_> {
         self.insert(SessionSlot::new(kill, permit, peer))
     }
 
@@ -247,11 +240,11 @@ impl Sessions {
         }
     }
 
-    /// Wakes every parked connection to look at its tokens (the listener, once
-    /// `shutdown` is cancelled: see [`super::park::Stopped`]).
-    pub fn wake_parked(&self) {
+    /// Wakes every connection to look at the shutdown token (the listener, once
+    /// it is cancelled: see [`Kill::stopping`]).
+    pub fn wake_all(&self) {
         for e in self.map.iter() {
-            e.park.wake();
+            e.kill.wake();
         }
     }
 }
@@ -263,13 +256,13 @@ mod tests {
     #[test]
     fn a_stopped_database_closes_connections_that_register_after_it_stopped() {
         let sessions = Sessions::default();
-        let (before, after) = (CancellationToken::new(), CancellationToken::new());
+        let (before, after) = (Kill::new(), Kill::new());
         let first = sessions.register(before.clone(), None, None);
         sessions.close_all();
-        assert!(before.is_cancelled(), "a registered connection is closed");
+        assert!(before.is_killed(), "a registered connection is closed");
         // Accepted just before the listener stopped, registered just after.
         let late = sessions.register(after.clone(), None, None);
-        assert!(after.is_cancelled(), "a late one is closed at once");
+        assert!(after.is_killed(), "a late one is closed at once");
         drop((first, late));
         assert!(sessions.is_empty());
     }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::io::{READ_MIN, ReadSome, UpstreamRead};
+use super::kill::Kill;
 use super::mailbox::Mailbox;
 use super::plan::{Entry, Plan, Tag};
 use crate::resp::command::SubKind;
@@ -204,13 +205,13 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     /// Not an `async fn`, so that `self` is stored once in the future (see
     /// `ClientHalf::run`).
     #[allow(clippy::manual_async_fn)] // on purpose: see above
-    pub fn run(mut self, abort: CancellationToken) -> impl Future<Output = RelayExit<W>> {
+    pub fn run(mut self, abort: Kill) -> impl Future<Output = RelayExit<W>> {
         async move {
             // Abort first: a connection closed at once (POST, output limits) writes
             // nothing more, even if more happens to be ready.
             let result = tokio::select! {
                 biased;
-                _ = abort.cancelled() => Ok(End::Closed(false)),
+                () = abort.killed() => Ok(End::Closed(false)),
                 r = self.pump() => r,
             };
             let planned_close = match result {
