@@ -257,8 +257,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 Flow::Continue => {}
             }
             if matches!(self.current, Some(Entry::Shared { .. })) {
-                // Boxed for the same reason as the client half's `process`.
-                if let Flow::Close = Box::pin(self.relay_shared()).await? {
+                // Not boxed, as the client half's `process` is not.
+                if let Flow::Close = self.relay_shared().await? {
                     return Ok(End::Closed(false));
                 }
                 continue;
@@ -293,7 +293,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 self.upstream_gone().await?;
                 return Ok(End::Closed(false));
             }
-            // Boxed for the same reason as the client half's `process`.
+            // Boxed: a connection of its own cannot park, so an idle subscriber
+            // would carry this state (~750 bytes) for as long as it listens.
             if let Flow::Close = Box::pin(self.relay_bytes()).await? {
                 return Ok(End::Closed(true));
             }

@@ -170,7 +170,9 @@ impl ClientHalf {
                 // lane may take it.
                 Err(b) => batch = b,
             }
-            match self.lane_on_primary(lane.resp3()).await {
+            // Boxed: rare (the lane ended), and its future (a connect, a login) is
+            // ~2 KiB that every send would otherwise carry.
+            match Box::pin(self.lane_on_primary(lane.resp3())).await {
                 Ok(Some((_, lane))) => {
                     if let Conn::Lane(s) = &mut self.conn {
                         s.lane = lane;
@@ -298,6 +300,12 @@ impl ClientHalf {
     /// [`Self::needs_login`]): the AUTH goes before the client's next request, its
     /// `+OK` unseen. The caller flushed what was to go before it.
     pub(super) async fn ensure_login(&mut self) -> std::io::Result<bool> {
+        // Rare (after a RESET or an AUTH as another user), and its future (~2 KiB,
+        // the credential's reconcile) would sit in every read's: boxed.
+        Box::pin(self.login_own()).await
+    }
+
+    async fn login_own(&mut self) -> std::io::Result<bool> {
         let Conn::Own(own) = &self.conn else { return Ok(true) };
         let Some(grant) = self.grant.clone() else { return Ok(true) };
         let upstream = Arc::clone(&own.upstream);

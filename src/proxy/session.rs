@@ -207,12 +207,14 @@ async fn both<C: Future, L: Future>(
         {
             relay_exit = Some(exit);
         }
+        // Looked at before anything is moved: the exits are large, and this runs
+        // at every poll.
+        if client_exit.is_none() || relay_exit.is_none() {
+            return Poll::Pending;
+        }
         match (client_exit.take(), relay_exit.take()) {
             (Some(c), Some(r)) => Poll::Ready((c, r)),
-            (c, r) => {
-                (client_exit, relay_exit) = (c, r);
-                Poll::Pending
-            }
+            _ => Poll::Pending,
         }
     })
     .await
