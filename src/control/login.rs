@@ -171,6 +171,10 @@ impl Control {
     /// Forgets `uid`'s failed logins, here and in the fleet.
     pub(super) async fn forget_login_failures(&self, uid: u32) {
         self.inner.failures.remove(&uid);
+        self.forget_fleet_login_failures(uid).await;
+    }
+
+    async fn forget_fleet_login_failures(&self, uid: u32) {
         if self.inner.store.fleet().is_none() {
             return;
         }
@@ -178,10 +182,13 @@ impl Control {
         let _ = tokio::task::spawn_blocking(move || store.fleet().map(|f| f.login_reset(uid))).await;
     }
 
-    /// Like [`forget_login_failures`](Self::forget_login_failures), off the
-    /// caller's path (a good login does not wait for the store).
+    /// The fleet's part of [`forget_login_failures`](Self::forget_login_failures),
+    /// off the caller's path (a good login does not wait for the store). The
+    /// caller forgot this node's count itself: done here, the spawned task could
+    /// run after the next failed logins and erase them (seen in CI: five failures
+    /// after a good login did not lock the user).
     fn forget_login_failures_later(&self, uid: u32) {
         let c = self.clone();
-        tokio::spawn(async move { c.forget_login_failures(uid).await });
+        tokio::spawn(async move { c.forget_fleet_login_failures(uid).await });
     }
 }
