@@ -434,15 +434,8 @@ impl ClientHalf {
                 }
                 self.dirty |= cmd != Command::Stateless;
                 let entry = self.expectation(cmd, argc);
-                if !self.ensure_upstream().await? {
+                if !self.own_ready(buf, run).await? {
                     return Ok(Flow::Stop);
-                }
-                if self.needs_login() {
-                    // The login goes after what this run already holds.
-                    self.flush(buf, run).await?;
-                    if !self.ensure_login().await? {
-                        return Ok(Flow::Stop);
-                    }
                 }
                 match cmd {
                     Command::Multi => self.in_multi = true,
@@ -523,20 +516,28 @@ impl ClientHalf {
         }
         self.dirty = true;
         let entry = self.expectation(cmd, p.argc as usize);
-        if !self.ensure_upstream().await? {
+        if !self.own_ready(buf, run).await? {
             return Ok(Flow::Stop);
-        }
-        if self.needs_login() {
-            self.flush(buf, run).await?;
-            if !self.ensure_login().await? {
-                return Ok(Flow::Stop);
-            }
         }
         self.plan_entry(entry).await;
         extend(run, *pos, *pos + p.resume_at);
         *pos += p.resume_at;
         self.streaming = Some(Streamer::new(p.argc - p.complete));
         self.process_from(buf, pos, run).await
+    }
+
+    /// Makes sure the client's own connection is open and logged in as its
+    /// current rule's user (the login goes after what this run already holds).
+    /// False if it could not be (the client was told and is closing).
+    async fn own_ready(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<bool> {
+        if !self.ensure_upstream().await? {
+            return Ok(false);
+        }
+        if self.needs_login() {
+            self.flush(buf, run).await?;
+            return self.ensure_login().await;
+        }
+        Ok(true)
     }
 
     /// Plans a reply of turnstile's own, unless `CLIENT REPLY` silences it.
