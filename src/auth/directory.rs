@@ -97,7 +97,8 @@ struct UserAuth {
 /// password's entry, where the connection's use of it is counted.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub name: Arc<str>,
+    /// The user: its name is the set's (the default user's is [`DEFAULT_USER`]). Not
+    /// kept twice: every connection holds an identity, twice (its task and its slot).
     pub set: SetId,
     pub digest: Digest,
     pub usage: Arc<Usage>,
@@ -106,7 +107,7 @@ pub struct Identity {
 /// The same identity: same set, same password (the entry follows from those).
 impl PartialEq for Identity {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && self.set == other.set && self.digest == other.digest
+        self.set == other.set && self.digest == other.digest
     }
 }
 
@@ -114,8 +115,26 @@ impl Eq for Identity {}
 
 impl Identity {
     pub fn name(&self) -> &str {
-        &self.name
+        match &self.set {
+            SetId::BdbDefault(_) => DEFAULT_USER,
+            SetId::User(n) => n,
+        }
     }
+
+    /// The name as a shared string (the default user's is one for the process:
+    /// no allocation per connection).
+    pub fn shared_name(&self) -> Arc<str> {
+        match &self.set {
+            SetId::BdbDefault(_) => default_user_name(),
+            SetId::User(n) => Arc::clone(n),
+        }
+    }
+}
+
+/// [`DEFAULT_USER`], allocated once.
+pub fn default_user_name() -> Arc<str> {
+    static NAME: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(DEFAULT_USER));
+    Arc::clone(&NAME)
 }
 
 /// The three password operations of the Redis Enterprise API.
@@ -361,7 +380,7 @@ impl Directory {
         let access = b.access.load();
         let mut out = Vec::new();
         if access.default_user {
-            out.push((Arc::from(DEFAULT_USER), Grant::full_access()));
+            out.push((default_user_name(), Grant::full_access()));
         }
         for e in self.inner.users.iter() {
             let Some(acl) = access.rule_for(&e.value().roles.load()) else { continue };
@@ -649,11 +668,7 @@ impl Directory {
 }
 
 fn identity(set: SetId, digest: Digest, usage: Arc<Usage>) -> Identity {
-    let name = match &set {
-        SetId::BdbDefault(_) => Arc::from(DEFAULT_USER),
-        SetId::User(n) => Arc::clone(n),
-    };
-    Identity { name, set, digest, usage }
+    Identity { set, digest, usage }
 }
 
 /// The set an AUTH is checked against.

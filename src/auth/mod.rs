@@ -13,6 +13,7 @@ pub mod usage;
 pub use cache::SetId;
 pub use directory::{
     BdbAccess, ChangeError, DEFAULT_USER, Directory, Identity, Permission, SetChange, VerifyOptions,
+    default_user_name,
 };
 pub use hasher::{Digest, HashParams};
 pub use login::Attempt;

@@ -57,6 +57,8 @@ pub struct Grant {
 impl Grant {
     /// The default user's grant.
     pub fn full_access() -> Self {
-        Self { key: RuleKey::Default, rule: Arc::from(FULL_ACCESS) }
+        // One string for the process: every default-user connection holds a grant.
+        static RULE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(FULL_ACCESS));
+        Self { key: RuleKey::Default, rule: Arc::clone(&RULE) }
     }
 }

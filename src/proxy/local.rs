@@ -205,7 +205,7 @@ impl ClientHalf {
             _ => None,
         };
         let (Some(from), Some(id)) = (from, self.identity.as_ref()) else { return Ok(Flow::Continue) };
-        let to: Arc<str> = Arc::from(id.name());
+        let to: Arc<str> = id.shared_name();
         let silent = match self.expectation(Command::Other, argc) {
             Entry::Replies { silent, .. } => silent,
             _ => false,
@@ -236,7 +236,7 @@ impl ClientHalf {
     /// user before).
     async fn shown_changed(&mut self) {
         let name: Arc<str> =
-            self.identity.as_ref().map_or_else(|| Arc::from("default"), |i| Arc::clone(&i.name));
+            self.identity.as_ref().map_or_else(crate::auth::default_user_name, |i| i.shared_name());
         self.push(Entry::Shown(Arc::clone(&name)));
         if let Conn::Lane(s) = &self.conn {
             s.mailbox.wait_in_flight_below(1).await;
