@@ -116,7 +116,9 @@ pub struct ClientHalf {
     /// The directory's generation when `grant` was computed.
     pub(super) generation: u64,
     pub(super) reply_mode: ReplyMode,
-    streaming: Option<Streamer>,
+    /// Boxed: rare (a request too large to buffer), and every connection's
+    /// future holds the field.
+    streaming: Option<Box<Streamer>>,
     /// The upstream connection may hold state a later client must not inherit
     /// (anything but [`Command::Stateless`] was sent): reusing it takes a `RESET`.
     pub(super) dirty: bool,
@@ -522,7 +524,7 @@ impl ClientHalf {
         self.plan_entry(entry).await;
         extend(run, *pos, *pos + p.resume_at);
         *pos += p.resume_at;
-        self.streaming = Some(Streamer::new(p.argc - p.complete));
+        self.streaming = Some(Box::new(Streamer::new(p.argc - p.complete)));
         self.process_from(buf, pos, run).await
     }
 
@@ -530,6 +532,17 @@ impl ClientHalf {
     /// current rule's user (the login goes after what this run already holds).
     /// False if it could not be (the client was told and is closing).
     async fn own_ready(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<bool> {
+        if matches!(self.conn, Conn::Own(_)) && !self.needs_login() {
+            return Ok(true);
+        }
+        // Opening or logging in: once per connection, or after a RESET or an AUTH
+        // as another user. Boxed: its future (a flush beside a connect) would
+        // otherwise sit in every read's, which a woken connection boxes whole.
+        Box::pin(self.open_own(buf, run)).await
+    }
+
+    /// [`Self::own_ready`]'s slow path.
+    async fn open_own(&mut self, buf: &[u8], run: &mut Option<Range<usize>>) -> std::io::Result<bool> {
         if !self.ensure_upstream().await? {
             return Ok(false);
         }

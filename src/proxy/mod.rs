@@ -3,6 +3,7 @@
 
 mod acl;
 pub mod admission;
+mod both;
 mod client;
 pub mod failover;
 pub mod handshake;

@@ -26,10 +26,11 @@ struct Modes {
     monitor: bool,
     /// Last subscription count reported for channels + patterns (Redis reports them
     /// together), and the part of it that is each.
-    regular: i64,
-    channels: i64,
-    patterns: i64,
-    shard: i64,
+    // 32-bit: every connection's future holds these (a count past 2^31 saturates).
+    regular: i32,
+    channels: i32,
+    patterns: i32,
+    shard: i32,
 }
 
 impl Modes {
@@ -38,11 +39,11 @@ impl Modes {
     }
 
     fn count(&self, kind: SubKind) -> i64 {
-        match kind {
+        i64::from(match kind {
             SubKind::Channel => self.channels,
             SubKind::Pattern => self.patterns,
             SubKind::Shard => self.shard,
-        }
+        })
     }
 
     /// Updates the counts from a (un)subscribe confirmation; false if `info` is not one.
@@ -51,16 +52,17 @@ impl Modes {
         let Some(count) = info.third else {
             return false;
         };
+        let count = i32::try_from(count.max(0)).unwrap_or(i32::MAX);
         let up = count > self.regular;
         let down = count < self.regular;
         if head.eq_ignore_case(b"subscribe") {
-            self.channels += i64::from(up);
+            self.channels += i32::from(up);
         } else if head.eq_ignore_case(b"psubscribe") {
-            self.patterns += i64::from(up);
+            self.patterns += i32::from(up);
         } else if head.eq_ignore_case(b"unsubscribe") {
-            self.channels -= i64::from(down);
+            self.channels -= i32::from(down);
         } else if head.eq_ignore_case(b"punsubscribe") {
-            self.patterns -= i64::from(down);
+            self.patterns -= i32::from(down);
         } else if head.eq_ignore_case(b"ssubscribe") || head.eq_ignore_case(b"sunsubscribe") {
             self.shard = count;
             return true;
@@ -134,7 +136,9 @@ pub struct Relay<W> {
     /// Dropping the bytes of the frame being scanned (replies the client turned off).
     dropping: bool,
     /// The bytes of the reply being scanned, held to be rewritten (`Rewrite`).
-    capturing: Option<Vec<u8>>,
+    /// Boxed, like `held`: rare, and every connection's future holds the field.
+    #[allow(clippy::box_collection)] // on purpose: 8 bytes in every parked connection, not 24
+    capturing: Option<Box<Vec<u8>>>,
     /// The upstream stream is no longer followed; bytes pass straight through.
     opaque: bool,
     /// Where upstream failures are counted (the database this connection serves).
@@ -149,7 +153,7 @@ pub struct Relay<W> {
     retired: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Replies of ours held back to go out in one write with the shared reply that
     /// follows them (see `advance_plan`).
-    held: Option<Bytes>,
+    held: Option<Box<Bytes>>,
 }
 
 impl<W> Drop for Relay<W> {
@@ -237,6 +241,8 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 && self.buf.is_empty()
                 && self.at_boundary()
                 && self.plan.is_empty();
+            // The client half stops too (its own kill switch).
+            abort.kill();
             RelayExit::Done(if idle { self.upstream.take() } else { None })
         }
     }
@@ -305,7 +311,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
     /// it is held only when the next entry owing bytes is that lane reply.
     fn hold(&mut self, bytes: Bytes) {
         debug_assert!(self.held.is_none(), "a second reply held before the lane reply");
-        self.held = Some(bytes);
+        self.held = Some(Box::new(bytes));
     }
 
     /// Writes the replies held back, if any.
@@ -553,7 +559,7 @@ impl<W: AsyncWrite + Unpin> Relay<W> {
                 {
                     self.client.write_all(&self.buf[flushed..pos]).await?;
                     flushed = pos;
-                    self.capturing = Some(Vec::new());
+                    self.capturing = Some(Box::default());
                 }
             }
             let scanner = self.scanner.get_or_insert_with(Default::default);

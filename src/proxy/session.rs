@@ -1,9 +1,7 @@
 //! One client connection: its two halves, joined in one task.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncWrite;
@@ -12,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BdbContext;
 use super::admission::Permit;
+use super::both::Both;
 use super::client::{ClientExit, ClientHalf, Handback};
 use super::io::{ClientWrite, ReadSome, UpstreamRead, UpstreamWrite};
 use super::kill::Kill;
@@ -144,80 +143,43 @@ where
             ctx.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         };
         drop(registration);
-        // Both halves ended with the upstream between commands: the client is gone
-        // (its socket is closed by now), the upstream connection can serve the next one.
-        // (TLS upstream connections are not kept: their liveness cannot be probed
-        // without reading.)
-        if let (
-            Some(Handback { writer: UpstreamWrite::Tcp(writer), upstream, login: (grant, cred), dirty }),
-            Some(UpstreamRead::Tcp(reader)),
-        ) = (writer, reader)
-        {
-            // Boxed: once per connection, and it would otherwise enlarge every
-            // connection's future for its whole life.
-            Box::pin(ctx.pool.give_back(Conn { reader, writer }, upstream, &cred, grant.key, dirty)).await;
-        }
+        // Boxed: once per connection, and its locals (the handback, the login)
+        // would otherwise enlarge every connection's future for its whole life.
+        Box::pin(hand_back(&ctx, writer, reader)).await;
         tracing::debug!("disconnected");
         drop(guard);
     }
 }
 
+/// Both halves ended with the upstream between commands: the client is gone
+/// (its socket is closed by now), the upstream connection can serve the next one.
+/// (TLS upstream connections are not kept: their liveness cannot be probed
+/// without reading.)
+async fn hand_back(ctx: &BdbContext, writer: Option<Handback>, reader: Option<UpstreamRead>) {
+    if let (
+        Some(Handback { writer: UpstreamWrite::Tcp(writer), upstream, login: (grant, cred), dirty }),
+        Some(UpstreamRead::Tcp(reader)),
+    ) = (writer, reader)
+    {
+        ctx.pool.give_back(Conn { reader, writer }, upstream, &cred, grant.key, dirty).await;
+    }
+}
+
 /// Runs both halves until the connection ends or parks. The halves run
 /// concurrently so neither direction can block the other (see [`serve_connection`]).
-async fn active<R, W>(
+/// The relay kills `abort` when it ends for good, which stops the client half too.
+fn active<R, W>(
     client: ClientHalf,
     relay: Relay<W>,
     reader: R,
     shutdown: &CancellationToken,
     abort: &Kill,
-) -> (ClientExit<R>, RelayExit<W>)
+) -> Both<impl Future<Output = ClientExit<R>> + Send, impl Future<Output = RelayExit<W>> + Send>
 where
     R: ReadSome,
     W: AsyncWrite + Unpin + Send,
 {
-    let client = std::pin::pin!(client.run(reader, shutdown.clone(), abort.clone()));
-    let relay = std::pin::pin!(async {
-        let exit = relay.run(abort.clone()).await;
-        if let RelayExit::Done(_) = exit {
-            // The client half stops too (its own kill switch).
-            abort.kill();
-        }
-        exit
-    });
-    both(client, relay).await
-}
-
-/// Polls the client half and then the relay, in that order at every wake-up, until
-/// both end. Not `tokio::join!`, which takes turns at going first: the relay must
-/// come after the client half for a push to the plan to need no wake-up (see
-/// [`Plan`]).
-async fn both<C: Future, L: Future>(
-    mut client: Pin<&mut C>,
-    mut relay: Pin<&mut L>,
-) -> (C::Output, L::Output) {
-    let (mut client_exit, mut relay_exit) = (None, None);
-    std::future::poll_fn(|cx| {
-        if client_exit.is_none()
-            && let Poll::Ready(exit) = client.as_mut().poll(cx)
-        {
-            client_exit = Some(exit);
-        }
-        if relay_exit.is_none()
-            && let Poll::Ready(exit) = relay.as_mut().poll(cx)
-        {
-            relay_exit = Some(exit);
-        }
-        // Looked at before anything is moved: the exits are large, and this runs
-        // at every poll.
-        if client_exit.is_none() || relay_exit.is_none() {
-            return Poll::Pending;
-        }
-        match (client_exit.take(), relay_exit.take()) {
-            (Some(c), Some(r)) => Poll::Ready((c, r)),
-            _ => Poll::Pending,
-        }
-    })
-    .await
+    Both::new(client.run(reader, shutdown.clone(), abort.clone()), relay.run(abort.clone()))
 }
 
 #[cfg(test)]
@@ -239,26 +201,32 @@ mod tests {
             let plan = Arc::new(Plan::default());
             let reg = ctx.sessions.register(Kill::new(), None, None);
             let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan));
-            let cf = c.run(r, CancellationToken::new(), Kill::new());
-            let rf = Relay::new(plan, w).run(Kill::new());
-            eprintln!(
-                "client half: {} bytes, relay: {} bytes",
-                std::mem::size_of_val(&cf),
-                std::mem::size_of_val(&rf)
-            );
+            let (cf, rf) = (std::mem::size_of::<ClientHalf>(), std::mem::size_of::<Relay<ClientWrite>>());
+            let (token, kill) = (CancellationToken::new(), Kill::new());
+            let both = active(c, Relay::new(plan, w), r, &token, &kill);
+            let size = std::mem::size_of_val(&both);
+            eprintln!("active halves: {size} bytes (client half {cf}, relay {rf})");
+            // Boxed each time a parked connection wakes, and held by every
+            // connection between requests until it parks: memory that bursts of
+            // new connections pay all at once. Each half's future plus a tag: 2,016
+            // bytes, in mimalloc's 2,048-byte class (the next is 2,560). It was
+            // 3,264 (class 3,584) when the halves' arguments and exits were stored
+            // beside them and opening the own connection was inline.
+            assert!(size <= 2048, "the active halves' future is {size} bytes: past mimalloc's 2 KiB class");
         }
         let fut = serve_tcp(ctx, client, None, None, CancellationToken::new(), ());
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
         // What every idle connection's task holds: since parking, the running
-        // halves (client half + relay above, ~1.5 KiB) are boxed per active phase,
-        // and this is their fields plus the parked wait. 720 bytes (debug and
-        // release; 1,904 before parking). tokio's task cell is 128-byte aligned:
-        // header 32 + scheduler and id 16 + this future, its tracing span (40) and
-        // the stage's tag (8) + trailer 48, so up to 752 bytes the cell is 896
-        // bytes; at 776 (two `cancelled()` futures in the parked wait, before
-        // `park::Stopped`) it was 1,024.
-        assert!(size <= 752, "connection future is {size} bytes: its task cell outgrows 896 bytes");
+        // halves (client half + relay above, ~2 KiB) are boxed per active phase,
+        // and this is their fields plus the parked wait. 560 bytes here, 568 in
+        // release (`-Zprint-type-sizes`); 1,904 before parking, 632 before the
+        // rare fields and the hand-back at the end were boxed. tokio's task cell is
+        // 128-byte aligned: header 32 + scheduler and id 16 + the stage (this
+        // future, its tracing span 40, the task tracker's token 8, the stage's tag
+        // 8) + trailer 48, so up to 616 bytes in release the cell is 768 bytes
+        // (896 at 632, 1,024 at 776). Checked here with room for release's extra.
+        assert!(size <= 600, "connection future is {size} bytes: its task cell outgrows 768 bytes");
         // As the listener spawns it.
         use tracing::Instrument;
         let spawned = std::mem::size_of_val(&fut.instrument(tracing::info_span!("conn")));
