@@ -13,7 +13,7 @@ pin_project_lite::pin_project! {
     /// Written out rather than an `async fn` over two pinned futures: that one
     /// stored the halves' arguments, both futures and both exits side by side
     /// (3,264 bytes, boxed anew each time a parked connection wakes); here each half
-    /// is its future or, once done, its exit (~2,100 bytes).
+    /// is its future or, once done, its exit (2,016 bytes).
     pub struct Both<C: Future, L: Future> {
         #[pin]
         client: Half<C>,

@@ -56,13 +56,13 @@ impl Modes {
         let up = count > self.regular;
         let down = count < self.regular;
         if head.eq_ignore_case(b"subscribe") {
-            self.channels += i32::from(up);
+            self.channels = self.channels.saturating_add(i32::from(up));
         } else if head.eq_ignore_case(b"psubscribe") {
-            self.patterns += i32::from(up);
+            self.patterns = self.patterns.saturating_add(i32::from(up));
         } else if head.eq_ignore_case(b"unsubscribe") {
-            self.channels -= i32::from(down);
+            self.channels = self.channels.saturating_sub(i32::from(down));
         } else if head.eq_ignore_case(b"punsubscribe") {
-            self.patterns -= i32::from(down);
+            self.patterns = self.patterns.saturating_sub(i32::from(down));
         } else if head.eq_ignore_case(b"ssubscribe") || head.eq_ignore_case(b"sunsubscribe") {
             self.shard = count;
             return true;
