@@ -143,7 +143,11 @@ async fn min_replicas_answers_503_when_the_replica_does_not_confirm_and_200_agai
     let replica = Redis::start(&["--replicaof", "127.0.0.1", &sp, "--repl-diskless-sync-delay", "0"]);
     until("the replica is in sync", Duration::from_secs(20), || in_sync(&replica)).await;
     let url = format!("redis://{}", store.addr());
-    let setup = Setup { store: "min_replicas = 1\ntimeout_ms = 500".into(), ..Setup::default() };
+    // The product's confirm bound, not the harness's wide one: the 503 below is timed.
+    let setup = Setup {
+        store: "min_replicas = 1\ntimeout_ms = 500\nconfirm_timeout_ms = 500".into(),
+        ..Setup::default()
+    };
     let f = Fleet::start_on(store, &url, &setup, 2).await;
     let port = f.database("rep-first").await;
     f.nodes[1].ok("POST", "/v1/bdbs/1/passwords", json!({"password": "rep-second"})).await;

@@ -63,8 +63,15 @@ impl Node {
         setup: &Setup,
     ) -> Result<Self, String> {
         let throttle = if setup.auth.contains("throttle_failures") { "" } else { "throttle_failures = 0\n" };
+        // Tests assert that a change is live everywhere by its 200. The product's
+        // 500 ms bound on waiting for the other nodes is for production; on a loaded
+        // CI runner (debug build, four fleets at once) a node can take longer to
+        // apply, and a 200 after the bound would fail those tests by timing alone.
+        // A test of the bound itself sets its own.
+        let confirm =
+            if setup.store.contains("confirm_timeout_ms") { "" } else { "confirm_timeout_ms = 10000\n" };
         let text = format!(
-            "[admin]\nlisten = \"{host}:0\"\ntls = false\n[store]\ndir = \"{}\"\nredis = \"{store_url}\"\n{}\n\
+            "[admin]\nlisten = \"{host}:0\"\ntls = false\n[store]\ndir = \"{}\"\nredis = \"{store_url}\"\n{confirm}{}\n\
              [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n{throttle}{}\n\
              [bootstrap]\nadmin_name = \"{ADMIN}\"\nadmin_email = \"{ADMIN_EMAIL}\"\n",
             dir.display(),
@@ -165,20 +172,39 @@ impl Fleet {
         Self { store, upstream, nodes, _dirs: dirs }
     }
 
-    /// A database created on node 1 (port chosen there, the same on every node),
+    /// A database created on node 1 (on a port free on every node),
     /// with `pw` as its default user's password. Returns its port.
     pub async fn database(&self, pw: &str) -> u16 {
+        let port = port_free_everywhere();
         let v = self.nodes[0]
             .ok(
                 "POST",
                 "/v1/bdbs",
-                json!({"name": "app", "port": 0, "upstream": format!("redis://{}", self.upstream.addr())}),
+                json!({"name": "app", "port": port, "upstream": format!("redis://{}", self.upstream.addr())}),
             )
             .await;
         let port: u16 = v["port"].as_u64().expect("port") as u16;
         let uid = v["uid"].as_u64().unwrap();
         self.nodes[0].ok("PUT", &format!("/v1/bdbs/{uid}/passwords"), json!({"password": pw})).await;
         port
+    }
+}
+
+/// Every address a test node may serve on: the fleet's hosts, then the nodes some
+/// tests start beside a fleet (a third node, a separate process).
+const ALL_HOSTS: [&str; 4] = [HOSTS[0], HOSTS[1], HOSTS[2], "127.0.0.5"];
+
+/// A port free on every address a node may serve it on, right now. Port 0 would let
+/// node 1 choose a port free on its own address only, which another test's node may
+/// hold on another address (its admin listener took it as an ephemeral port): a
+/// collision the tests would read as a change that did not arrive.
+fn port_free_everywhere() -> u16 {
+    loop {
+        let first = std::net::TcpListener::bind((ALL_HOSTS[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if ALL_HOSTS[1..].iter().all(|h| std::net::TcpListener::bind((*h, port)).is_ok()) {
+            return port;
+        }
     }
 }
 
