@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
 use super::BdbContext;
@@ -165,9 +164,10 @@ impl ClientHalf {
         }
     }
 
-    /// Reads requests until the client leaves, a protocol error, a QUIT, `stop`
-    /// (graceful shutdown) or `abort` (the relay ended). Then gives the relay up to
-    /// [`DRAIN`] to deliver what is owed before aborting the connection.
+    /// Reads requests until the client leaves, a protocol error, a QUIT, a stop
+    /// (graceful shutdown, [`Kill::stop`]) or a kill of `abort` (the relay ended).
+    /// Then gives the relay up to [`DRAIN`] to deliver what is owed before aborting
+    /// the connection.
     ///
     /// Returns the upstream writer if the upstream was left between two commands
     /// (nothing half-sent, no write failed), so that the connection can be reused.
@@ -175,12 +175,7 @@ impl ClientHalf {
     /// Not an `async fn`: an async fn moves its arguments into locals, so `self`
     /// would be stored twice in a future every idle connection carries.
     #[allow(clippy::manual_async_fn)] // on purpose: see above
-    pub fn run<R: ReadSome>(
-        mut self,
-        mut reader: R,
-        stop: CancellationToken,
-        abort: Kill,
-    ) -> impl Future<Output = ClientExit<R>> {
+    pub fn run<R: ReadSome>(mut self, mut reader: R, abort: Kill) -> impl Future<Output = ClientExit<R>> {
         async move {
             // An unauthenticated client is bounded in time: it must AUTH by this deadline.
             // (A connection resumed from parking is authenticated: no timer.)
@@ -192,11 +187,15 @@ impl ClientHalf {
             // connection carries no timer.
             let mut first_auth = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
             let parkable = reader.parkable();
-            // No buffer while the connection is idle: one is taken when bytes arrive and
-            // given back once they are all handled, so thousands of idle connections
-            // cost little more than their sockets.
+            // No buffer while the connection is idle: one is taken when bytes arrive,
+            // kept while requests keep coming (its room is reused in place), and
+            // dropped with this future when the connection parks, so thousands of
+            // idle connections cost little more than their sockets.
             let mut buf = BytesMut::new();
             let mut chunk = READ_MIN;
+            // Reads since the connection woke, and bytes read into `buf` since it was
+            // made (see `keep_or_release`).
+            let (mut reads, mut read_in) = (0u32, 0);
             loop {
                 // Not boxed (an allocation and a copy of ~900 bytes per read, ~6% of
                 // a GET's instructions): a parked connection holds none of this
@@ -216,16 +215,14 @@ impl ClientHalf {
                         break;
                     }
                 }
-                if buf.is_empty() {
-                    buf = BytesMut::new();
-                }
+                keep_or_release(&mut buf, &mut read_in, &mut chunk, reads);
                 if self.identity.is_some() {
                     first_auth = None;
                 }
                 let read = tokio::select! {
                     biased;
                     () = abort.killed() => return ClientExit::Done(None),
-                    () = abort.stopping(&stop) => {
+                    () = abort.stopping() => {
                         self.push(Entry::Close);
                         break;
                     }
@@ -240,14 +237,21 @@ impl ClientHalf {
                             return ClientExit::Parked(self, reader);
                         }
                         // Busy in a way that cannot park (a connection of its own):
-                        // active as far as the sweeps are concerned.
+                        // active as far as the sweeps are concerned. Idle all the
+                        // same: it holds no read buffer while it waits.
+                        if buf.is_empty() {
+                            release(&mut buf, &mut read_in, &mut chunk);
+                        }
                         self.slot.park().touch();
                         continue;
                     }
                     r = reader.read_some(&mut buf, &mut chunk) => r,
                 };
                 match read {
-                    Ok(n) if n > 0 => self.slot.park().touch(),
+                    Ok(n) if n > 0 => {
+                        (reads, read_in) = (reads.saturating_add(1), read_in.saturating_add(n));
+                        self.slot.park().touch();
+                    }
                     _ => {
                         // A half-sent request that was being streamed leaves the upstream
                         // mid-command: nothing more will be answered, so end right away.
@@ -772,9 +776,60 @@ fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
     }
 }
 
+/// After a read's requests are handled: an empty read buffer is kept for the next
+/// read by a connection that keeps reading (at pipeline 1, making a new one per
+/// request was an allocation and a free per request, ~340 instructions of a GET's
+/// 8,700). It is given back after a connection's first read since it woke (most
+/// connections that send one burst then go quiet: a thousand new ones would each
+/// hold 4 KiB until they park), and once more than [`READ_MIN`] was read into it: it
+/// may have grown for a large request. The read size starts again from
+/// [`READ_MIN`] with the next buffer: a grown one (up to 64 KiB, after reads that
+/// filled their room) would otherwise size the fresh buffer, and a short request
+/// would keep it. So a connection between requests keeps at most a few KiB, and a
+/// 1 MB value's buffer is not kept for the next `GET`.
+fn keep_or_release(buf: &mut BytesMut, read_in: &mut usize, chunk: &mut usize, reads: u32) {
+    if buf.is_empty() && (reads <= 1 || *read_in > READ_MIN) {
+        release(buf, read_in, chunk);
+    }
+}
+
+/// Gives the (empty) read buffer back; the next one starts at the minimum read size.
+fn release(buf: &mut BytesMut, read_in: &mut usize, chunk: &mut usize) {
+    (*buf, *read_in, *chunk) = (BytesMut::new(), 0, READ_MIN);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection that keeps reading keeps its buffer; its first read since it
+    /// woke, a buffer more than `READ_MIN` went through, or one not yet drained do not.
+    #[test]
+    fn the_read_buffer_is_kept_only_for_a_connection_that_keeps_reading() {
+        use crate::proxy::io::READ_MAX;
+        let filled = |n: usize| {
+            let mut b = BytesMut::with_capacity(n.max(READ_MIN));
+            b.extend_from_slice(&vec![b'x'; n]);
+            b.clear();
+            b
+        };
+        let mut chunk = READ_MIN;
+        let (mut buf, mut read_in) = (filled(40), 40);
+        keep_or_release(&mut buf, &mut read_in, &mut chunk, 1);
+        assert_eq!((buf.capacity(), read_in), (0, 0), "the first read's buffer goes");
+        let (mut buf, mut read_in) = (filled(40), 40);
+        keep_or_release(&mut buf, &mut read_in, &mut chunk, 2);
+        assert!(buf.capacity() >= READ_MIN && read_in == 40, "a second read's buffer stays");
+        // Reads that filled their room grew the read size: it starts over with the
+        // next buffer, or that buffer would be made 64 KiB and kept.
+        let (mut buf, mut read_in, mut chunk) = (filled(READ_MIN + 1), READ_MIN + 1, READ_MAX);
+        keep_or_release(&mut buf, &mut read_in, &mut chunk, 5);
+        assert_eq!((buf.capacity(), read_in), (0, 0), "a buffer a large request went through goes");
+        assert_eq!(chunk, READ_MIN, "and the next one starts small");
+        let (mut buf, mut read_in) = (BytesMut::from(&b"*1\r\n"[..]), 5000);
+        keep_or_release(&mut buf, &mut read_in, &mut chunk, 1);
+        assert_eq!(&buf[..], b"*1\r\n", "a partial request is kept");
+    }
 
     /// A read's future is held inline by every active connection (not boxed per
     /// read, see `run`): the rare, large paths it can take (AUTH and the other

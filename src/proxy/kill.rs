@@ -5,8 +5,11 @@
 //! Why not a `CancellationToken`: a busy connection waits on its kill switch and on
 //! shutdown at every poll, two or three times per request at pipeline 1, and a
 //! `cancelled()` future takes the token's lock and its `Notify`'s lock at every poll
-//! (measured: ~1,750 of ~12,800 instructions per GET, `benches/load/instructions.py`).
-//! Here a poll is one atomic load and a waker registration. Only one task waits on
+//! (measured: ~1,750 of ~12,800 instructions per GET, `benches/load/instructions.py`);
+//! even `is_cancelled` takes the lock. So shutdown is a flag here too, set for each
+//! connection by its registry ([`super::registry::Sessions::stop_all`]). A poll is
+//! an atomic load and a waker registration, itself skipped while the connection's
+//! waker is in the slot (`proxy::waiter`). Only one task waits on
 //! a kill switch, the connection's own (its halves and its parked wait are one
 //! task), so one waker slot is enough.
 
@@ -15,8 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use atomic_waker::AtomicWaker;
-use tokio_util::sync::CancellationToken;
+use super::waiter::Waiter;
 
 /// See the module documentation. Clones throw the same switch.
 #[derive(Debug, Clone, Default)]
@@ -25,8 +27,10 @@ pub struct Kill(Arc<Inner>);
 #[derive(Debug, Default)]
 struct Inner {
     killed: AtomicBool,
+    /// Set at shutdown ([`Kill::stop`]): the connection finishes what it owes.
+    stopping: AtomicBool,
     /// The connection's task, while it waits on this switch or on shutdown.
-    waker: AtomicWaker,
+    waker: Waiter,
 }
 
 impl Kill {
@@ -45,9 +49,11 @@ impl Kill {
         self.0.killed.load(Ordering::Acquire)
     }
 
-    /// Wakes the connection to look at the shutdown token (see [`Self::stopping`]):
-    /// call after cancelling it.
-    pub fn wake(&self) {
+    /// Asks the connection to finish at shutdown: it reads no more requests and
+    /// delivers what it owes (see [`Self::stopping`]).
+    pub fn stop(&self) {
+        // Stored before the wake, as in `kill`.
+        self.0.stopping.store(true, Ordering::Release);
         self.0.waker.wake();
     }
 
@@ -56,15 +62,15 @@ impl Kill {
         Killed(self)
     }
 
-    /// Resolves once `shutdown` is cancelled and this connection woken for it
-    /// ([`Self::wake`]).
-    pub fn stopping<'a>(&'a self, shutdown: &'a CancellationToken) -> Stopping<'a> {
-        Stopping { kill: self, shutdown, or_killed: false }
+    /// Resolves once the connection is asked to stop ([`Self::stop`]).
+    pub fn stopping(&self) -> Stopping<'_> {
+        Stopping { kill: self, or_killed: false }
     }
 
-    /// Resolves once the switch is thrown or `shutdown` is cancelled (the parked wait).
-    pub fn stopped<'a>(&'a self, shutdown: &'a CancellationToken) -> Stopping<'a> {
-        Stopping { kill: self, shutdown, or_killed: true }
+    /// Resolves once the switch is thrown or the connection asked to stop (the
+    /// parked wait).
+    pub fn stopped(&self) -> Stopping<'_> {
+        Stopping { kill: self, or_killed: true }
     }
 
     fn register(&self, cx: &Context<'_>) {
@@ -88,21 +94,19 @@ impl Future for Killed<'_> {
     }
 }
 
-/// See [`Kill::stopping`] and [`Kill::stopped`]. Holds no registration with the
-/// token: whoever cancels it wakes the connections (the listener, at shutdown).
+/// See [`Kill::stopping`] and [`Kill::stopped`].
 pub struct Stopping<'a> {
     kill: &'a Kill,
-    shutdown: &'a CancellationToken,
     or_killed: bool,
 }
 
 impl Future for Stopping<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // Registered before the token is read: a cancel that the read misses
+        // Registered before the flags are read: a store that the reads miss
         // happened before its wake, which then finds this waker.
         self.kill.register(cx);
-        if (self.or_killed && self.kill.is_killed()) || self.shutdown.is_cancelled() {
+        if (self.or_killed && self.kill.is_killed()) || self.kill.0.stopping.load(Ordering::Acquire) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -123,7 +127,6 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_connection_wakes_when_killed() {
         let kill = Kill::new();
-        let shutdown = CancellationToken::new();
         let waiting = tokio::spawn({
             let kill = kill.clone();
             async move { kill.killed().await }
@@ -134,26 +137,25 @@ mod tests {
         kill.kill();
         tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
         assert!(ready_now(kill.killed()), "once killed, at once");
-        assert!(ready_now(kill.stopped(&shutdown)), "the parked wait ends on a kill too");
-        assert!(!ready_now(kill.stopping(&shutdown)), "a kill is not a shutdown");
+        assert!(ready_now(kill.stopped()), "the parked wait ends on a kill too");
+        assert!(!ready_now(kill.stopping()), "a kill is not a shutdown");
     }
 
     #[tokio::test]
-    async fn a_waiting_connection_wakes_at_shutdown_once_woken() {
+    async fn a_waiting_connection_wakes_when_asked_to_stop() {
         for parked in [false, true] {
             let kill = Kill::new();
-            let shutdown = CancellationToken::new();
             let waiting = tokio::spawn({
-                let (kill, shutdown) = (kill.clone(), shutdown.clone());
-                async move { if parked { kill.stopped(&shutdown).await } else { kill.stopping(&shutdown).await } }
+                let kill = kill.clone();
+                async move { if parked { kill.stopped().await } else { kill.stopping().await } }
             });
             tokio::task::yield_now().await;
-            assert!(!waiting.is_finished(), "nothing cancelled yet");
-            shutdown.cancel();
-            kill.wake();
+            assert!(!waiting.is_finished(), "not asked yet");
+            kill.stop();
             tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
             assert!(!kill.is_killed(), "a shutdown is not a kill");
-            assert!(ready_now(kill.stopping(&shutdown)), "already cancelled: no wait");
+            assert!(ready_now(kill.stopping()), "already asked: no wait");
+            assert!(!ready_now(kill.killed()), "and stopping is not killed");
         }
     }
 }

@@ -122,7 +122,6 @@ pub async fn serve_until(
         let full = max > 0 && active > max;
         let span = tracing::info_span!("conn", bdb = ctx.uid, %peer);
         let ctx = Arc::clone(&ctx);
-        let shutdown = shutdown.clone();
         // Read per connection: turning TLS on or off applies to the next one.
         match ctx.tls_acceptor() {
             None if full => {
@@ -135,9 +134,7 @@ pub async fn serve_until(
                 // The connection's future itself is the task (no wrapper: an
                 // `async` block awaiting it would hold it twice); it logs its end.
                 span.in_scope(|| tracing::debug!("connected"));
-                tracker.spawn(
-                    serve_tcp(ctx, stream, Some(peer), Some(permit), shutdown, guard).instrument(span),
-                );
+                tracker.spawn(serve_tcp(ctx, stream, Some(peer), Some(permit), guard).instrument(span));
             }
             Some(acceptor) => {
                 // The handshake runs in the connection's task, never in the accept loop.
@@ -153,17 +150,18 @@ pub async fn serve_until(
                             return;
                         }
                         tracing::debug!("connected (TLS)");
-                        serve_tls(ctx, tls, Some(peer), Some(permit), shutdown).await;
+                        serve_tls(ctx, tls, Some(peer), Some(permit)).await;
                     }
                     .instrument(span),
                 );
             }
         }
     }
-    // Connections do not watch `shutdown` themselves (see `Kill::stopping`).
+    // Connections do not watch `shutdown` themselves: they are asked, by a flag on
+    // each one's kill switch (see `proxy::kill`).
     // (A loop stopped for a new listener leaves them to that one's end.)
     if shutdown.is_cancelled() {
-        ctx.sessions.wake_all();
+        ctx.sessions.stop_all();
     }
 }
 

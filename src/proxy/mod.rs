@@ -25,6 +25,7 @@ pub mod sentinel;
 pub mod session;
 pub mod upstream;
 pub mod users;
+mod waiter;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

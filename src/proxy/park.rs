@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
+use super::waiter::Waiter;
 
 /// How often idle connections are looked for.
 pub const PARK_SWEEP: Duration = Duration::from_secs(1);
@@ -29,7 +29,7 @@ const REQUESTED: u8 = 2;
 #[derive(Debug, Default)]
 pub struct ParkSignal {
     state: AtomicU8,
-    waker: AtomicWaker,
+    waker: Waiter,
 }
 
 impl ParkSignal {
@@ -61,7 +61,8 @@ impl ParkSignal {
 }
 
 /// See [`ParkSignal::requested`]. A plain struct, polled in the client half's
-/// read select: it registers a waker (lock-free) and reads one atomic.
+/// read select: it registers a waker (skipped while its waker is in the slot) and
+/// reads one atomic.
 pub struct Requested<'a>(&'a ParkSignal);
 
 impl Future for Requested<'_> {

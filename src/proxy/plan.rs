@@ -92,6 +92,8 @@ impl std::fmt::Debug for Entry {
 /// Entries beyond this make the client half wait for the relay: a client that
 /// pipelines endlessly without reading cannot grow turnstile's memory without bound.
 const MAX_ENTRIES: usize = 4096;
+/// An empty queue keeps room for this many entries between requests (see [`Plan::pop`]).
+const KEPT_ENTRIES: usize = 16;
 
 /// Only the client half pushes, and only while the connection's task polls it;
 /// `session::active` polls the relay right after the client half at every wake-up,
@@ -133,9 +135,12 @@ impl Plan {
         // takes a lock: not one per request for nothing).
         let full = q.len() >= MAX_ENTRIES;
         let e = q.pop_front();
-        if e.is_some() && q.is_empty() {
-            // An idle connection holds no queue (160 bytes each); a busy one rarely
-            // empties it between reads, so this is not an allocation per request.
+        // A parked connection holds no queue (160 bytes each), nor does one that
+        // once queued many entries. A connection between requests keeps its few
+        // slots (so does one that never parks, over TLS): at pipeline 1 the queue
+        // empties at every reply, and making it again was an allocation and a free
+        // per request.
+        if q.is_empty() && (matches!(e, Some(Entry::Park)) || q.capacity() > KEPT_ENTRIES) {
             *q = VecDeque::new();
         }
         drop(q);
@@ -195,6 +200,32 @@ impl Future for Pushed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn capacity(p: &Plan) -> usize {
+        p.queue.lock().unwrap().capacity()
+    }
+
+    /// Between requests the queue keeps its few slots (no allocation per request);
+    /// parking, or emptying a queue that once grew, gives the room back.
+    #[test]
+    fn an_empty_queue_keeps_a_little_room_until_the_connection_parks() {
+        let p = Plan::default();
+        p.push(Entry::Shared { n: 1 });
+        assert!(p.pop().is_some());
+        let kept = capacity(&p);
+        assert!(kept > 0, "emptied between requests: the room is kept");
+        p.push(Entry::Shared { n: 1 });
+        assert!(p.pop().is_some());
+        assert_eq!(capacity(&p), kept, "the next request reuses it");
+        p.push(Entry::Park);
+        assert!(matches!(p.pop(), Some(Entry::Park)));
+        assert_eq!(capacity(&p), 0, "a parked connection holds no queue");
+        for i in 0..100 {
+            p.push(Entry::Local(Bytes::from(format!("+{i}\r\n"))));
+        }
+        while p.pop().is_some() {}
+        assert_eq!(capacity(&p), 0, "room for a hundred entries is not kept");
+    }
 
     #[test]
     fn plain_replies_merge_and_zero_vanishes() {

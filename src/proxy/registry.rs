@@ -143,6 +143,9 @@ pub struct Sessions {
     /// Set by [`Self::close_all`] (the database is stopped): a connection that
     /// registers later (accepted just before the listener stopped) is closed at once.
     closed: std::sync::atomic::AtomicBool,
+    /// Set by [`Self::stop_all`] (shutdown): a connection that registers later is
+    /// asked to stop at once.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Removes its connection from the registry when dropped.
@@ -173,6 +176,9 @@ impl Sessions {
         // its flag.
         if self.closed.load(Ordering::SeqCst) {
             slot.close();
+        }
+        if self.stopping.load(Ordering::SeqCst) {
+            slot.kill.stop();
         }
         Registration { sessions: self, id, slot }
     }
@@ -240,11 +246,12 @@ impl Sessions {
         }
     }
 
-    /// Wakes every connection to look at the shutdown token (the listener, once
-    /// it is cancelled: see [`Kill::stopping`]).
-    pub fn wake_all(&self) {
+    /// Asks every connection, and every one that registers from now on, to finish
+    /// what it owes and close (the listener, at shutdown: see [`Kill::stopping`]).
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         for e in self.map.iter() {
-            e.kill.wake();
+            e.kill.stop();
         }
     }
 }
@@ -265,5 +272,23 @@ mod tests {
         assert!(after.is_killed(), "a late one is closed at once");
         drop((first, late));
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn shutdown_asks_connections_that_register_after_it_to_stop_too() {
+        let asked = |k: &Kill| {
+            let mut f = std::pin::pin!(k.stopping());
+            f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
+        };
+        let sessions = Sessions::default();
+        let (before, after) = (Kill::new(), Kill::new());
+        let first = sessions.register(before.clone(), None, None);
+        assert!(!asked(&before), "not before shutdown");
+        sessions.stop_all();
+        assert!(asked(&before), "a registered connection is asked to stop");
+        assert!(!before.is_killed(), "asked to stop, not killed: it delivers what it owes");
+        let late = sessions.register(after.clone(), None, None);
+        assert!(asked(&after), "a late one is asked at once");
+        drop((first, late));
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::BdbContext;
 use super::admission::Permit;
@@ -37,12 +36,11 @@ pub fn serve_tcp(
     stream: TcpStream,
     peer: Option<SocketAddr>,
     permit: Option<Permit>,
-    shutdown: CancellationToken,
     guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve_connection(ctx, reader, ClientWrite::new(writer), peer, permit, shutdown, guard)
+    serve_connection(ctx, reader, ClientWrite::new(writer), peer, permit, guard)
 }
 
 /// Completes a client's TLS handshake, bounded in time. None if it failed (a
@@ -74,14 +72,14 @@ pub fn serve_tls(
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: Option<SocketAddr>,
     permit: Option<Permit>,
-    shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
     let (reader, writer) = tokio::io::split(stream);
-    serve_connection(ctx, reader, writer, peer, permit, shutdown, ())
+    serve_connection(ctx, reader, writer, peer, permit, ())
 }
 
-/// Serves one client until it leaves, misbehaves, or `shutdown` (after which what it
-/// is owed is delivered, within [`super::client::DRAIN`]).
+/// Serves one client until it leaves, misbehaves, or is asked to stop at shutdown
+/// ([`Kill::stop`], after which what it is owed is delivered, within
+/// [`super::client::DRAIN`]).
 ///
 /// The halves run concurrently so neither direction can block the other: a client
 /// that writes a long pipeline before reading, or an upstream that answers slowly,
@@ -95,7 +93,6 @@ pub fn serve_connection<R, W>(
     writer: W,
     peer: Option<SocketAddr>,
     permit: Option<Permit>,
-    shutdown: CancellationToken,
     guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send
 where
@@ -123,7 +120,7 @@ where
             // connection is active; a parked one holds just the halves' fields.
             // Matched as a temporary, not bound to a name: a named, partly moved
             // value would keep its room (~500 bytes) in the future while parked.
-            match Box::pin(active(client, relay, reader, &shutdown, &abort)).await {
+            match Box::pin(active(client, relay, reader, &abort)).await {
                 (ClientExit::Parked(c, r), RelayExit::Parked(rl)) => (client, relay, reader) = (c, rl, r),
                 (ClientExit::Done(h), RelayExit::Done(u)) => break (h, u),
                 // The relay ended (the client stopped taking bytes, or a kill)
@@ -133,11 +130,11 @@ where
             crate::metrics::inc(&ctx.stats.parked);
             // Bytes, a kill or a shutdown: each is handled by the active halves
             // exactly as if they had been waiting all along.
-            // No `cancelled()` future on the shutdown token: ~70 bytes less in
-            // every parked connection (see `Kill::stopping`).
+            // No `cancelled()` future on a shutdown token: ~70 bytes less in
+            // every parked connection (shutdown is a flag, see `proxy::kill`).
             tokio::select! {
                 biased;
-                () = abort.stopped(&shutdown) => {}
+                () = abort.stopped() => {}
                 () = reader.ready() => {}
             }
             ctx.stats.parked.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -175,14 +172,13 @@ fn active<R, W>(
     client: ClientHalf,
     relay: Relay<W>,
     reader: R,
-    shutdown: &CancellationToken,
     abort: &Kill,
 ) -> Both<impl Future<Output = ClientExit<R>> + Send, impl Future<Output = RelayExit<W>> + Send>
 where
     R: ReadSome,
     W: AsyncWrite + Unpin + Send,
 {
-    Both::new(client.run(reader, shutdown.clone(), abort.clone()), relay.run(abort.clone()))
+    Both::new(client.run(reader, abort.clone()), relay.run(abort.clone()))
 }
 
 #[cfg(test)]
@@ -205,8 +201,8 @@ mod tests {
             let reg = ctx.sessions.register(Kill::new(), None, None);
             let c = ClientHalf::new(Arc::clone(&ctx), Arc::clone(&reg.slot), Arc::clone(&plan));
             let (cf, rf) = (std::mem::size_of::<ClientHalf>(), std::mem::size_of::<Relay<ClientWrite>>());
-            let (token, kill) = (CancellationToken::new(), Kill::new());
-            let both = active(c, Relay::new(plan, w), r, &token, &kill);
+            let kill = Kill::new();
+            let both = active(c, Relay::new(plan, w), r, &kill);
             let size = std::mem::size_of_val(&both);
             eprintln!("active halves: {size} bytes (client half {cf}, relay {rf})");
             // Boxed each time a parked connection wakes, and held by every
@@ -217,7 +213,7 @@ mod tests {
             // beside them and opening the own connection was inline.
             assert!(size <= 2048, "the active halves' future is {size} bytes: past mimalloc's 2 KiB class");
         }
-        let fut = serve_tcp(ctx, client, None, None, CancellationToken::new(), ());
+        let fut = serve_tcp(ctx, client, None, None, ());
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
         // What every idle connection's task holds: since parking, the running
@@ -259,7 +255,7 @@ mod tests {
         let ctx = Arc::new(BdbContext::new(1, d, Upstream::parse("redis://127.0.0.1:1").unwrap(), 0));
         let tls = handshake(&ctx, tokio_rustls::TlsAcceptor::from(server), tcp).await.expect("handshake");
         let _client = connecting.await.unwrap();
-        let fut = serve_tls(ctx, tls, None, None, CancellationToken::new());
+        let fut = serve_tls(ctx, tls, None, None);
         let size = std::mem::size_of_val(&fut);
         eprintln!("TLS connection future: {size} bytes");
         assert!(size < 3072, "TLS connection future is {size} bytes");
