@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """CPU time per request of each proxy process (user and system) and of Redis behind
-it, GET -c 50 at pipeline 1 and 16 and GET -c 20 with a new connection per request
+it, GET and SET -c 50 at pipeline 1 and 16 and GET -c 20 with a new connection per request
 (-k 0): where the time goes when throughputs are close.
 
 Read from /proc/<pid>/stat around each redis-benchmark run. Run from the repository
@@ -39,14 +39,17 @@ def main():
         try:
             targets = start_targets(procs, tmp, args.turnstile)
             redis_pid = targets["redis (direct)"][1]
-            workloads = [("GET -c 50 -P 1", 50, 1, args.requests, True),
-                         ("GET -c 50 -P 16", 50, 16, 4 * args.requests, True),
-                         ("GET -c 20 -k 0 (new connection + AUTH per request)", 20, 1, args.churn_requests, False)]
-            for label, clients, pipeline, n, keepalive in workloads:
+            workloads = [("GET -c 50 -P 1", "get", 50, 1, args.requests, True),
+                         ("SET -c 50 -P 1", "set", 50, 1, args.requests, True),
+                         ("GET -c 50 -P 16", "get", 50, 16, 4 * args.requests, True),
+                         ("SET -c 50 -P 16", "set", 50, 16, 4 * args.requests, True),
+                         ("GET -c 20 -k 0 (new connection + AUTH per request)", "get", 20, 1, args.churn_requests,
+                          False)]
+            for label, test, clients, pipeline, n, keepalive in workloads:
                 for name, (port, pid) in targets.items():
                     u0, s0 = cpu(pid)
                     r0 = sum(cpu(redis_pid))
-                    rps, _, _ = benchmark(port, "get", clients, pipeline, n, keepalive)
+                    rps, _, _ = benchmark(port, test, clients, pipeline, n, keepalive)
                     u1, s1 = cpu(pid)
                     r1 = sum(cpu(redis_pid))
                     if name == "redis (direct)":
