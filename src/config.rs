@@ -283,7 +283,8 @@ impl ProxyConfig {
     /// handing them between threads costs more than it saves. Measured on 2 cores
     /// (`benches/load/compare.sh`, GET -c 50 -P 1): 1 thread served ~70k rps, 2
     /// threads ~48k, because every request then woke a task on the other core. The
-    /// rest of the machine is often Redis itself, or the application.
+    /// rest of the machine is often Redis itself, or the application. One thread
+    /// runs tokio's current-thread scheduler (see `main`).
     pub fn worker_threads(&self) -> usize {
         match self.worker_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),

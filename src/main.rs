@@ -181,10 +181,15 @@ fn main() -> ExitCode {
         };
     }
     disable_transparent_huge_pages();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.config.proxy.worker_threads())
-        .enable_all()
-        .build();
+    // One worker (the default on two cores, see `ProxyConfig::worker_threads`) runs
+    // on tokio's current-thread scheduler: the multi-thread one with a single worker
+    // still pays for work stealing (its queues' atomics, waking a parked worker
+    // through the driver) on every task wake-up, for a second thread that does not
+    // exist. argon2 keeps its own threads either way.
+    let runtime = match config.config.proxy.worker_threads() {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    };
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
