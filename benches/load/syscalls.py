@@ -35,7 +35,8 @@ def calls(path):
     with open(path) as f:
         for line in f:
             m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
-            if m:
+            # strace's last line is the sum ("total"): not a call of its own.
+            if m and m.group(2) != "total":
                 counts[m.group(2)] = int(m.group(1))
     return counts
 
