@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn config(dir: &std::path::Path, upstream: &str, extra_bdb: &str) -> std::path::PathBuf {
@@ -103,6 +103,54 @@ async fn runs_from_a_config_file_and_stops_on_sigterm() {
     assert!(logs.contains("AUTH failed"), "failed AUTHs are logged: {logs}");
     // Trace-level logs of a session with good and bad passwords contain neither.
     assert!(!logs.contains("seeded-pw") && !logs.contains("not-the-pw"), "a password leaked into the logs");
+}
+
+/// One worker runs tokio's current-thread scheduler, more run the multi-thread one
+/// (`main`): both serve clients, answer the admin API and stop on SIGTERM, whatever
+/// the machine's CPU count makes the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_and_stops_on_either_scheduler() {
+    let redis = Redis::start(&[]);
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), &format!("redis://{}", redis.addr()), "");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, format!("[proxy]\nworker_threads = {workers}\n{text}")).unwrap();
+        let mut child = turnstile(&cfg).env("TEST_APP_PASSWORD", "seeded-pw").spawn().unwrap();
+        // Two lines: the database's port, then the admin API's.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut next = async || {
+            let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+            let line = line.expect("turnstile did not report its listeners").unwrap().expect("exited");
+            line.rsplit(' ').next().unwrap().to_string()
+        };
+        let addr = next().await;
+        let admin = next().await.trim_start_matches("http://").to_string();
+        let mut http = tokio::net::TcpStream::connect(&admin).await.unwrap();
+        http.write_all(b"GET /ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut ready = String::new();
+        http.read_to_string(&mut ready).await.unwrap();
+        assert!(ready.starts_with("HTTP/1.1 200"), "{workers} workers: /ready said {ready}");
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let mut c = Conn::connect(&addr).await;
+            assert_eq!(c.cmd(&["AUTH", "seeded-pw"]).await, b"+OK\r\n", "{workers} workers");
+            let key = format!("k{workers}-{i}");
+            assert_eq!(c.cmd(&["SET", &key, "v"]).await, b"+OK\r\n");
+            clients.push((c, key));
+        }
+        // Interleaved: every client's replies come back to it, in order.
+        for (c, key) in &mut clients {
+            assert_eq!(c.cmd(&["GET", key]).await, b"$1\r\nv\r\n", "{workers} workers");
+        }
+        let pid = child.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("exited after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "{workers} workers: exit status {exit:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

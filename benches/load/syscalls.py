@@ -75,7 +75,9 @@ def main():
                     c = calls(path)
                     io = sum(v for k, v in c.items() if k in (
                         "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg"))
-                    per[who] = (io / args.requests, sum(c.values()) / args.requests)
+                    top = sorted(c.items(), key=lambda kv: -kv[1])[:5]
+                    per[who] = (io / args.requests, sum(c.values()) / args.requests,
+                                ", ".join(f"`{k}` {v / args.requests:.2f}" for k, v in top))
                 rows.append((name, per))
         finally:
             procs.stop_all()
@@ -90,6 +92,14 @@ def main():
         r = per["redis"]
         cells = [f"{p[0]:.2f}", f"{p[1]:.2f}"] if p else ["—", "—"]
         print(f"| {name} | {cells[0]} | {cells[1]} | {r[0]:.2f} | {r[1]:.2f} |")
+    print()
+    print("The most frequent calls, per request:")
+    print()
+    print("| target | proxy | Redis |")
+    print("|---|---|---|")
+    for name, per in rows:
+        p = per.get("proxy")
+        print(f"| {name} | {p[2] if p else '—'} | {per['redis'][2]} |")
 
 
 if __name__ == "__main__":
