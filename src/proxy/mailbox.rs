@@ -310,12 +310,7 @@ impl Mailbox {
         let mut i = self.lock();
         i.lost.get_or_insert(reason);
         i.in_flight = 0;
-        let reader = i.reader.take();
-        drop(i);
-        // Woken once the lock is released.
-        if let Some(w) = reader {
-            w.wake();
-        }
+        unlock_and_wake_reader(i);
         self.answered.notify_one();
         self.space.notify_one();
     }
@@ -358,12 +353,7 @@ impl Mailbox {
             self.cut(limit);
             return false;
         }
-        let reader = i.reader.take();
-        drop(i);
-        // Woken once the lock is released.
-        if let Some(w) = reader {
-            w.wake();
-        }
+        unlock_and_wake_reader(i);
         self.answered.notify_one();
         true
     }
@@ -388,13 +378,10 @@ impl Mailbox {
         i.in_flight = 0;
         i.queue = VecDeque::new();
         self.set_bytes(&mut i, 0);
-        let reader = i.reader.take();
-        drop(i);
+        // The relay, woken first, finds the mailbox lost; the kill ends the
+        // connection either way.
+        unlock_and_wake_reader(i);
         self.kill.kill();
-        // Woken once the lock is released.
-        if let Some(w) = reader {
-            w.wake();
-        }
         self.answered.notify_one();
         self.space.notify_one();
     }
@@ -454,6 +441,17 @@ impl Mailbox {
             }
             Some(since) => (now.duration_since(since) > l.soft_for).then_some("soft"),
         }
+    }
+}
+
+/// Releases the inbox's lock, then wakes the relay if it waits in
+/// [`Mailbox::next`]: its waker is taken under the lock (so a delivery costs one
+/// lock), and woken outside it (waking may run arbitrary code).
+fn unlock_and_wake_reader(mut i: std::sync::MutexGuard<'_, Inbox>) {
+    let reader = i.reader.take();
+    drop(i);
+    if let Some(w) = reader {
+        w.wake();
     }
 }
 
