@@ -156,6 +156,30 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Read)> {
         ("HELLO 3 AUTH missing both", c(&["HELLO", "3", "AUTH"]), Replies(1)),
         ("HELLO 3 AUTH missing password", c(&["HELLO", "3", "AUTH", "default"]), Replies(1)),
         ("HELLO 3 unknown option", c(&["HELLO", "3", "FOO", "bar"]), Replies(1)),
+        // Redis compares HELLO's options (and CLIENT REPLY's modes) with `strcasecmp`,
+        // which stops at a NUL, and quotes them with `%s`, which does too.
+        ("HELLO 3 unknown option with a NUL", c(&["HELLO", "3", "FOO\0bar", "x"]), Replies(1)),
+        (
+            "HELLO 3 AUTH option with a NUL",
+            p(&[&["HELLO", "3", "AUTH\0x", "default", "pw1"], &["PING"]]),
+            Replies(2),
+        ),
+        (
+            "HELLO 2 AUTH with a NUL, wrong password",
+            p(&[&["HELLO", "2", "auth\0", "default", "nope"], &["PING"]]),
+            Replies(2),
+        ),
+        (
+            "CLIENT REPLY mode with a NUL",
+            p(&[
+                &["AUTH", "pw1"],
+                &["CLIENT", "REPLY", "off\0x"],
+                &["PING"],
+                &["CLIENT", "REPLY", "on\0"],
+                &["PING"],
+            ]),
+            Replies(3),
+        ),
         ("HELLO 2 SETNAME missing name", c(&["HELLO", "2", "SETNAME"]), Replies(1)),
         (
             "HELLO 3 AUTH ok",

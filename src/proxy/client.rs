@@ -710,7 +710,8 @@ impl ClientHalf {
             // The value is past the arguments the parser keeps: SETINFO is rare
             // enough to split whole.
             Command::ClientSetinfo
-                if argc == 4 && arg(2).is_some_and(|a| a.eq_ignore_ascii_case(b"lib-name")) =>
+                if argc == 4
+                    && arg(2).is_some_and(|a| command::c_str(a).eq_ignore_ascii_case(b"lib-name")) =>
             {
                 if let Some(v) = req.args(frame).get(3).filter(|v| super::hello::name_is_valid(v)) {
                     self.slot.set_lib_name(v);
@@ -728,9 +729,10 @@ impl ClientHalf {
     }
 }
 
-/// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP.
+/// The mode named by `CLIENT REPLY <mode>`, if it is ON, OFF or SKIP (read as Redis's
+/// `strcasecmp` reads it: up to a NUL, so `off\0…` is OFF).
 pub(super) fn reply_mode(mode: Option<&[u8]>) -> Option<ReplyMode> {
-    let mode = mode?;
+    let mode = command::c_str(mode?);
     if mode.eq_ignore_ascii_case(b"on") {
         Some(ReplyMode::On)
     } else if mode.eq_ignore_ascii_case(b"off") {
@@ -757,14 +759,23 @@ fn extend(run: &mut Option<Range<usize>>, start: usize, end: usize) {
 /// known not to be one turnstile must answer itself.
 fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
     let long_next = p.next_len.is_some_and(|l| l > MAX_NAME as u64);
+    // A long name, or a long subcommand of a container turnstile looks into, still
+    // arriving: one with a NUL in what came so far is ambiguous (see
+    // `Command::Ambiguous`) and waits to be answered whole. Past that, Redis can
+    // only read a name longer than any command turnstile answers.
+    let long_one = || if arriving(pending, p).contains(&0) { Command::Ambiguous } else { Command::Other };
     let cmd = match p.head.get(0) {
-        None if long_next => Command::Other,
+        None if long_next => long_one(),
         None => return Decision::Wait,
         Some(r) => {
             let name = &pending[r.clone()];
             match p.head.get(1) {
                 Some(s) => command::classify(name, Some(&pending[s.clone()])),
-                None if !command::needs_subcommand(name) || long_next => command::classify(name, None),
+                None if !command::needs_subcommand(name) => command::classify(name, None),
+                None if long_next => match command::classify(name, None) {
+                    Command::Other => long_one(),
+                    other => other,
+                },
                 None => return Decision::Wait,
             }
         }
@@ -774,6 +785,13 @@ fn stream_decision(pending: &[u8], p: &Partial) -> Decision {
     } else {
         Decision::Stream(cmd)
     }
+}
+
+/// The bytes of the incomplete argument after `p`'s complete ones, as far as they
+/// have arrived (its `$<len>` header has: `next_len` is known).
+fn arriving<'a>(pending: &'a [u8], p: &Partial) -> &'a [u8] {
+    let rest = pending.get(p.resume_at..).unwrap_or_default();
+    rest.iter().position(|&b| b == b'\n').map_or(&[][..], |nl| &rest[nl + 1..])
 }
 
 /// After a read's requests are handled: an empty read buffer is kept for the next

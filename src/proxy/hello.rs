@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use zeroize::Zeroizing;
 
+use crate::resp::command::c_str;
 use crate::resp::{encode, number::parse_ll, replies};
 
 /// One option of a HELLO, in the order the client gave them.
@@ -47,12 +48,14 @@ pub fn parse(args: &[Vec<u8>]) -> Result<Hello, Bytes> {
     while j < args.len() {
         let more = args.len() - 1 - j;
         let opt = &args[j];
-        if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+        // Redis compares options with `strcasecmp`: `AUTH\0…` is AUTH there.
+        let key = c_str(opt);
+        if key.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             hello
                 .steps
                 .push(Step::Auth(Zeroizing::new(args[j + 1].clone()), Zeroizing::new(args[j + 2].clone())));
             j += 3;
-        } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+        } else if key.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
             hello.steps.push(Step::SetName(args[j + 1].clone()));
             j += 2;
         } else {
@@ -122,6 +125,17 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["auth", "setname", "auth", "syntax"]);
         assert_eq!(h.steps[0], Step::Auth(Zeroizing::new(b"u".to_vec()), Zeroizing::new(b"bad".to_vec())));
+    }
+
+    /// Options are read as C strings, as Redis's `strcasecmp` reads them.
+    #[test]
+    fn options_end_at_a_nul() {
+        let args = |a: &[&[u8]]| a.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+        let h = parse(&args(&[b"HELLO", b"3", b"auth\x00x", b"u", b"p", b"SETNAME\x00", b"n"])).unwrap();
+        assert_eq!(h.steps[0], Step::Auth(Zeroizing::new(b"u".to_vec()), Zeroizing::new(b"p".to_vec())));
+        assert_eq!(h.steps[1], Step::SetName(b"n".to_vec()));
+        let h = parse(&args(&[b"HELLO", b"3", b"FOO\x00AUTH"])).unwrap();
+        assert_eq!(h.steps, [Step::Syntax(replies::hello_syntax(b"FOO"))]);
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::authz::config_get;
 use crate::resp::command::Command;
 use crate::resp::{encode, replies};
 
+/// A request no Redis knows (a name with a space, no NUL), so Redis answers it with
+/// its unknown-command error and, inside MULTI, fails the transaction.
+const NOT_A_COMMAND: &[u8] = b"*1\r\n$24\r\nturnstile: not a command\r\n";
+
 impl ClientHalf {
     /// Answers the requests turnstile handles itself.
     pub(super) async fn intercept(&mut self, cmd: Command, args: Vec<Vec<u8>>) -> std::io::Result<Flow> {
@@ -104,7 +108,7 @@ impl ClientHalf {
             },
             Command::ClientMaintNotifications if authenticated => {
                 let sub = args.get(1).map_or(&b""[..], Vec::as_slice);
-                self.local(replies::unknown_client_subcommand(sub));
+                self.local(replies::unknown_subcommand(b"CLIENT", sub));
             }
             Command::AclWhoami | Command::AclUsers | Command::AclList | Command::AclGetuser
                 if authenticated =>
@@ -123,6 +127,7 @@ impl ClientHalf {
                 return self.forward_rewritten(&out).await;
             }
             Command::ClientInfo if authenticated => return self.client_info(args.len()).await,
+            Command::Ambiguous if authenticated => return self.ambiguous(&args).await,
             // EXEC refused for lack of authentication aborts the transaction: Redis
             // says so in EXECABORT's words.
             Command::Exec => self.local(Bytes::from_static(replies::EXECABORT_NOAUTH)),
@@ -173,6 +178,31 @@ impl ClientHalf {
         let bytes = encode::command(&refs);
         let entry = self.expectation(Command::Other, args.len());
         Ok(if self.forward_own(entry, &bytes).await? { Flow::Continue } else { Flow::Stop })
+    }
+
+    /// A request whose name (or `ACL`/`CLIENT`/`CONFIG` subcommand) has a NUL byte
+    /// (see [`Command::Ambiguous`]): answered as Redis answers a name it does not
+    /// find, in its words. Inside a transaction that also makes Redis refuse the
+    /// EXEC (`-EXECABORT`): a command Redis certainly does not know goes upstream in
+    /// its place, so Redis marks the transaction itself, and its reply gives way to
+    /// the client's own.
+    async fn ambiguous(&mut self, args: &[Vec<u8>]) -> std::io::Result<Flow> {
+        let reply = match args {
+            [name, sub, ..] if !name.contains(&0) => replies::unknown_subcommand(name, sub),
+            _ => replies::unknown_command(args),
+        };
+        if self.in_multi && matches!(self.conn, Conn::Own(_)) {
+            if !self.refresh_grant() {
+                self.push(Entry::Close);
+                return Ok(Flow::Stop);
+            }
+            let entry = Entry::Replies { n: 1, tag: Tag::Plain, silent: true };
+            if !self.forward_own(entry, NOT_A_COMMAND).await? {
+                return Ok(Flow::Stop);
+            }
+        }
+        self.local(reply);
+        Ok(Flow::Continue)
     }
 
     /// `CLIENT INFO`, answered by Redis about the client's own connection, with the

@@ -54,6 +54,15 @@ pub enum Command {
     /// database selected, no transaction, subscription, name or mode): a connection
     /// that only ever sent these can serve the next client without a `RESET`.
     Stateless,
+    /// A name, or an `ACL`/`CLIENT`/`CONFIG` subcommand, with a NUL byte in it.
+    /// Redis finds commands in hash tables that hash the whole name but compare
+    /// keys as C strings (`strcasecmp`, which stops at the NUL): `GET\0<n>` is
+    /// `CONFIG`'s `GET` whenever the whole name happens to hash into its slot,
+    /// about one try in eight for a small table. Forwarded, such a request would
+    /// be whatever turnstile answers or rewrites itself (`CONFIG GET requirepass`,
+    /// `AUTH` with the service credential, `ACL LIST`), so it never is: turnstile
+    /// answers it as Redis answers a name it does not find.
+    Ambiguous,
     Other,
 }
 
@@ -61,9 +70,15 @@ pub enum Command {
 /// without looking at it, which lets a huge first argument stream through.
 pub const MAX_NAME: usize = 16;
 
-/// Classifies a request from its name and, for `ACL`/`CLIENT`, its subcommand.
-/// `sub` is `None` when the request has no second argument (or it is still arriving).
+/// Classifies a request from its name and, for `ACL`/`CLIENT`/`CONFIG`, its
+/// subcommand. `sub` is `None` when the request has no second argument (or it is
+/// still arriving).
 pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
+    if name.contains(&0) {
+        // Redis 7.0 tells QUIT apart with `strcasecmp` before any lookup, so a
+        // `QUIT\0…` always quits there; any other such name is ambiguous.
+        return if c_str(name).eq_ignore_ascii_case(b"quit") { Command::Quit } else { Command::Ambiguous };
+    }
     if name.len() > MAX_NAME {
         return Command::Other;
     }
@@ -73,6 +88,7 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
     lower.make_ascii_lowercase();
     let is_sub = |s: &[u8]| sub.is_some_and(|x| x.eq_ignore_ascii_case(s));
     match &*lower {
+        b"acl" | b"client" | b"config" if sub.is_some_and(|s| s.contains(&0)) => Command::Ambiguous,
         b"auth" => Command::Auth,
         b"hello" => Command::Hello,
         b"quit" => Command::Quit,
@@ -123,8 +139,15 @@ pub fn is_cross_protocol(name: &[u8]) -> bool {
     if !matches!(name.first(), Some(b'p' | b'P' | b'h' | b'H')) {
         return false;
     }
-    let name = name.iter().position(|&b| b == 0).map_or(name, |i| &name[..i]);
+    let name = c_str(name);
     name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+}
+
+/// An argument as Redis reads it where it compares it as a C string (`strcasecmp`
+/// on HELLO's options, CLIENT REPLY's modes, `%s` in its error texts): up to its
+/// first NUL byte.
+pub fn c_str(arg: &[u8]) -> &[u8] {
+    arg.iter().position(|&b| b == 0).map_or(arg, |i| &arg[..i])
 }
 
 /// True when classifying this request needs its second argument too.
@@ -149,6 +172,7 @@ pub fn must_be_whole(cmd: Command) -> bool {
             | Command::ClientInfo
             | Command::ClientReply
             | Command::ClientMaintNotifications
+            | Command::Ambiguous
     )
 }
 
@@ -173,6 +197,29 @@ mod tests {
         assert_eq!(classify(b"client", Some(b"setname")), Command::Other);
         assert_eq!(classify(b"CLIENT", Some(b"SetInfo")), Command::ClientSetinfo);
         assert_eq!(classify(b"client", Some(b"MAINT_NOTIFICATIONS")), Command::ClientMaintNotifications);
+    }
+
+    /// A NUL anywhere in a name (even past the longest name turnstile knows), or in
+    /// the subcommand of the containers turnstile looks into, is never forwarded.
+    #[test]
+    fn names_with_a_nul_are_ambiguous() {
+        assert_eq!(classify(b"GET\x0017", None), Command::Ambiguous);
+        assert_eq!(classify(b"AUTH\x00", Some(b"default")), Command::Ambiguous);
+        assert_eq!(classify(b"\x00", None), Command::Ambiguous);
+        let mut long = b"config".to_vec();
+        long.extend([b'x'; 40]);
+        long.push(0);
+        assert_eq!(classify(&long, None), Command::Ambiguous);
+        assert_eq!(classify(b"CONFIG", Some(b"GET\x00x")), Command::Ambiguous);
+        assert_eq!(classify(b"acl", Some(b"\x00list")), Command::Ambiguous);
+        assert_eq!(classify(b"client", Some(b"info\x00")), Command::Ambiguous);
+        // Only those three containers: others' subcommands are not turnstile's.
+        assert_eq!(classify(b"object", Some(b"encoding\x00")), Command::Other);
+        assert_eq!(classify(b"GET", Some(b"k\x00")), Command::Stateless);
+        assert_eq!(classify(b"quit\x00x", None), Command::Quit);
+        assert!(must_be_whole(Command::Ambiguous));
+        assert_eq!(c_str(b"off\x00x"), b"off");
+        assert_eq!(c_str(b"off"), b"off");
     }
 
     #[test]

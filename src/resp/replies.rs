@@ -2,6 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::command::c_str;
+
 pub const OK: &[u8] = b"+OK\r\n";
 pub const RESET: &[u8] = b"+RESET\r\n";
 pub const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
@@ -31,6 +33,8 @@ pub const MAX_CLIENTS: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// `-ERR Syntax error in HELLO option '<opt>'`.
 pub fn hello_syntax(option: &[u8]) -> Bytes {
+    // Redis formats the option with `%s`: up to its first NUL.
+    let option = c_str(option);
     let mut b = BytesMut::with_capacity(40 + option.len());
     b.put_slice(b"-ERR Syntax error in HELLO option '");
     put_error_text(&mut b, option);
@@ -38,13 +42,45 @@ pub fn hello_syntax(option: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// `-ERR unknown subcommand '<sub>'. Try CLIENT HELP.` (Redis quotes at most 128
-/// bytes of it).
-pub fn unknown_client_subcommand(sub: &[u8]) -> Bytes {
+/// `-ERR unknown subcommand '<sub>'. Try <CONTAINER> HELP.`, as Redis 7 words it
+/// (`commandCheckExistence`): the subcommand as a C string (up to its first NUL),
+/// at most 128 bytes of it, the container's name in capitals.
+pub fn unknown_subcommand(container: &[u8], sub: &[u8]) -> Bytes {
+    let sub = c_str(sub);
     let mut b = BytesMut::with_capacity(64 + sub.len().min(128));
     b.put_slice(b"-ERR unknown subcommand '");
     put_error_text(&mut b, &sub[..sub.len().min(128)]);
-    b.put_slice(b"'. Try CLIENT HELP.\r\n");
+    b.put_slice(b"'. Try ");
+    put_error_text(&mut b, &c_str(container).to_ascii_uppercase());
+    b.put_slice(b" HELP.\r\n");
+    b.freeze()
+}
+
+/// `-ERR unknown command '<name>', with args beginning with: '<arg>' …`, as Redis 7
+/// words it (`commandCheckExistence`): every argument as a C string (up to its
+/// first NUL); at most 128 bytes of the name; arguments quoted one after another
+/// while fewer than 128 bytes of them are shown, each cut to what is left of the
+/// 128.
+pub fn unknown_command(args: &[Vec<u8>]) -> Bytes {
+    const SHOWN: usize = 128;
+    let mut shown = Vec::with_capacity(SHOWN + 3);
+    for arg in args.iter().skip(1) {
+        if shown.len() >= SHOWN {
+            break;
+        }
+        let arg = c_str(arg);
+        let room = SHOWN - shown.len();
+        shown.push(b'\'');
+        shown.extend_from_slice(&arg[..arg.len().min(room)]);
+        shown.extend_from_slice(b"' ");
+    }
+    let name = args.first().map_or(&b""[..], |n| c_str(n));
+    let mut b = BytesMut::with_capacity(96 + SHOWN + shown.len());
+    b.put_slice(b"-ERR unknown command '");
+    put_error_text(&mut b, &name[..name.len().min(SHOWN)]);
+    b.put_slice(b"', with args beginning with: ");
+    put_error_text(&mut b, &shown);
+    b.put_slice(b"\r\n");
     b.freeze()
 }
 
@@ -73,9 +109,29 @@ mod tests {
         assert_eq!(&bulk(b"default")[..], b"$7\r\ndefault\r\n");
         assert_eq!(&hello_syntax(b"AUTH")[..], b"-ERR Syntax error in HELLO option 'AUTH'\r\n");
         assert_eq!(
-            &unknown_client_subcommand(b"maint_notifications")[..],
+            &unknown_subcommand(b"client", b"maint_notifications")[..],
             b"-ERR unknown subcommand 'maint_notifications'. Try CLIENT HELP.\r\n"
         );
+        assert_eq!(
+            &unknown_subcommand(b"Config", b"GET\x00x\r\n")[..],
+            b"-ERR unknown subcommand 'GET'. Try CONFIG HELP.\r\n"
+        );
+        assert_eq!(&hello_syntax(b"FOO\x00bar")[..], b"-ERR Syntax error in HELLO option 'FOO'\r\n");
+        let args = |a: &[&[u8]]| a.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            &unknown_command(&args(&[b"GET\x00x", b"k", b"a\x00b"]))[..],
+            b"-ERR unknown command 'GET', with args beginning with: 'k' 'a' \r\n"
+        );
+        assert_eq!(
+            &unknown_command(&args(&[b"\x00"]))[..],
+            b"-ERR unknown command '', with args beginning with: \r\n"
+        );
+        // 128 bytes of arguments at most, the last one cut to fit.
+        let long = vec![b'a'; 200];
+        let reply = unknown_command(&args(&[b"x\x00", &long, b"next"]));
+        let expected =
+            format!("-ERR unknown command 'x', with args beginning with: '{}' \r\n", "a".repeat(128));
+        assert_eq!(&reply[..], expected.as_bytes());
         assert_eq!(&hello_syntax(b"a\r\nb")[..], b"-ERR Syntax error in HELLO option 'a  b'\r\n");
     }
 }
