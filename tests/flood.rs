@@ -390,10 +390,20 @@ async fn connection_bounds_refuse_at_once_and_count_only_until_auth() {
         assert_eq!(c.cmd(&["PING"]).await, b"-NOAUTH Authentication required.\r\n");
         from_b.push(c);
     }
+    // The bound in all is reached: a newcomer from an address holding fewer takes
+    // the place of the oldest unauthenticated connection of the address holding the
+    // most (127.0.0.1, three), which is closed without a word...
     let mut sixth = common::Conn::connect_from("127.0.0.3:0", &db).await;
-    assert_eq!(sixth.read_to_close().await, b"-ERR max number of clients reached\r\n", "the bound in all");
-    // The authenticated one works throughout.
+    assert_eq!(sixth.cmd(&["PING"]).await, b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(from_a[1].read_to_close().await, b"", "127.0.0.1's oldest unauthenticated one");
+    assert_eq!(from_a[2].cmd(&["PING"]).await, b"-NOAUTH Authentication required.\r\n");
+    // ...and an address holding the most cannot do the same to others: 127.0.0.1
+    // and 127.0.0.2 hold two each now, 127.0.0.3 one.
+    let mut seventh = common::Conn::connect_from("127.0.0.2:0", &db).await;
+    assert_eq!(seventh.read_to_close().await, b"-ERR max number of clients reached\r\n", "the bound in all");
+    // The authenticated one works throughout, and so does the newcomer.
     assert_eq!(from_a[0].cmd(&["PING"]).await, b"+PONG\r\n");
+    assert_eq!(sixth.cmd(&["AUTH", PASSWORD]).await, b"+OK\r\n");
     let (_, metrics) = p.curl("GET", "/metrics", (ADMIN, ADMIN_PW), None).await;
     let text = metrics.as_str().unwrap_or_default().to_string();
     assert!(

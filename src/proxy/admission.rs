@@ -2,12 +2,23 @@
 //! address, shared by every database listener of the process. A connection holds a
 //! [`Permit`] from accept until its first successful AUTH (or until it closes);
 //! after that it counts only toward its database's `max_connections`.
+//!
+//! When the bound in all is reached, a newcomer from an address that holds fewer
+//! unauthenticated connections than the address holding the most still gets in, and
+//! that address's oldest unauthenticated connection is closed to make room. Why: a
+//! flood spread over many addresses, each under its own bound, would otherwise fill
+//! the bound in all and keep every other address out of the port for as long as it
+//! lasts. An address only ever loses connections to one that holds fewer than it, so
+//! clients that authenticate (and leave the count) are not the ones closed while a
+//! flooding address holds more, and a flooding address cannot take room from others
+//! by reconnecting: it is the one holding most.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use dashmap::DashMap;
+use super::kill::Kill;
 
 /// Who may still connect without having authenticated. Cheap to share.
 #[derive(Debug)]
@@ -17,9 +28,28 @@ pub struct Admission {
     /// 0 = no bound.
     max_per_address: usize,
     total: AtomicUsize,
-    /// Unauthenticated connections per source address; an address leaves the map
-    /// when its last one authenticates or closes, so the map is bounded by `total`.
-    per_address: DashMap<IpAddr, usize>,
+    /// Kept only when there is a bound (admission is once per connection, and per
+    /// connection again at its first AUTH or close: one lock each is nothing there).
+    held: Mutex<Held>,
+}
+
+/// The unauthenticated connections, by address.
+#[derive(Debug, Default)]
+struct Held {
+    /// Each address's connections, oldest first (by admission number). An address
+    /// leaves the map when its last one authenticates or closes, so the map is
+    /// bounded by `total`.
+    by_address: HashMap<IpAddr, BTreeMap<u64, Arc<Closer>>>,
+    /// (how many, address) of every address in `by_address`: the last holds the most.
+    by_count: BTreeSet<(usize, IpAddr)>,
+    next: u64,
+}
+
+/// How to close an unauthenticated connection to make room: its kill switch, known
+/// once its session has made one (see [`Permit::bind`]).
+#[derive(Debug, Default)]
+struct Closer {
+    kill: OnceLock<Kill>,
 }
 
 /// Counts one unauthenticated connection until dropped.
@@ -27,6 +57,9 @@ pub struct Admission {
 pub struct Permit {
     admission: Arc<Admission>,
     ip: IpAddr,
+    /// Its admission number; `None` when no bound is kept.
+    id: Option<u64>,
+    closer: Arc<Closer>,
 }
 
 /// Which bound a new connection hit.
@@ -36,9 +69,72 @@ pub enum Refused {
     PerAddress,
 }
 
+impl Held {
+    fn count(&self, ip: &IpAddr) -> usize {
+        self.by_address.get(ip).map_or(0, BTreeMap::len)
+    }
+
+    /// Moves `ip` from `before` connections to `after` in `by_count`.
+    fn recount(&mut self, ip: IpAddr, before: usize, after: usize) {
+        if before > 0 {
+            self.by_count.remove(&(before, ip));
+        }
+        if after > 0 {
+            self.by_count.insert((after, ip));
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr, closer: Arc<Closer>) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        let conns = self.by_address.entry(ip).or_default();
+        conns.insert(id, closer);
+        let after = conns.len();
+        self.recount(ip, after - 1, after);
+        id
+    }
+
+    /// Takes connection `id` of `ip` out of the count; false if it was not in it
+    /// (closed to make room already).
+    fn remove(&mut self, ip: IpAddr, id: u64) -> bool {
+        let Some(conns) = self.by_address.get_mut(&ip) else { return false };
+        if conns.remove(&id).is_none() {
+            return false;
+        }
+        let after = conns.len();
+        if after == 0 {
+            self.by_address.remove(&ip);
+        }
+        self.recount(ip, after + 1, after);
+        true
+    }
+
+    /// Closes the oldest connection of the address holding the most, if that holds
+    /// more than `ip` will once admitted; what was closed leaves the count now (its
+    /// permit finds itself gone when it drops).
+    fn make_room_for(&mut self, ip: IpAddr) -> bool {
+        let newcomer = self.count(&ip) + 1;
+        let Some(&(most, heaviest)) = self.by_count.last() else { return false };
+        if most <= newcomer {
+            return false;
+        }
+        // The oldest whose session is running: one admitted a moment ago may not
+        // have its kill switch yet.
+        let victim = self
+            .by_address
+            .get(&heaviest)
+            .and_then(|conns| conns.iter().find_map(|(id, c)| c.kill.get().map(|k| (*id, k.clone()))));
+        let Some((id, kill)) = victim else { return false };
+        self.remove(heaviest, id);
+        kill.kill();
+        tracing::debug!(%heaviest, "closed its oldest unauthenticated connection to make room for another address");
+        true
+    }
+}
+
 impl Admission {
     pub fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
-        Arc::new(Self { max_total, max_per_address, total: AtomicUsize::new(0), per_address: DashMap::new() })
+        Arc::new(Self { max_total, max_per_address, total: AtomicUsize::new(0), held: Mutex::default() })
     }
 
     /// No bound at all (tests, and contexts made before the control plane sets one).
@@ -51,36 +147,56 @@ impl Admission {
         self.total.load(Ordering::Relaxed)
     }
 
-    /// A permit for a new connection from `ip`, unless a bound is reached.
+    fn bounded(&self) -> bool {
+        self.max_total > 0 || self.max_per_address > 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A permit for a new connection from `ip`, unless a bound is reached (the
+    /// bound in all only when no other address holds more than `ip` would: see
+    /// the module documentation).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
-        let before = self.total.fetch_add(1, Ordering::AcqRel);
-        if self.max_total > 0 && before >= self.max_total {
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused::Total);
+        let closer = Arc::new(Closer::default());
+        if !self.bounded() {
+            self.total.fetch_add(1, Ordering::AcqRel);
+            return Ok(Permit { admission: Arc::clone(self), ip, id: None, closer });
         }
-        if self.max_per_address > 0 {
-            let mut n = self.per_address.entry(ip).or_insert(0);
-            if *n >= self.max_per_address {
-                drop(n);
-                self.total.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refused::PerAddress);
+        let mut held = self.lock();
+        if self.max_per_address > 0 && held.count(&ip) >= self.max_per_address {
+            return Err(Refused::PerAddress);
+        }
+        if self.max_total > 0 && self.total.load(Ordering::Acquire) >= self.max_total {
+            if !held.make_room_for(ip) {
+                return Err(Refused::Total);
             }
-            *n += 1;
+            self.total.fetch_sub(1, Ordering::AcqRel);
         }
-        Ok(Permit { admission: Arc::clone(self), ip })
+        let id = held.insert(ip, Arc::clone(&closer));
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Ok(Permit { admission: Arc::clone(self), ip, id: Some(id), closer })
+    }
+}
+
+impl Permit {
+    /// The connection's kill switch: from now on it can be closed to make room.
+    pub fn bind(&self, kill: &Kill) {
+        let _ = self.closer.kill.set(kill.clone());
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let a = &self.admission;
-        if a.max_per_address > 0 {
-            if let Some(mut n) = a.per_address.get_mut(&self.ip) {
-                *n -= 1;
-            }
-            a.per_address.remove_if(&self.ip, |_, n| *n == 0);
+        let counted = match self.id {
+            None => true,
+            Some(id) => a.lock().remove(self.ip, id),
+        };
+        if counted {
+            a.total.fetch_sub(1, Ordering::AcqRel);
         }
-        a.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -90,6 +206,16 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 3));
+    const D: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 4));
+    const E: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 5));
+
+    fn bound(adm: &Arc<Admission>, ip: IpAddr) -> (Permit, Kill) {
+        let p = adm.admit(ip).unwrap();
+        let k = Kill::new();
+        p.bind(&k);
+        (p, k)
+    }
 
     #[test]
     fn bounds_per_address_then_in_all() {
@@ -98,27 +224,61 @@ mod tests {
         let _a2 = adm.admit(A).unwrap();
         assert_eq!(adm.admit(A).unwrap_err(), Refused::PerAddress);
         let _b1 = adm.admit(B).unwrap();
-        assert_eq!(adm.admit(B).unwrap_err(), Refused::Total, "3 in all");
+        // Full; A holds the most, but its connections have no kill switch yet.
+        assert_eq!(adm.admit(C).unwrap_err(), Refused::Total, "3 in all");
+        assert_eq!(adm.admit(B).unwrap_err(), Refused::Total, "B would hold as many as A");
         assert_eq!(adm.unauthenticated(), 3);
         drop(a1);
         let _a3 = adm.admit(A).unwrap();
         assert_eq!(adm.unauthenticated(), 3);
     }
 
+    /// Full: a newcomer from an address holding fewer takes the place of the
+    /// oldest connection of the address holding the most, which is closed; the
+    /// address holding the most cannot do the same to others.
+    #[test]
+    fn the_bound_in_all_makes_room_from_the_address_holding_most() {
+        let adm = Admission::new(4, 3);
+        let (a1, ka1) = bound(&adm, A);
+        let (_a2, ka2) = bound(&adm, A);
+        let (_a3, _) = bound(&adm, A);
+        let (_b1, kb1) = bound(&adm, B);
+        let (_c1, _) = bound(&adm, C);
+        assert!(ka1.is_killed() && !ka2.is_killed() && !kb1.is_killed(), "A's oldest went");
+        assert_eq!(adm.unauthenticated(), 4);
+        // A (2 now), B (1), C (1): B would hold as many as A, so it waits; an
+        // address holding none takes A's next oldest; then all hold one each.
+        assert_eq!(adm.admit(B).unwrap_err(), Refused::Total, "B would hold as many as A");
+        let (_d1, _) = bound(&adm, D);
+        assert!(ka2.is_killed());
+        assert_eq!(adm.admit(E).unwrap_err(), Refused::Total, "every address holds one");
+        assert_eq!(adm.admit(A).unwrap_err(), Refused::Total);
+        // The closed connection's permit going later counts nothing twice.
+        drop(a1);
+        assert_eq!(adm.unauthenticated(), 4);
+        let held = adm.lock();
+        assert_eq!(held.by_count.iter().map(|(n, _)| n).sum::<usize>(), 4);
+        assert_eq!([A, B, C, D].map(|ip| held.count(&ip)), [1; 4]);
+    }
+
     #[test]
     fn addresses_leave_the_map_when_their_last_permit_goes() {
         let adm = Admission::new(0, 5);
         let permits: Vec<_> = (0..5).map(|_| adm.admit(A).unwrap()).collect();
-        assert_eq!(adm.per_address.len(), 1);
+        assert_eq!(adm.lock().by_address.len(), 1);
         drop(permits);
-        assert!(adm.per_address.is_empty());
+        let held = adm.lock();
+        assert!(held.by_address.is_empty() && held.by_count.is_empty());
         assert_eq!(adm.unauthenticated(), 0);
     }
 
     #[test]
     fn unlimited_admits_everyone_and_keeps_no_map() {
         let adm = Admission::unlimited();
-        let _p: Vec<_> = (0..1000).map(|_| adm.admit(A).unwrap()).collect();
-        assert!(adm.per_address.is_empty());
+        let p: Vec<_> = (0..1000).map(|_| adm.admit(A).unwrap()).collect();
+        assert!(adm.lock().by_address.is_empty());
+        assert_eq!(adm.unauthenticated(), 1000);
+        drop(p);
+        assert_eq!(adm.unauthenticated(), 0);
     }
 }

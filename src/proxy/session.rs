@@ -105,6 +105,10 @@ where
     // successful AUTH. Made here, not in the future: the future then stores one
     // pointer instead of the permit and the address for the connection's life.
     let abort = Kill::new();
+    // From here on the bound in all may close it to make room (see `admission`).
+    if let Some(p) = &permit {
+        p.bind(&abort);
+    }
     let slot = SessionSlot::new(abort.clone(), permit, peer);
     // The halves are made here too, and captured: a value moved into the future
     // and then into a local would take room twice for the connection's life.
