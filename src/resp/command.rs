@@ -74,18 +74,21 @@ pub const MAX_NAME: usize = 16;
 /// subcommand. `sub` is `None` when the request has no second argument (or it is
 /// still arriving).
 pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
-    if name.contains(&0) {
-        // Redis 7.0 tells QUIT apart with `strcasecmp` before any lookup, so a
-        // `QUIT\0…` always quits there; any other such name is ambiguous.
-        return if c_str(name).eq_ignore_ascii_case(b"quit") { Command::Quit } else { Command::Ambiguous };
-    }
     if name.len() > MAX_NAME {
-        return Command::Other;
+        return if name.contains(&0) { with_nul(name) } else { Command::Other };
     }
+    // Lowercased and checked for a NUL in one pass: a call to `memchr` and one to
+    // `memcpy` cost more than the loop over a name this short.
     let mut lower = [0u8; MAX_NAME];
     let lower = &mut lower[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
+    let mut nul = false;
+    for (l, &c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+        nul |= c == 0;
+    }
+    if nul {
+        return with_nul(name);
+    }
     let is_sub = |s: &[u8]| sub.is_some_and(|x| x.eq_ignore_ascii_case(s));
     match &*lower {
         b"acl" | b"client" | b"config" if sub.is_some_and(|s| s.contains(&0)) => Command::Ambiguous,
@@ -128,6 +131,12 @@ pub fn classify(name: &[u8], sub: Option<&[u8]>) -> Command {
         | b"xrange" | b"ping" | b"echo" | b"time" | b"dbsize" => Command::Stateless,
         _ => Command::Other,
     }
+}
+
+/// A name with a NUL: Redis 7.0 tells QUIT apart with `strcasecmp` before any
+/// lookup, so a `QUIT\0…` always quits there; any other such name is ambiguous.
+fn with_nul(name: &[u8]) -> Command {
+    if c_str(name).eq_ignore_ascii_case(b"quit") { Command::Quit } else { Command::Ambiguous }
 }
 
 /// True for the first arguments Redis takes for an HTTP request (`POST`, `Host:`)
