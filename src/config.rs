@@ -60,6 +60,11 @@ pub struct AdminConfig {
     /// Admin connections open at once; more are closed as soon as they are accepted.
     #[serde(default = "default_admin_max_connections")]
     pub max_connections: usize,
+    /// Admin connections from one source address at once (0 = no bound); more are
+    /// closed as soon as they are accepted, before they take one of `max_connections`,
+    /// so one address cannot hold every slot and shut the others out.
+    #[serde(default = "default_admin_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     /// A request's head (request line and headers) must arrive within this; an
     /// HTTP/1.1 connection waiting for its next request is closed after it too.
     #[serde(default = "default_header_timeout_secs")]
@@ -82,6 +87,10 @@ fn default_body_timeout_secs() -> u64 {
 
 fn default_admin_max_connections() -> usize {
     1024
+}
+
+fn default_admin_max_connections_per_address() -> usize {
+    64
 }
 
 fn default_header_timeout_secs() -> u64 {
@@ -833,6 +842,7 @@ upstream_password_env = "UP"
             (1024, 10, 60, 10)
         );
         assert_eq!(a.body_timeout_secs, 10);
+        assert_eq!(a.max_connections_per_address, 64);
         let p = &v.config.proxy;
         assert_eq!((p.max_unauthenticated_connections, p.max_unauthenticated_per_address), (10_000, 1_000));
     }

@@ -173,6 +173,7 @@ fn connection_bounds(
     };
     let limits = crate::admin::serve::Limits {
         max_connections: fit("admin.max_connections", a.max_connections, 4),
+        max_connections_per_address: a.max_connections_per_address,
         header_timeout: Duration::from_secs(a.header_timeout_secs),
         idle_timeout: Duration::from_secs(a.idle_timeout_secs),
         tls_handshake_timeout: Duration::from_secs(a.tls_handshake_timeout_secs),
@@ -182,6 +183,7 @@ fn connection_bounds(
     tracing::info!(
         fd_limit,
         admin_max_connections = limits.max_connections,
+        admin_max_connections_per_address = limits.max_connections_per_address,
         max_unauthenticated = total,
         max_unauthenticated_per_address = p.max_unauthenticated_per_address,
         "connection bounds"
@@ -207,7 +209,9 @@ impl Running {
         match tokio::net::TcpListener::from_std(self.admin) {
             Ok(listener) => {
                 let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
-                crate::admin::serve::serve(listener, app, tls, self.limits, self.shutdown.clone(), self.grace)
+                let metrics = self.control.admin_metrics();
+                let shutdown = self.shutdown.clone();
+                crate::admin::serve::serve(listener, app, tls, self.limits, metrics, shutdown, self.grace)
                     .await
             }
             Err(e) => tracing::error!(error = %e, "admin API stopped"),

@@ -178,7 +178,11 @@ async fn half_open_floods_leave_both_ports_answering_and_are_closed_in_time() {
     let p = Process::start_configured(
         dir.path(),
         &format!("redis://{}", redis.addr()),
-        &format!("max_connections = 12000\nheader_timeout_secs = {LIMIT_SECS}\nidle_timeout_secs = 60"),
+        // The flood and the probes share 127.0.0.1: no bound per address here.
+        &format!(
+            "max_connections = 12000\nmax_connections_per_address = 0\nheader_timeout_secs = {LIMIT_SECS}\n\
+             idle_timeout_secs = 60"
+        ),
         &format!(
             "[proxy]\nauth_timeout_secs = {LIMIT_SECS}\nmax_unauthenticated_connections = 12000\n\
              max_unauthenticated_per_address = 0"

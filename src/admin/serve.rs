@@ -1,9 +1,10 @@
-//! Serving the admin API on a listener: a bound on connections, a time limit on
-//! the TLS handshake, on request heads and on idle connections, for HTTP/1.1 and
-//! HTTP/2 alike. hyper does the HTTP; this only decides how long a connection may
-//! hold a descriptor.
+//! Serving the admin API on a listener: a bound on connections per source address
+//! and in all, a time limit on the TLS handshake, on request heads and on idle
+//! connections, for HTTP/1.1 and HTTP/2 alike. hyper does the HTTP; this only
+//! decides whether and how long a connection may hold a descriptor.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,15 @@ use super::activity::Activity;
 use super::bodies::{HeldResponse, share};
 use super::linger::Lingering;
 use crate::descriptors;
+use crate::metrics::{AdminMetrics, AdminRefusal};
+use crate::proxy::admission::{Admission, Permit};
 
 /// How long the admin API's connections may hold on.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
+    /// 0 = no bound.
+    pub max_connections_per_address: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
@@ -40,16 +45,17 @@ pub struct Limits {
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts until `shutdown`, then lets the connections finish what is in flight for
-/// at most `grace`.
+/// at most `grace`. Connections closed at accept are counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
     limits: Limits,
+    metrics: &AdminMetrics,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let bounds = Bounds::new(&limits);
     let connections = TaskTracker::new();
     let mut last_warned: Option<std::time::Instant> = None;
     loop {
@@ -74,14 +80,18 @@ pub async fn serve(
                 continue;
             }
         };
-        // Over the bound: closed now, before any handshake, so a flood of them
+        // Over a bound: closed now, before any handshake, so a flood of them
         // holds no descriptor and costs no CPU.
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "admin API: too many connections; closed");
-            continue;
+        let admitted = match bounds.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                metrics.refused(why);
+                tracing::debug!(%peer, ?why, "admin API: too many connections; closed");
+                continue;
+            }
         };
         let span = tracing::debug_span!("admin_conn", %peer);
-        let conn = connection(stream, app.clone(), tls.clone(), limits, shutdown.clone(), slot);
+        let conn = connection(stream, app.clone(), tls.clone(), limits, shutdown.clone(), admitted);
         connections.spawn(conn.instrument(span));
     }
     connections.close();
@@ -90,14 +100,48 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection; `_slot` counts it toward `max_connections` until it ends.
+/// The two bounds on open connections: per source address and in all.
+struct Bounds {
+    /// No bound in all here (that is `slots`), so its only refusal is per address.
+    per_address: Arc<Admission>,
+    slots: Arc<Semaphore>,
+}
+
+/// What an admitted connection holds until it ends, however it ends: the
+/// connection's future owns it, and is dropped on return, on a failed or timed-out
+/// handshake, at the end of the grace period and on a panic alike.
+struct Admitted {
+    _address: Permit,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Bounds {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            per_address: Admission::new(0, limits.max_connections_per_address),
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+        }
+    }
+
+    /// The address's share first: an address at its bound is refused without
+    /// touching the slots in all, so it can hold at most its share of them and
+    /// never starve the other addresses. A refusal in all gives the address's
+    /// share back (the permit is dropped).
+    fn admit(&self, ip: IpAddr) -> Result<Admitted, AdminRefusal> {
+        let address = self.per_address.admit(ip).map_err(|_| AdminRefusal::PerAddress)?;
+        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| AdminRefusal::Total)?;
+        Ok(Admitted { _address: address, _slot: slot })
+    }
+}
+
+/// Serves one connection; `_admitted` counts it toward both bounds until it ends.
 async fn connection(
     stream: TcpStream,
     app: Router,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     shutdown: CancellationToken,
-    _slot: OwnedSemaphorePermit,
+    _admitted: Admitted,
 ) {
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
@@ -200,5 +244,52 @@ async fn http<T>(
                 closing = Some(tokio::time::Instant::now() + Duration::from_secs(86_400));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
+    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 4));
+
+    fn bounds(total: usize, per_address: usize) -> Bounds {
+        let d = Duration::from_secs(1);
+        Bounds::new(&Limits {
+            max_connections: total,
+            max_connections_per_address: per_address,
+            header_timeout: d,
+            idle_timeout: d,
+            tls_handshake_timeout: d,
+            body_timeout: d,
+        })
+    }
+
+    #[test]
+    fn an_address_at_its_bound_takes_no_slot_in_all() {
+        let b = bounds(2, 1);
+        let a = b.admit(A).unwrap();
+        for _ in 0..100 {
+            assert_eq!(b.admit(A).err(), Some(AdminRefusal::PerAddress));
+        }
+        assert_eq!(b.slots.available_permits(), 1, "refusals per address hold no slot");
+        let b1 = b.admit(B).unwrap();
+        assert_eq!(b.admit(C).err(), Some(AdminRefusal::Total));
+        drop(b1);
+        // C's share was given back when the slots refused it, or this would be
+        // refused per address.
+        let _c = b.admit(C).unwrap();
+        drop(a);
+        let _a = b.admit(A).unwrap();
+        assert_eq!(b.slots.available_permits(), 0);
+    }
+
+    #[test]
+    fn zero_per_address_leaves_only_the_bound_in_all() {
+        let b = bounds(5, 0);
+        let _all: Vec<_> = (0..5).map(|_| b.admit(A).unwrap()).collect();
+        assert_eq!(b.admit(A).err(), Some(AdminRefusal::Total));
     }
 }

@@ -89,6 +89,27 @@ fn op_index(op: crate::auth::SetChange) -> usize {
     }
 }
 
+/// Why the admin API closed a connection as soon as it was accepted, for
+/// `turnstile_admin_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// Its address already held `admin.max_connections_per_address`.
+    PerAddress,
+    /// `admin.max_connections` were open.
+    Total,
+}
+
+impl AdminRefusal {
+    const ALL: [Self; 2] = [Self::PerAddress, Self::Total];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::PerAddress => "per_address",
+            Self::Total => "total",
+        }
+    }
+}
+
 /// A latency series' labels: route template (never the raw path), method, status class.
 type RouteKey = (String, &'static str, u16);
 
@@ -97,6 +118,8 @@ type RouteKey = (String, &'static str, u16);
 pub struct AdminMetrics {
     /// Successful rotations, `[endpoint][op]`.
     rotations: [[AtomicU64; 3]; 3],
+    /// Admin connections closed at accept, by [`AdminRefusal`].
+    refused: [AtomicU64; 2],
     /// Admin request latency. A mutex is fine here: admin requests are rare and the
     /// data path never touches it. Keys are route templates, so the map is bounded
     /// by the router's size.
@@ -111,6 +134,15 @@ impl AdminMetrics {
 
     pub fn rotations(&self, endpoint: RotationEndpoint, op: crate::auth::SetChange) -> u64 {
         get(&self.rotations[endpoint as usize][op_index(op)])
+    }
+
+    /// Counts an admin connection closed at accept.
+    pub fn refused(&self, why: AdminRefusal) {
+        inc(&self.refused[why as usize]);
+    }
+
+    pub fn refusals(&self, why: AdminRefusal) -> u64 {
+        get(&self.refused[why as usize])
     }
 
     /// Records one admin request. `route` is the matched route template.

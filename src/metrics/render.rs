@@ -4,7 +4,7 @@
 //! plane, so the metrics depend on what they show and nothing above it.
 
 use super::text::Exposition;
-use super::{OPS, RotationEndpoint, get, histogram};
+use super::{AdminRefusal, OPS, RotationEndpoint, get, histogram};
 use std::sync::Arc;
 
 use super::AdminMetrics;
@@ -71,6 +71,7 @@ pub fn render(inputs: &Inputs<'_>) -> String {
     );
     e.sample("turnstile_store_writes_total", &[], inputs.store_writes);
     latency(inputs.admin, &mut e);
+    admin_refusals(inputs.admin, &mut e);
     store(&inputs.store, &mut e);
     e.finish()
 }
@@ -278,6 +279,18 @@ fn rotations(m: &AdminMetrics, e: &mut Exposition) {
             let labels = [("endpoint", endpoint.label()), ("op", label)];
             e.sample("turnstile_password_rotations_total", &labels, m.rotations(endpoint, op));
         }
+    }
+}
+
+fn admin_refusals(m: &AdminMetrics, e: &mut Exposition) {
+    const NAME: &str = "turnstile_admin_connections_refused_total";
+    e.family(
+        NAME,
+        "counter",
+        "Admin API connections closed at accept: too many from the address, or in all.",
+    );
+    for why in AdminRefusal::ALL {
+        e.sample(NAME, &[("reason", why.label())], m.refusals(why));
     }
 }
 

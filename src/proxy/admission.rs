@@ -12,6 +12,10 @@
 //! clients that authenticate (and leave the count) are not the ones closed while a
 //! flooding address holds more, and a flooding address cannot take room from others
 //! by reconnecting: it is the one holding most.
+//!
+//! The admin API keeps an [`Admission`] of its own, per address only, for the whole
+//! life of each of its connections (`admin::serve`): with no bound in all and no
+//! kill switch bound to its permits, nothing of it is ever closed to make room.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -270,6 +274,20 @@ mod tests {
         let held = adm.lock();
         assert!(held.by_address.is_empty() && held.by_count.is_empty());
         assert_eq!(adm.unauthenticated(), 0);
+    }
+
+    #[test]
+    fn per_address_only_bounds_each_address_and_gives_back_on_drop() {
+        // The admin API's use: no bound in all, one per address.
+        let adm = Admission::new(0, 2);
+        let a: Vec<_> = (0..2).map(|_| adm.admit(A).unwrap()).collect();
+        assert_eq!(adm.admit(A).unwrap_err(), Refused::PerAddress);
+        let b: Vec<_> = (0..2).map(|_| adm.admit(B).unwrap()).collect();
+        assert_eq!(adm.unauthenticated(), 4, "a refusal holds nothing");
+        drop(a);
+        let _a = adm.admit(A).unwrap();
+        drop(b);
+        assert_eq!((adm.unauthenticated(), adm.lock().by_address.len()), (1, 1));
     }
 
     #[test]
