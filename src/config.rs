@@ -1,7 +1,7 @@
 //! The TOML configuration: its shape, its defaults, and validation that names the
 //! offending key. Everything is checked before any port is bound.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +79,13 @@ pub struct AdminConfig {
     /// A request's body must arrive within this once the handler reads it (408).
     #[serde(default = "default_body_timeout_secs")]
     pub body_timeout_secs: u64,
+    /// `[admin.credential_envs]`: the environment variables a database created
+    /// through the API may name (`upstream_password_env`, `sentinel_password_env`),
+    /// each with the only upstream addresses (`host:port`) its value may be sent
+    /// to. Empty: such databases use no secret from the environment. Last, so
+    /// that `check-config` prints it after the table's other keys.
+    #[serde(default)]
+    pub credential_envs: BTreeMap<String, Vec<String>>,
 }
 
 fn default_body_timeout_secs() -> u64 {
@@ -481,6 +488,8 @@ pub struct Validated {
     pub store_password: Option<Zeroizing<String>>,
     pub admin_listen: SocketAddr,
     pub bdbs: Vec<Bdb>,
+    /// `admin.credential_envs`, checked.
+    pub credential_envs: crate::control::CredentialEnvs,
     pub hash_params: HashParams,
     pub verify: VerifyOptions,
     pub shutdown_grace: Duration,
@@ -538,6 +547,25 @@ impl Config {
                 err("store.redis_password_env", format!("environment variable {var} is not set"))
             }),
         }
+    }
+
+    /// `[admin.credential_envs]`. The variables turnstile reads for secrets that are
+    /// not upstream credentials (the bootstrap admin's, the store's, the databases'
+    /// client passwords) cannot be listed: no database may send them anywhere.
+    fn validate_credential_envs(&self) -> Result<crate::control::CredentialEnvs, ConfigError> {
+        use crate::control::credential_envs::Reserved;
+        let mut reserved = Vec::new();
+        if let Some(var) = &self.store.redis_password_env {
+            reserved.push(Reserved { var, what: "the store's password (store.redis_password_env)".into() });
+        }
+        for (i, b) in self.bdbs.iter().enumerate() {
+            if let Some(var) = &b.default_password_env {
+                let what = format!("a database's client password (bdbs[{i}].default_password_env)");
+                reserved.push(Reserved { var, what });
+            }
+        }
+        crate::control::CredentialEnvs::new(&self.admin.credential_envs, &reserved)
+            .map_err(|(var, why)| err(format!("admin.credential_envs.{var}"), why))
     }
 
     /// `[store] tls_ca`/`tls_cert`/`tls_key`: only with `rediss://`, where the CA is
@@ -711,12 +739,14 @@ impl Config {
                 tls,
             });
         }
+        let credential_envs = self.validate_credential_envs()?;
         let shutdown_grace = Duration::from_secs(self.proxy.shutdown_grace_secs);
         Ok(Validated {
             config: self,
             store_password,
             admin_listen,
             bdbs,
+            credential_envs,
             hash_params,
             verify,
             shutdown_grace,
@@ -938,6 +968,7 @@ upstream_password_env = "UP"
         let v = Config::parse(text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
         assert_eq!(v.bdbs[0].tls, None);
         assert!(!v.bdbs[0].upstream.tls);
+        assert!(v.config.admin.credential_envs.is_empty(), "no environment secret for the API by default");
         let text = text.replace("tls_mode = \"disabled\"", "tls_mode = \"enabled\"");
         let v = Config::parse(&text).unwrap().validate(&|_| Some("pw".to_string())).unwrap();
         assert_eq!(v.bdbs[0].tls, Some(ListenerTls { cert: None, client_ca: None }), "the admin certificate");
@@ -985,6 +1016,45 @@ tls_ca = "/nonexistent/ca.pem""#);
         assert!(pair.contains("store.tls_cert"), "{pair}");
         assert!(!pair.contains("PRIVATE KEY"), "{pair}");
         assert!(e("redis = \"redis://h:6379\"\nnode_forget_secs = 2").contains("store.node_forget_secs"));
+    }
+
+    #[test]
+    fn credential_envs_refuse_turnstiles_own_secrets() {
+        let with = |entries: &str, store: &str| {
+            let text = BASE
+                .replacen("[store]\n", &format!("[admin.credential_envs]\n{entries}\n[store]\n{store}\n"), 1)
+                .replace(
+                    "upstream_password_env = \"UP\"",
+                    "upstream_password_env = \"UP\"\ndefault_password_env = \"APP\"",
+                );
+            Config::parse(&text).unwrap().validate(&|_| Some("pw".to_string()))
+        };
+        let v = with("UP = [\"127.0.0.1:6379\"]\nB = [\"10.0.0.7:6379\", \"h:1\"]", "").unwrap();
+        assert_eq!(v.config.admin.credential_envs.len(), 2);
+        assert_eq!(v.credential_envs.check("B", &["10.0.0.7:6379"]), Ok(()));
+        assert!(v.credential_envs.check("UP", &["10.0.0.7:6379"]).is_err());
+        for (entries, store, key, why) in [
+            (
+                "TURNSTILE_ADMIN_PASSWORD = [\"127.0.0.1:6379\"]",
+                "",
+                "admin.credential_envs.TURNSTILE_ADMIN_PASSWORD",
+                "admin's password",
+            ),
+            (
+                "STORE_PW = [\"127.0.0.1:6379\"]",
+                "redis = \"redis://127.0.0.1:6390\"\nredis_password_env = \"STORE_PW\"",
+                "admin.credential_envs.STORE_PW",
+                "store.redis_password_env",
+            ),
+            ("APP = [\"127.0.0.1:6379\"]", "", "admin.credential_envs.APP", "bdbs[0].default_password_env"),
+            ("B = [\"10.0.0.7\"]", "", "admin.credential_envs.B", "port"),
+            ("B = []", "", "admin.credential_envs.B", "no address"),
+        ] {
+            let e = with(entries, store).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.why.contains(why), "{e}");
+            assert!(!e.to_string().contains("pw\""), "no value in {e}");
+        }
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub fn render(v: &Validated, env_is_set: &dyn Fn(&str) -> bool) -> Result<String
             env_line(var, &format!("bdbs[{i}].default_password_env"));
         }
     }
+    for var in v.config.admin.credential_envs.keys() {
+        env_line(var, "admin.credential_envs, for databases created through the API");
+    }
     if v.config.auth.verify_concurrency == 0 {
         out.push_str(&format!(
             "# auth.verify_concurrency = 0 means {} argon2 evaluation(s) at once on this machine.\n",
@@ -74,6 +77,8 @@ mod tests {
     const FILE: &str = r#"
 [admin]
 listen = "127.0.0.1:9443"
+[admin.credential_envs]
+API_PW = ["10.0.0.3:6379", "10.0.0.4:6379"]
 [store]
 dir = "/var/lib/turnstile"
 [[bdbs]]
@@ -110,6 +115,7 @@ upstream_password_env = "UP_PW"
         assert!(text.contains("#   APP_PW (bdbs[0].default_password_env): set"), "{text}");
         assert!(text.contains("#   UP_PW (bdbs[1].upstream_password_env): NOT SET"), "{text}");
         assert!(text.contains("#   TURNSTILE_ADMIN_PASSWORD ("), "{text}");
+        assert!(text.contains("#   API_PW (admin.credential_envs, "), "{text}");
         // Defaults the file left out are filled in.
         for default in
             ["tls = true", "argon2_m_cost = 19456", "auth_timeout_secs = 30", "max_connections = 0"]
@@ -127,5 +133,7 @@ upstream_password_env = "UP_PW"
         assert_eq!(back.auth.argon2_m_cost, v.config.auth.argon2_m_cost);
         assert_eq!(back.bdbs[1].upstream_password_env.as_deref(), Some("UP_PW"));
         assert_eq!(back.store.dir, v.config.store.dir);
+        assert_eq!(back.admin.credential_envs, v.config.admin.credential_envs);
+        assert_eq!(back.admin.credential_envs["API_PW"], ["10.0.0.3:6379", "10.0.0.4:6379"]);
     }
 }

@@ -80,6 +80,7 @@ pub async fn start(
         admin_email: config.config.bootstrap.admin_email.clone(),
         admin_password,
         bdbs: config.bdbs.clone(),
+        credential_envs: config.credential_envs.clone(),
         default_bind_host: config.admin_listen.ip().to_string(),
         connect_timeout: Duration::from_millis(config.config.proxy.upstream_connect_timeout_ms),
         auth_timeout: Duration::from_secs(config.config.proxy.auth_timeout_secs),

@@ -39,13 +39,18 @@ struct Turnstile {
     bdb: String,
 }
 
-/// Starts the binary with database 1 behind `upstream` (a Sentinel URL).
-async fn turnstile(dir: &Path, upstream: &str) -> Turnstile {
+/// Starts the binary with database 1 behind `upstream` (a Sentinel URL), letting
+/// databases made through the API use the nodes' and the Sentinels' passwords
+/// towards `sentinels` (`admin.credential_envs`).
+async fn turnstile(dir: &Path, upstream: &str, sentinels: &[String]) -> Turnstile {
     let config = dir.join("turnstile.toml");
+    let allowed = serde_json::to_string(sentinels).unwrap();
     std::fs::write(
         &config,
         format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\ntls = false\n[store]\ndir = \"{}\"\n\
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntls = false\n\
+             [admin.credential_envs]\nTS_NODE_PW = {allowed}\nTS_SENTINEL_PW = {allowed}\n\
+             [store]\ndir = \"{}\"\n\
              [auth]\nargon2_m_cost = 64\nargon2_t_cost = 1\n\
              [bootstrap]\nadmin_name = \"admin\"\nadmin_email = \"admin@example.com\"\n\
              [proxy]\nupstream_connect_timeout_ms = 1000\nsentinel_primary_wait_ms = 5000\n\
@@ -237,7 +242,9 @@ async fn clients_follow_the_primary_through_failovers() {
     let down = cluster.sentinels[2].addr();
     let up = format!("{},{}", cluster.sentinels[0].addr(), cluster.sentinels[1].addr());
     let dir = tempfile::tempdir().unwrap();
-    let ts = turnstile(dir.path(), &format!("redis+sentinel://:{NODE_PW}@{down},{up}/mymaster")).await;
+    let sentinels: Vec<String> = cluster.sentinels.iter().map(|s| s.addr()).collect();
+    let ts =
+        turnstile(dir.path(), &format!("redis+sentinel://:{NODE_PW}@{down},{up}/mymaster"), &sentinels).await;
     ts.follows(1, first).await;
 
     // Every Sentinel unreachable: the known primary goes on serving (over several

@@ -13,7 +13,9 @@ use crate::store::state::{BdbRecord, RolePermission};
 
 /// `POST /v1/bdbs`. turnstile's own fields: `listen` (or RS's `port`), `upstream`
 /// (`redis://[user@]host:port`) and `upstream_password_env`: the upstream password is
-/// never sent or stored, only the name of the environment variable that holds it.
+/// never sent or stored, only the name of the environment variable that holds it,
+/// and only a variable the operator listed in `[admin.credential_envs]` for this
+/// upstream's address (likewise `sentinel_password_env`, for every Sentinel).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = json!({"name": "cache", "port": 12001, "upstream": "redis://127.0.0.1:6379"}))]
 #[serde(deny_unknown_fields)]

@@ -13,6 +13,7 @@
 mod apply;
 pub mod bdbs;
 pub mod complexity;
+pub mod credential_envs;
 mod endpoints;
 pub mod error;
 pub mod fleet;
@@ -45,6 +46,7 @@ use crate::config::TlsMode;
 use crate::proxy::Upstream;
 use crate::store::state::{BdbRecord, UserRecord};
 use crate::store::{Revision, State, Store, StoreError};
+pub use credential_envs::CredentialEnvs;
 pub use error::{Error, Kind, Result};
 pub use login::{Caller, status as user_status};
 pub use passwords::PasswordOp;
@@ -64,6 +66,9 @@ pub struct Settings {
     /// upstream and its secret) come from the file on every start; everything else
     /// lives in the store once they are there.
     pub bdbs: Vec<crate::config::Bdb>,
+    /// `[admin.credential_envs]`: the environment variables databases created
+    /// through the API may take secrets from, and where each may be sent.
+    pub credential_envs: CredentialEnvs,
     /// Host that databases created with only a `port` listen on.
     pub default_bind_host: String,
     pub connect_timeout: Duration,
@@ -122,6 +127,8 @@ struct Inner {
     endpoints: endpoints::Endpoints,
     /// Upstreams of config-defined databases, secrets included (never stored).
     config_upstreams: HashMap<u32, Upstream>,
+    /// Which environment secrets the other databases may use, and where they go.
+    credential_envs: CredentialEnvs,
     /// Listener TLS of config-defined databases that have it.
     config_tls: HashMap<u32, crate::config::ListenerTls>,
     default_cert: Option<DefaultCert>,
@@ -300,6 +307,7 @@ impl Control {
                 directory,
                 endpoints: endpoints::Endpoints::new(shutdown, tracker),
                 config_upstreams,
+                credential_envs: settings.credential_envs.clone(),
                 config_tls,
                 default_cert: settings.default_cert.clone(),
                 default_bind_host: settings.default_bind_host.clone(),
@@ -630,6 +638,7 @@ impl Control {
             .map_err(|why| Error::bad_request("invalid_parameter", format!("upstream: {why}")))?;
         u.connect_timeout = self.inner.connect_timeout;
         u.pool = self.inner.pool;
+        self.check_credential_envs(record, &u)?;
         if let Some(var) = &record.upstream_password_env {
             let value = std::env::var(var).map_err(|_| {
                 Error::bad_request(
@@ -647,6 +656,32 @@ impl Control {
         )
         .map_err(|(k, why)| Error::bad_request("invalid_parameter", format!("{k}: {why}")))?;
         Ok(u)
+    }
+
+    /// Refuses a record that names a variable the operator did not allow for its
+    /// upstream's addresses (`admin.credential_envs`). Every path to a record's
+    /// secret (create, change, a record loaded from the store or written by another
+    /// node) goes through [`upstream_of`](Self::upstream_of), and this runs there
+    /// before any variable is read and before anything connects.
+    fn check_credential_envs(&self, record: &BdbRecord, u: &Upstream) -> Result<()> {
+        // A Sentinel URL's node addresses come from the Sentinels, which the operator
+        // vouched for by listing them; both secrets go no further than that.
+        let addresses: Vec<&str> = match &u.sentinel {
+            Some(s) => s.sentinels.iter().map(String::as_str).collect(),
+            None => vec![u.address.as_str()],
+        };
+        for (key, var) in [
+            ("upstream_password_env", &record.upstream_password_env),
+            ("sentinel_password_env", &record.sentinel_password_env),
+        ] {
+            if let Some(var) = var {
+                self.inner.credential_envs.check(var, &addresses).map_err(|why| {
+                    tracing::warn!(bdb = record.uid, key, %why, "upstream secret refused");
+                    Error::bad_request("invalid_parameter", format!("{key}: {why}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The TLS a database's listener serves, built from its PEM files (None: plain

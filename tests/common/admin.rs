@@ -91,6 +91,7 @@ pub fn settings() -> Settings {
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(zeroize::Zeroizing::new(ADMIN_PW.into())),
         bdbs: Vec::new(),
+        credential_envs: Default::default(),
         default_bind_host: "127.0.0.1".into(),
         connect_timeout: Duration::from_secs(2),
         auth_timeout: Duration::ZERO,
@@ -149,6 +150,8 @@ pub struct Process {
     pub bdbs: Vec<(u32, String)>,
     pub dir: PathBuf,
     config: PathBuf,
+    /// Variables set in its environment besides `TURNSTILE_ADMIN_PASSWORD`.
+    envs: Vec<(String, String)>,
 }
 
 impl Process {
@@ -166,7 +169,7 @@ impl Process {
             ),
         )
         .unwrap();
-        Self::spawn(dir, config).await
+        Self::spawn(dir, config, Vec::new()).await
     }
 
     /// Like `start`, with `tables` (whole TOML tables, e.g. `[proxy]`) before the
@@ -191,6 +194,21 @@ impl Process {
         bdb_extra: &str,
         more_bdbs: &str,
     ) -> Self {
+        Self::start_configured_env(dir, upstream, admin_extra, tables, bdb_extra, more_bdbs, &[]).await
+    }
+
+    /// Like `start_configured`, with `envs` in turnstile's environment (the
+    /// variables the file or the API name). `admin_extra` may end with sub-tables
+    /// of `[admin]` (`[admin.credential_envs]`): `[store]` follows it.
+    pub async fn start_configured_env(
+        dir: &Path,
+        upstream: &str,
+        admin_extra: &str,
+        tables: &str,
+        bdb_extra: &str,
+        more_bdbs: &str,
+        envs: &[(&str, &str)],
+    ) -> Self {
         let config = dir.join("turnstile.toml");
         std::fs::write(
             &config,
@@ -202,7 +220,8 @@ impl Process {
             ),
         )
         .unwrap();
-        Self::spawn(dir, config).await
+        let envs = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(dir, config, envs).await
     }
 
     /// Like `start`, logging at trace level (every crate) to `dir/turnstile.log`.
@@ -211,7 +230,7 @@ impl Process {
         Self::start(dir, upstream).await
     }
 
-    async fn spawn(dir: &Path, config: PathBuf) -> Self {
+    async fn spawn(dir: &Path, config: PathBuf, envs: Vec<(String, String)>) -> Self {
         let log = dir.join("turnstile.log");
         let (stderr, level) = if log.exists() {
             let f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -224,6 +243,7 @@ impl Process {
             .arg(&config)
             .env("TURNSTILE_ADMIN_PASSWORD", ADMIN_PW)
             .env("TURNSTILE_LOG", level)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)
@@ -244,7 +264,7 @@ impl Process {
             let uid: u32 = line.split(' ').nth(2).unwrap().parse().unwrap();
             bdbs.push((uid, last));
         };
-        Self { child, admin_url, bdbs, dir: dir.to_path_buf(), config }
+        Self { child, admin_url, bdbs, dir: dir.to_path_buf(), config, envs }
     }
 
     /// The address database `uid` listens on.
@@ -256,16 +276,23 @@ impl Process {
     pub async fn kill9_and_restart(mut self) -> Self {
         self.child.start_kill().unwrap();
         let _ = self.child.wait().await;
-        Self::spawn(&self.dir.clone(), self.config.clone()).await
+        Self::spawn(&self.dir.clone(), self.config.clone(), self.envs.clone()).await
     }
 
     /// SIGTERM, wait for a clean exit, start again.
-    pub async fn stop_and_restart(mut self) -> Self {
+    pub async fn stop_and_restart(self) -> Self {
+        self.stop_edit_and_restart(|_| {}).await
+    }
+
+    /// Like `stop_and_restart`, calling `edit` with the store directory while
+    /// turnstile is stopped (to plant what another node, or an older version, wrote).
+    pub async fn stop_edit_and_restart(mut self, edit: impl FnOnce(&Path)) -> Self {
         let pid = self.child.id().unwrap().to_string();
         std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
         assert!(status.success());
-        Self::spawn(&self.dir.clone(), self.config.clone()).await
+        edit(&self.dir.join("data"));
+        Self::spawn(&self.dir.clone(), self.config.clone(), self.envs.clone()).await
     }
 
     /// Runs curl as the seeds do (`curl -k -u user:pw -X METHOD -H content-type … -d body`).
