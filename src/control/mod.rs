@@ -664,8 +664,9 @@ impl Control {
     /// node) goes through [`upstream_of`](Self::upstream_of), and this runs there
     /// before any variable is read and before anything connects.
     fn check_credential_envs(&self, record: &BdbRecord, u: &Upstream) -> Result<()> {
-        // A Sentinel URL's node addresses come from the Sentinels, which the operator
-        // vouched for by listing them; both secrets go no further than that.
+        // A Sentinel URL's nodes are whichever its Sentinels name: listing the
+        // Sentinels is the operator vouching for them and the nodes they name, so
+        // both secrets are checked against the Sentinels' addresses.
         let addresses: Vec<&str> = match &u.sentinel {
             Some(s) => s.sentinels.iter().map(String::as_str).collect(),
             None => vec![u.address.as_str()],
