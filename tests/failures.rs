@@ -218,6 +218,71 @@ async fn repeated_failures_throttle_that_address_only() {
     assert_eq!(inside.cmd(&["PING"]).await, b"+PONG\r\n");
 }
 
+/// A burst of wrong passwords from one address, larger than the throttle's budget:
+/// its attempts waiting for argon2 are checked again at their turn (so the burst
+/// costs about the budget in evaluations, not one per attempt), and turns go round
+/// the addresses (so a login from another address is answered while the burst still
+/// waits, instead of after it). Order and counts only; no time is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_address_stops_at_its_budget_and_waits_behind_itself() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use turnstile::auth::{
+        BdbAccess, Directory, HashParams, SetChange, SetId, ThrottlePolicy, VerifyOptions,
+    };
+    const BUDGET: u32 = 100;
+    const BURST: usize = 200;
+    const CONCURRENCY: usize = 1;
+    let redis = Redis::start(&[]);
+    let throttle =
+        ThrottlePolicy { failures: BUDGET, window: Duration::from_secs(60), block: Duration::from_secs(60) };
+    // Costlier than FAST (2 MiB: about a millisecond each), so that the burst is
+    // still queued when the login comes; the test takes about a budget of them.
+    let params = HashParams { m_cost: 2048, t_cost: 1, p_cost: 1 };
+    let directory = Directory::new(
+        params,
+        VerifyOptions { concurrency: CONCURRENCY, throttle, ..VerifyOptions::default() },
+    );
+    directory.set_bdb(1, BdbAccess::default());
+    // Added, never used: not in the verification cache.
+    directory.change(&SetId::BdbDefault(1), SetChange::Add, b"right").await.unwrap();
+    let proxy = Proxy::serve(directory.clone(), 1, &format!("redis://{}", redis.addr()), 0).await;
+    let addr = proxy.addr.to_string();
+    let mut burst = Vec::new();
+    for _ in 0..BURST {
+        burst.push(Conn::connect_from("127.0.0.2:0", &addr).await);
+    }
+    let evaluations = directory.evaluations();
+    let refused = directory.throttle().refused();
+    for (i, c) in burst.iter_mut().enumerate() {
+        c.send(&cmd_bytes(&["AUTH", &format!("guess-{i}")])).await;
+    }
+    // Every attempt of the burst is in: waiting, evaluated, or refused.
+    eventually("the burst to be queued", async || {
+        let done = directory.evaluations() - evaluations + directory.throttle().refused() - refused;
+        directory.argon2_waiting() as u64 + done >= BURST as u64
+    })
+    .await;
+    let mut login = Conn::connect_from("127.0.0.1:0", &addr).await;
+    assert_eq!(login.cmd(&["AUTH", "right"]).await, b"+OK\r\n");
+    // Answered in its address's turn: most of the burst has not had one yet (first
+    // come, first served, it would have waited for all of them).
+    let behind = directory.argon2_waiting();
+    assert!(behind > 0, "the burst was over before the login from another address was answered");
+    for c in &mut burst {
+        assert_eq!(show(&c.reply().await), show(WRONGPASS));
+    }
+    // The budget, plus the evaluations already running when the last failure of it
+    // was counted, plus the login; the rest were refused at their turn, unevaluated.
+    let spent = directory.evaluations() - evaluations;
+    let most = u64::from(BUDGET) + CONCURRENCY as u64 + 1;
+    assert!(spent <= most, "{spent} evaluations for a burst of {BURST} with a budget of {BUDGET}");
+    assert!(directory.throttle().refused() - refused >= BURST as u64 - most);
+    assert_eq!(directory.argon2_waiting(), 0, "no waiter left behind");
+    let stats = &proxy.ctx.stats;
+    let (throttled, failed) = (stats.auth_throttled.load(Relaxed), stats.auth_failure.load(Relaxed));
+    assert_eq!(throttled + failed, BURST as u64, "each attempt answered once, as a failure or as throttled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthenticated_client_is_bounded_in_time() {
     let redis = Redis::start(&[]);

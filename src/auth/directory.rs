@@ -5,6 +5,7 @@
 //! caller persist it, and only then swap it in — so nothing that is not durable is
 //! ever visible, and the next `AUTH` after a change returns sees the change.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::cache::{Checked, SetId, VerifyCache};
 use super::failures::FailureLog;
-use super::hasher::{Derived, Digest, HashError, HashParams, Hasher};
+use super::hasher::{AtTurn, Derived, Digest, HashError, HashParams, Hasher};
 use super::set::PasswordSet;
 use super::throttle::{Throttle, ThrottlePolicy};
 use super::usage::Usage;
@@ -228,6 +229,11 @@ impl Directory {
     /// argon2 evaluations performed so far.
     pub fn evaluations(&self) -> u64 {
         self.inner.hasher.evaluations()
+    }
+
+    /// Attempts waiting for their turn to evaluate argon2 right now.
+    pub fn argon2_waiting(&self) -> usize {
+        self.inner.hasher.waiting()
     }
 
     /// Successful verifications answered from the cache so far.
@@ -524,27 +530,45 @@ impl Directory {
     pub async fn verify_user(&self, name: &str, password: &[u8]) -> bool {
         let Some((key, u)) = self.inner.users.get(name).map(|e| (Arc::clone(e.key()), Arc::clone(e.value())))
         else {
-            self.decoy_evaluation(Checked::Decoy { bdb: None, user: Some(name.as_bytes()) }, password).await;
+            let _ = self
+                .decoy_evaluation(Checked::Decoy { bdb: None, user: Some(name.as_bytes()) }, password, None)
+                .await;
             return false;
         };
-        self.check(SetId::User(key), u, password).await.is_some()
+        // No address: never throttled (admin logins have RS's lockout policy).
+        matches!(self.check(SetId::User(key), u, password, None).await, Ok(Some(_)))
     }
 
     /// Spends one argon2 evaluation on nothing, so that a refusal needing no check
     /// takes as long as one that does (an admin API login naming no user).
     pub async fn decoy(&self, login: &[u8], password: &[u8]) {
-        self.decoy_evaluation(Checked::Decoy { bdb: None, user: Some(login) }, password).await
+        let _ = self.decoy_evaluation(Checked::Decoy { bdb: None, user: Some(login) }, password, None).await;
     }
 
     /// Checks `AUTH [user] password` for database `bdb`. `user` of `None` or
     /// `default` means the database's default user. Costs at most one argon2
     /// evaluation, and none for a password verified recently.
     pub async fn authenticate(&self, bdb: u32, user: Option<&[u8]>, password: &[u8]) -> Option<Identity> {
+        // No address is never throttled.
+        self.authenticate_from(bdb, user, password, None).await.unwrap_or(None)
+    }
+
+    /// [`authenticate`](Self::authenticate) for an attempt from `from`, queued for
+    /// argon2 in that address's turn; `Err` if the address got throttled while the
+    /// attempt waited (then nothing was evaluated and nothing is counted here: the
+    /// caller refuses it as it refuses a throttled attempt at entry).
+    pub(super) async fn authenticate_from(
+        &self,
+        bdb: u32,
+        user: Option<&[u8]>,
+        password: &[u8],
+        from: Option<IpAddr>,
+    ) -> Result<Option<Identity>, Throttled> {
         let (target, named) = self.resolve(bdb, user);
         let result = match target {
-            Some((id, slot)) => self.check(id, slot, password).await,
+            Some((id, slot)) => self.check(id, slot, password, from).await?,
             None => {
-                self.decoy_evaluation(Checked::Decoy { bdb: Some(bdb), user }, password).await;
+                self.decoy_evaluation(Checked::Decoy { bdb: Some(bdb), user }, password, from).await?;
                 None
             }
         };
@@ -554,14 +578,33 @@ impl Directory {
             Named::User(u) => crate::metrics::inc(&u.auth_failure),
             Named::Unknown => crate::metrics::inc(&self.inner.unknown_user_failures),
         }
-        result
+        Ok(result)
     }
 
-    async fn check(&self, id: SetId, slot: Arc<dyn SetSlot>, password: &[u8]) -> Option<Identity> {
+    /// What an attempt from `from` does once its turn to evaluate comes: refused if
+    /// its address was throttled while it waited (the failures of the attempts
+    /// ahead of it are counted by now), so a burst from one address costs at most
+    /// the throttle's budget in evaluations; else the cache is asked again.
+    fn at_turn(&self, from: Option<IpAddr>, key: &[u8; 32]) -> AtTurn {
+        if let Some(ip) = from
+            && !self.inner.throttle.allows(ip)
+        {
+            return AtTurn::Refuse;
+        }
+        self.inner.cache.get(key).map_or(AtTurn::Evaluate, AtTurn::Known)
+    }
+
+    async fn check(
+        &self,
+        id: SetId,
+        slot: Arc<dyn SetSlot>,
+        password: &[u8],
+        from: Option<IpAddr>,
+    ) -> Result<Option<Identity>, Throttled> {
         let current = slot.cell().load_full();
         if current.is_empty() {
-            self.decoy_evaluation(Checked::Set(&id), password).await;
-            return None;
+            self.decoy_evaluation(Checked::Set(&id), password, from).await?;
+            return Ok(None);
         }
         let cache = &self.inner.cache;
         let salt = current.salt();
@@ -570,15 +613,15 @@ impl Directory {
             Some(d) => (d, None),
             None => {
                 let secret = Zeroizing::new(password.to_vec());
-                match self
+                let derived = self
                     .inner
                     .hasher
-                    .derive_unless(current.params(), salt, secret, || cache.get(&key))
-                    .await
-                    .ok()?
-                {
-                    Derived::Computed(d, turn) => (d, Some(turn)),
-                    Derived::Known(d) => (d, None),
+                    .derive_unless(from, current.params(), salt, secret, || self.at_turn(from, &key));
+                match derived.await {
+                    Ok(Derived::Computed(d, turn)) => (d, Some(turn)),
+                    Ok(Derived::Known(d)) => (d, None),
+                    Ok(Derived::Refused) => return Err(Throttled),
+                    Err(_) => return Ok(None),
                 }
             }
         };
@@ -593,7 +636,7 @@ impl Directory {
         }
         // Only now may the next attempt of the same password look for it.
         drop(turn);
-        match entry {
+        Ok(match entry {
             Some(entry) => {
                 if !computed {
                     cache.record_hit();
@@ -606,7 +649,7 @@ impl Directory {
                 }
                 None
             }
-        }
+        })
     }
 
     /// Whether the password `identity` authenticated with is still in its set.
@@ -649,23 +692,39 @@ impl Directory {
     /// An evaluation that can only fail, so that a failure costs the same whatever
     /// its reason; cached like a real one (a repeated attempt is fast for an unknown
     /// user exactly as for an existing one, or its speed would say which it is).
-    async fn decoy_evaluation(&self, what: Checked<'_>, password: &[u8]) {
+    async fn decoy_evaluation(
+        &self,
+        what: Checked<'_>,
+        password: &[u8],
+        from: Option<IpAddr>,
+    ) -> Result<(), Throttled> {
         let d = &self.inner.decoy;
         let cache = &self.inner.cache;
         let key = cache.key(what, d.params(), &d.salt(), password);
         if cache.get(&key).is_some() {
             cache.record_known_miss();
-            return;
+            return Ok(());
         }
         let secret = Zeroizing::new(password.to_vec());
-        match self.inner.hasher.derive_unless(d.params(), d.salt(), secret, || cache.get(&key)).await {
+        match self
+            .inner
+            .hasher
+            .derive_unless(from, d.params(), d.salt(), secret, || self.at_turn(from, &key))
+            .await
+        {
             // Remembered before the turn goes (dropped at the end of the arm).
             Ok(Derived::Computed(digest, _turn)) => cache.insert(key, None, digest, false),
             Ok(Derived::Known(_)) => cache.record_known_miss(),
+            Ok(Derived::Refused) => return Err(Throttled),
             Err(_) => {}
         }
+        Ok(())
     }
 }
+
+/// An attempt refused at its turn: its address was throttled while it waited.
+#[derive(Debug)]
+pub(super) struct Throttled;
 
 fn identity(set: SetId, digest: Digest, usage: Arc<Usage>) -> Identity {
     Identity { set, digest, usage }

@@ -1,13 +1,14 @@
 //! argon2id evaluation: off the async workers, at a lower CPU priority, with bounded
-//! concurrency, counted.
+//! concurrency shared fairly across source addresses, counted.
 
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
+
+use super::fair::{FairSlots, Slot};
 
 /// The output of one argon2id evaluation.
 pub type Digest = [u8; 32];
@@ -57,19 +58,25 @@ pub enum Derived {
     Computed(Digest, Turn),
     /// Found while waiting for a turn.
     Known(Digest),
+    /// Refused when its turn came (its address got throttled while it waited):
+    /// nothing was evaluated.
+    Refused,
 }
 
-impl Derived {
-    pub fn digest(self) -> Digest {
-        match self {
-            Self::Computed(d, _) | Self::Known(d) => d,
-        }
-    }
+/// What an attempt does when its turn comes, as its caller decides then.
+#[derive(Debug)]
+pub enum AtTurn {
+    /// Evaluate.
+    Evaluate,
+    /// Use this digest, found since the attempt was queued.
+    Known(Digest),
+    /// Give the turn back unused.
+    Refuse,
 }
 
 /// One of the `concurrency` evaluation slots; the next attempt waits for it.
 #[derive(Debug)]
-pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Turn(#[allow(dead_code)] Slot);
 
 /// The nice value argon2 threads run at. Under CFS a nice-10 thread gets about a
 /// tenth of a core that a nice-0 thread also wants: a storm of wrong passwords (up
@@ -87,20 +94,28 @@ pub const ARGON2_NICE: i32 = 10;
 /// cannot be raised back without privileges, and the blocking pool also runs the
 /// store's I/O, which must not slow down; starting a thread costs ~30 µs next to the
 /// evaluation's ~40 ms, and its 19 MiB go back when it exits.
+///
+/// Turns are handed out round-robin across source addresses ([`FairSlots`]): a
+/// burst from one address waits behind itself, not in front of everyone.
 #[derive(Debug)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    slots: FairSlots,
     evaluations: AtomicU64,
 }
 
 impl Hasher {
     pub fn new(concurrency: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(concurrency.max(1))), evaluations: AtomicU64::new(0) }
+        Self { slots: FairSlots::new(concurrency), evaluations: AtomicU64::new(0) }
     }
 
     /// Number of argon2 evaluations so far (for tests and metrics).
     pub fn evaluations(&self) -> u64 {
         self.evaluations.load(Ordering::Relaxed)
+    }
+
+    /// Attempts waiting for a turn now (for tests and metrics).
+    pub fn waiting(&self) -> usize {
+        self.slots.waiting()
     }
 
     /// Derives the digest of `password` under `params` and `salt`.
@@ -110,23 +125,33 @@ impl Hasher {
         salt: [u8; SALT_LEN],
         password: Zeroizing<Vec<u8>>,
     ) -> Result<Digest, HashError> {
-        Ok(self.derive_unless(params, salt, password, || None).await?.digest())
+        match self.derive_unless(None, params, salt, password, || AtTurn::Evaluate).await? {
+            Derived::Computed(d, _) | Derived::Known(d) => Ok(d),
+            // Not reached (`at_turn` says evaluate); an error rather than a panic.
+            Derived::Refused => Err(HashError("refused".into())),
+        }
     }
 
-    /// Like [`derive`](Self::derive), but once its turn comes, asks `known` first:
-    /// attempts of one password queued behind one another (200 connections retrying
-    /// one wrong password) then cost one evaluation, the first; the rest find its
-    /// result.
+    /// Like [`derive`](Self::derive), queued as an attempt from `from` (None: no
+    /// address, e.g. the admin API), and once its turn comes, asks `at_turn` first.
+    /// Why at the turn: attempts of one password queued behind one another (200
+    /// connections retrying one wrong password) then cost one evaluation, the first;
+    /// the rest find its result. And a burst from one address that got throttled
+    /// while it waited stops costing evaluations at once, not after the whole queue.
     pub async fn derive_unless(
         &self,
+        from: Option<IpAddr>,
         params: HashParams,
         salt: [u8; SALT_LEN],
         password: Zeroizing<Vec<u8>>,
-        known: impl FnOnce() -> Option<Digest>,
+        at_turn: impl FnOnce() -> AtTurn,
     ) -> Result<Derived, HashError> {
-        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| HashError(e.to_string()))?;
-        if let Some(d) = known() {
-            return Ok(Derived::Known(d));
+        let slot = self.slots.acquire(from).await;
+        match at_turn() {
+            AtTurn::Evaluate => {}
+            // The slot goes back now, to the next address's attempt.
+            AtTurn::Known(d) => return Ok(Derived::Known(d)),
+            AtTurn::Refuse => return Ok(Derived::Refused),
         }
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -134,7 +159,7 @@ impl Hasher {
         // before letting the next attempt in, which then finds it. If the caller is
         // gone, the failed send drops the turn here, when the evaluation is over.
         let job = move || {
-            let _ = tx.send((derive_now(params, &salt, &password), Turn(permit)));
+            let _ = tx.send((derive_now(params, &salt, &password), Turn(slot)));
         };
         let spawned = std::thread::Builder::new().name("turnstile-argon2".into()).spawn(move || {
             lower_priority();

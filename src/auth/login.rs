@@ -1,12 +1,13 @@
-//! The AUTH policy behind one call: per-address throttling (a tarpit for throttled
-//! addresses), the check through the cache, the counters, the failure log, and the
-//! race with a password's removal. Returns the identity; the data path only says
+//! The AUTH policy behind one call: per-address throttling (at entry and again at
+//! the attempt's turn for argon2; a tarpit for throttled addresses), the check
+//! through the cache, the counters, the failure log, and the race with a password's
+//! removal. Returns the identity; the data path only says
 //! who asks, with what, and how to publish the result.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::directory::{Directory, Identity};
+use super::directory::{Directory, Identity, Throttled};
 use crate::metrics::BdbStats;
 
 /// How long a throttled address waits for its refusal.
@@ -35,18 +36,16 @@ impl Directory {
         if let Some(ip) = a.peer
             && !self.throttle().allows(ip)
         {
-            // Refused without spending argon2: the same reply as a wrong password,
-            // held back for a moment (a tarpit): answered at once, a throttled
-            // attacker turns into a flood of cheap requests that competes with the
-            // authenticated clients for CPU (measured in the load comparison: they
-            // kept 26% of their throughput during a 200-connection storm).
-            // Counted only: a storm of these must not reach the event log one by one.
-            crate::metrics::inc(&stats.auth_throttled);
-            tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
-            tokio::time::sleep(THROTTLED_REPLY_DELAY).await;
-            return None;
+            return refuse_throttled(ip, stats).await;
         }
-        let found = self.authenticate(a.bdb, a.user, a.password).await;
+        // Failures are counted after hashing, so the attempts of a burst all pass
+        // the check above before the first is counted; each is checked again when
+        // its turn for argon2 comes, and refused here alike if blocked by then.
+        let found = match self.authenticate_from(a.bdb, a.user, a.password, a.peer).await {
+            Ok(found) => found,
+            // Only an attempt with an address can be throttled.
+            Err(Throttled) => return refuse_throttled(a.peer?, stats).await,
+        };
         // An identity with no rights here (its rule is gone) is not admitted.
         match found.filter(|id| self.grant(a.bdb, id).is_some()) {
             Some(id) => {
@@ -81,4 +80,17 @@ impl Directory {
             }
         }
     }
+}
+
+/// Refuses an attempt from a throttled address without spending argon2: the same
+/// reply as a wrong password, held back for a moment (a tarpit): answered at once, a
+/// throttled attacker turns into a flood of cheap requests that competes with the
+/// authenticated clients for CPU (measured in the load comparison: they kept 26% of
+/// their throughput during a 200-connection storm). Counted only: a storm of these
+/// must not reach the event log one by one.
+async fn refuse_throttled(ip: IpAddr, stats: &BdbStats) -> Option<Identity> {
+    crate::metrics::inc(&stats.auth_throttled);
+    tracing::debug!(%ip, "AUTH refused: address throttled after repeated failures");
+    tokio::time::sleep(THROTTLED_REPLY_DELAY).await;
+    None
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod directory;
 pub mod failures;
+pub mod fair;
 pub mod hasher;
 pub mod login;
 pub mod set;

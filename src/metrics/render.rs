@@ -42,6 +42,12 @@ pub fn render(inputs: &Inputs<'_>) -> String {
     );
     e.sample("turnstile_argon2_evaluations_total", &[], d.evaluations());
     e.family(
+        "turnstile_argon2_waiting",
+        "gauge",
+        "Attempts waiting for their turn to evaluate argon2 (handed out round-robin across addresses).",
+    );
+    e.sample("turnstile_argon2_waiting", &[], d.argon2_waiting());
+    e.family(
         "turnstile_auth_cache_hits_total",
         "counter",
         "Successful AUTHs answered from the verification cache.",
