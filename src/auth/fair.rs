@@ -73,11 +73,21 @@ impl FairSlots {
 
     /// Waits for a slot in `from`'s turn. Dropping the future leaves the queue.
     pub async fn acquire(&self, from: Option<IpAddr>) -> Slot {
+        loop {
+            if let Some(slot) = self.try_acquire(from).await {
+                return slot;
+            }
+        }
+    }
+
+    /// One wait in the queue: `None` only if the waiter's sender went without a slot,
+    /// which the hand-over never does (the caller queues again rather than panic).
+    async fn try_acquire(&self, from: Option<IpAddr>) -> Option<Slot> {
         let mut waiting = {
             let mut s = self.shared.lock();
             if s.free > 0 {
                 s.free -= 1;
-                return Slot { shared: Some(Arc::clone(&self.shared)) };
+                return Some(Slot { shared: Some(Arc::clone(&self.shared)) });
             }
             let id = s.next_id;
             s.next_id += 1;
@@ -97,7 +107,7 @@ impl FairSlots {
         };
         // The sender is dropped unsent only by this waiter's own guard, which runs
         // after this await; a slot sent is ours.
-        (&mut waiting.rx).await.expect("a queued waiter's sender outlives its wait")
+        (&mut waiting.rx).await.ok()
     }
 
     /// Attempts waiting for a slot now.
@@ -146,19 +156,24 @@ impl Shared {
 
 impl State {
     fn pop_next(&mut self) -> Option<Waiter> {
-        let from = self.ring.pop_front()?;
-        let Entry::Occupied(mut q) = self.queues.entry(from) else {
-            unreachable!("the ring names only addresses with a queue");
-        };
-        let w = q.get_mut().pop_front().expect("queues are kept only while non-empty");
-        if q.get().is_empty() {
-            q.remove();
-        } else {
-            // Its next waiter waits for every other address's turn first.
-            self.ring.push_back(from);
+        loop {
+            let from = self.ring.pop_front()?;
+            // The ring names only addresses with a non-empty queue; one that has
+            // none is skipped rather than trusted.
+            let Entry::Occupied(mut q) = self.queues.entry(from) else { continue };
+            let Some(w) = q.get_mut().pop_front() else {
+                q.remove();
+                continue;
+            };
+            if q.get().is_empty() {
+                q.remove();
+            } else {
+                // Its next waiter waits for every other address's turn first.
+                self.ring.push_back(from);
+            }
+            self.waiting -= 1;
+            return Some(w);
         }
-        self.waiting -= 1;
-        Some(w)
     }
 
     /// Takes waiter `id` out of `from`'s queue; false if it is not there (it was
