@@ -129,6 +129,42 @@ async fn redis_cli_through_a_tls_listener() {
     assert_eq!(tls_cli(&addr, &pki.ca, None, PW, &["PING"]).await, (true, "PONG".into()));
 }
 
+/// Connections that never finish their TLS handshake count toward the bound on
+/// unauthenticated connections and give way like any other: with the bound full of
+/// them from one address, a client from another address still gets in, and the
+/// oldest silent one is closed at once (not at the handshake's 10 s timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_handshakes_give_way_to_another_address() {
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "listener");
+    let server = pki.leaf("server", &["localhost", "127.0.0.1"]);
+    let bdb = format!(
+        "tls_mode = \"enabled\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        toml_path(&server.cert),
+        toml_path(&server.key)
+    );
+    let proxy = "[proxy]\nmax_unauthenticated_connections = 4\nmax_unauthenticated_per_address = 0\n";
+    let p = Process::start_with(dir.path(), &format!("redis://{}", redis.addr()), proxy, &bdb, "").await;
+    set_password(&p, 1).await;
+    let addr = p.bdb(1);
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(Conn::connect_from("127.0.0.2:0", &addr).await);
+    }
+    // The bound is full of them: a fifth from the same address is closed at once.
+    let mut fifth = Conn::connect_from("127.0.0.2:0", &addr).await;
+    let started = Instant::now();
+    assert!(fifth.read_to_close().await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5), "the fifth was not refused at accept");
+    // A client from 127.0.0.1 gets in all the same...
+    assert_eq!(tls_cli(&addr, &pki.ca, None, PW, &["PING"]).await, (true, "PONG".into()));
+    // ...in place of the oldest silent handshake, cut short.
+    let started = Instant::now();
+    assert!(silent[0].read_to_close().await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5), "closed only by the handshake timeout");
+}
+
 /// A database requiring client certificates: without one, or with one from another
 /// CA, the handshake fails; with a good one, everything works (redis-cli and redis-py).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

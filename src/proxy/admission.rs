@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::kill::Kill;
 
@@ -49,11 +49,17 @@ struct Held {
     next: u64,
 }
 
-/// How to close an unauthenticated connection to make room: its kill switch, known
-/// once its session has made one (see [`Permit::bind`]).
+/// How to close an unauthenticated connection to make room: its kill switch (see
+/// [`Permit::bind`]; a TLS connection has one for its handshake, then its session's).
 #[derive(Debug, Default)]
 struct Closer {
-    kill: OnceLock<Kill>,
+    kill: Mutex<Option<Kill>>,
+}
+
+impl Closer {
+    fn kill(&self) -> Option<Kill> {
+        self.kill.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Counts one unauthenticated connection until dropped.
@@ -113,26 +119,22 @@ impl Held {
         true
     }
 
-    /// Closes the oldest connection of the address holding the most, if that holds
-    /// more than `ip` will once admitted; what was closed leaves the count now (its
-    /// permit finds itself gone when it drops).
-    fn make_room_for(&mut self, ip: IpAddr) -> bool {
+    /// Picks the oldest connection of the address holding the most (or, if none of
+    /// its connections can be closed yet, of the next one down) among those that
+    /// hold more than `ip` will once admitted, and takes it out of the count now
+    /// (its permit finds itself gone when it drops). The caller throws the returned
+    /// switch once the lock is released.
+    fn make_room_for(&mut self, ip: IpAddr) -> Option<Kill> {
         let newcomer = self.count(&ip) + 1;
-        let Some(&(most, heaviest)) = self.by_count.last() else { return false };
-        if most <= newcomer {
-            return false;
-        }
-        // The oldest whose session is running: one admitted a moment ago may not
-        // have its kill switch yet.
-        let victim = self
-            .by_address
-            .get(&heaviest)
-            .and_then(|conns| conns.iter().find_map(|(id, c)| c.kill.get().map(|k| (*id, k.clone()))));
-        let Some((id, kill)) = victim else { return false };
-        self.remove(heaviest, id);
-        kill.kill();
-        tracing::debug!(%heaviest, "closed its oldest unauthenticated connection to make room for another address");
-        true
+        let (victim, from) =
+            self.by_count.iter().rev().take_while(|(n, _)| *n > newcomer).find_map(|(_, addr)| {
+                // One admitted a moment ago may not have its kill switch yet.
+                let conns = self.by_address.get(addr)?;
+                conns.iter().find_map(|(id, c)| c.kill().map(|k| ((*id, k), *addr)))
+            })?;
+        self.remove(from, victim.0);
+        tracing::debug!(%from, "closing its oldest unauthenticated connection to make room for another address");
+        Some(victim.1)
     }
 }
 
@@ -172,14 +174,20 @@ impl Admission {
         if self.max_per_address > 0 && held.count(&ip) >= self.max_per_address {
             return Err(Refused::PerAddress);
         }
+        // `total` changes only under the lock when a bound is kept, so "full" read
+        // here is never a connection already on its way out.
+        let mut evicted = None;
         if self.max_total > 0 && self.total.load(Ordering::Acquire) >= self.max_total {
-            if !held.make_room_for(ip) {
-                return Err(Refused::Total);
-            }
+            evicted = Some(held.make_room_for(ip).ok_or(Refused::Total)?);
             self.total.fetch_sub(1, Ordering::AcqRel);
         }
         let id = held.insert(ip, Arc::clone(&closer));
         self.total.fetch_add(1, Ordering::AcqRel);
+        drop(held);
+        // Thrown outside the lock: waking its task is none of the admission's work.
+        if let Some(kill) = evicted {
+            kill.kill();
+        }
         Ok(Permit { admission: Arc::clone(self), ip, id: Some(id), closer })
     }
 }
@@ -187,19 +195,30 @@ impl Admission {
 impl Permit {
     /// The connection's kill switch: from now on it can be closed to make room.
     pub fn bind(&self, kill: &Kill) {
-        let _ = self.closer.kill.set(kill.clone());
+        let mut slot = self.closer.kill.lock().unwrap_or_else(|p| p.into_inner());
+        // A switch bound later replaces an earlier one (a TLS handshake's, then the
+        // session's); if the earlier one was thrown already, so is the later one.
+        if slot.as_ref().is_some_and(Kill::is_killed) {
+            kill.kill();
+        }
+        *slot = Some(kill.clone());
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let a = &self.admission;
-        let counted = match self.id {
-            None => true,
-            Some(id) => a.lock().remove(self.ip, id),
-        };
-        if counted {
-            a.total.fetch_sub(1, Ordering::AcqRel);
+        match self.id {
+            None => {
+                a.total.fetch_sub(1, Ordering::AcqRel);
+            }
+            Some(id) => {
+                // Under the lock, with the entry: see `admit`.
+                let held = a.lock().remove(self.ip, id);
+                if held {
+                    a.total.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
         }
     }
 }
@@ -263,6 +282,40 @@ mod tests {
         let held = adm.lock();
         assert_eq!(held.by_count.iter().map(|(n, _)| n).sum::<usize>(), 4);
         assert_eq!([A, B, C, D].map(|ip| held.count(&ip)), [1; 4]);
+    }
+
+    /// The address holding the most has nothing that can be closed yet: the next
+    /// one down that still holds more than the newcomer gives way instead.
+    #[test]
+    fn room_comes_from_the_next_address_down_when_the_first_cannot_give_it() {
+        let adm = Admission::new(6, 0);
+        let _unbound: Vec<_> = (0..3).map(|_| adm.admit(A).unwrap()).collect();
+        let (_b1, kb1) = bound(&adm, B);
+        let (_b2, kb2) = bound(&adm, B);
+        let (_c1, _) = bound(&adm, C);
+        let (_d1, _) = bound(&adm, D);
+        assert!(kb1.is_killed() && !kb2.is_killed(), "B's oldest, since A's cannot be closed");
+        assert_eq!(adm.admit(E).unwrap_err(), Refused::Total, "B holds 1 now, as E would");
+    }
+
+    /// A switch bound later replaces the earlier (a TLS handshake's, then the
+    /// session's) and is thrown at once if the earlier one was.
+    #[test]
+    fn a_later_switch_replaces_the_earlier() {
+        let adm = Admission::new(2, 0);
+        let (a, early) = bound(&adm, A);
+        let late = Kill::new();
+        a.bind(&late);
+        let (_a2, _) = bound(&adm, A);
+        let _b = adm.admit(B).unwrap();
+        assert!(late.is_killed() && !early.is_killed(), "the session's switch is the one thrown");
+        let p = Admission::new(0, 1).admit(A).unwrap();
+        let thrown = Kill::new();
+        thrown.kill();
+        p.bind(&thrown);
+        let next = Kill::new();
+        p.bind(&next);
+        assert!(next.is_killed(), "a thrown switch carries over");
     }
 
     #[test]

@@ -460,8 +460,9 @@ impl ClientHalf {
                 continue;
             }
             let owned: Vec<Vec<u8>> = req.args(frame).iter().map(|a| a.to_vec()).collect();
-            if matches!(cmd, Command::Auth | Command::Hello) {
-                // The request held a password: do not leave it in the read buffer.
+            if matches!(cmd, Command::Auth | Command::Hello | Command::Ambiguous) {
+                // The request held a password (a smuggled `AUTH\0…` may too): do not
+                // leave it in the read buffer.
                 buf[*pos..*pos + len].zeroize();
             }
             *pos += len;

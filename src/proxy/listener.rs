@@ -137,11 +137,20 @@ pub async fn serve_until(
                 tracker.spawn(serve_tcp(ctx, stream, Some(peer), Some(permit), guard).instrument(span));
             }
             Some(acceptor) => {
+                // Closable to make room from now on, its handshake included: a flood
+                // of handshakes that never finish must not hold the bound in all
+                // (see `admission`). The session binds its own switch after.
+                let early = super::kill::Kill::new();
+                permit.bind(&early);
                 // The handshake runs in the connection's task, never in the accept loop.
                 tracker.spawn(
                     async move {
                         let _guard = guard;
-                        let Some(mut tls) = handshake(&ctx, acceptor, stream).await else {
+                        let tls = tokio::select! {
+                            tls = handshake(&ctx, acceptor, stream) => tls,
+                            () = early.killed() => None,
+                        };
+                        let Some(mut tls) = tls else {
                             return;
                         };
                         if full {

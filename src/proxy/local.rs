@@ -191,7 +191,8 @@ impl ClientHalf {
             [name, sub, ..] if !name.contains(&0) => replies::unknown_subcommand(name, sub),
             _ => replies::unknown_command(args),
         };
-        if self.in_multi && matches!(self.conn, Conn::Own(_)) {
+        // (`forward_own` opens the client's own connection if it somehow has none.)
+        if self.in_multi {
             if !self.refresh_grant() {
                 self.push(Entry::Close);
                 return Ok(Flow::Stop);
