@@ -70,6 +70,19 @@ async fn assert_plaintext_refused(addr: &str) {
     assert!(got.is_empty() || got[0] == 21, "a plaintext client got {}", show(&got));
 }
 
+/// A CA named `name` under `dir`, and the database keys for a TLS listener with a
+/// server certificate it signed (for localhost and 127.0.0.1).
+fn tls_listener(dir: &Path, name: &str) -> (Pki, String) {
+    let pki = Pki::new(dir, name);
+    let server = pki.leaf("server", &["localhost", "127.0.0.1"]);
+    let bdb = format!(
+        "tls_mode = \"enabled\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        toml_path(&server.cert),
+        toml_path(&server.key)
+    );
+    (pki, bdb)
+}
+
 fn toml_path(p: &Path) -> String {
     p.display().to_string().replace('\\', "\\\\")
 }
@@ -78,13 +91,7 @@ fn toml_path(p: &Path) -> String {
 async fn redis_cli_through_a_tls_listener() {
     let redis = Redis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "listener");
-    let server = pki.leaf("server", &["localhost", "127.0.0.1"]);
-    let bdb = format!(
-        "tls_mode = \"enabled\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        toml_path(&server.cert),
-        toml_path(&server.key)
-    );
+    let (pki, bdb) = tls_listener(dir.path(), "listener");
     let p = Process::start_with(
         dir.path(),
         &format!("redis://{}", redis.addr()),
@@ -137,13 +144,7 @@ async fn redis_cli_through_a_tls_listener() {
 async fn silent_handshakes_give_way_to_another_address() {
     let redis = Redis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "listener");
-    let server = pki.leaf("server", &["localhost", "127.0.0.1"]);
-    let bdb = format!(
-        "tls_mode = \"enabled\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        toml_path(&server.cert),
-        toml_path(&server.key)
-    );
+    let (pki, bdb) = tls_listener(dir.path(), "listener");
     let proxy = "[proxy]\nmax_unauthenticated_connections = 4\nmax_unauthenticated_per_address = 0\n";
     let p = Process::start_with(dir.path(), &format!("redis://{}", redis.addr()), proxy, &bdb, "").await;
     set_password(&p, 1).await;
@@ -246,13 +247,7 @@ async fn redis_py(args: &[&str]) -> String {
 async fn redis_py_through_a_tls_listener() {
     let redis = Redis::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path(), "py");
-    let server = pki.leaf("server", &["localhost", "127.0.0.1"]);
-    let bdb = format!(
-        "tls_mode = \"enabled\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        toml_path(&server.cert),
-        toml_path(&server.key)
-    );
+    let (pki, bdb) = tls_listener(dir.path(), "py");
     let p = Process::start_with(dir.path(), &format!("redis://{}", redis.addr()), "", &bdb, "").await;
     set_password(&p, 1).await;
     let addr = p.bdb(1);
