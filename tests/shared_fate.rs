@@ -187,8 +187,9 @@ async fn with_big_value(big: usize, soft_for: Duration) -> (Redis, Proxy) {
 }
 
 /// Issue 12's slow reader (a 64 MiB reply read 1 MiB per 3 s through a 4 KiB receive
-/// buffer) and a non-reader, beside 20 clients on the same lane: the 20 clients' p99
-/// latency stays within 2x of the same run without them. The two are dealt with as
+/// buffer) and a non-reader, beside 20 clients on the same lane: none of the 20
+/// clients waits for them, and their p99 latency stays within 2x (+5 ms) of the same
+/// run without them. The two are dealt with as
 /// Redis deals with clients over their output buffer limits: disconnected, here by
 /// the default hard and soft limits with the soft one's 60 s shortened to 2 s, so
 /// that the test sees it (what the kernel's socket buffers took keeps a 64 MiB reply
@@ -237,8 +238,16 @@ async fn a_slow_reader_and_a_non_reader_do_not_slow_the_others() {
         calm.last().unwrap(),
         busy.last().unwrap()
     );
+    // A lane held up by the slow reader would make the others wait its 3 s pauses.
+    let busy_max = *busy.last().unwrap();
+    assert!(busy_max < Duration::from_secs(1), "a GET waited {busy_max:?} beside the slow clients");
+    // Within 2x, give or take 5 ms: on a shared 2-core machine, where this test, the
+    // proxy and Redis take turns on the cores, the two runs' p99 (~2 ms) moves by
+    // that much with no slow client at all. The bare 2x failed in 1 of 4 runs of the
+    // build before this tolerance and in 2 of 5 of the build after, both of them
+    // measured side by side (ratios 0.5-3.1, p99 1.7-6.4 ms).
     assert!(
-        ratio <= 2.0,
+        busy_p99 <= calm_p99 * 2 + Duration::from_millis(5),
         "p99 {busy_p99:?} with the slow clients vs {calm_p99:?} without (ratio {ratio:.2})"
     );
 
